@@ -1,0 +1,114 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ispctl.h"
+#include "util.h"
+
+void ispctl_error(const struct ispctl_args *args, const char *file, int line, bool with_line,
+                  const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+
+        fprintf(stderr, "%s\n", msg);
+
+        if (args && args->json) {
+                json_object *o = json_object_new_object();
+
+                if (!o)
+                        return;
+                json_object_object_add(o, "error", json_object_new_string(msg));
+                if (file)
+                        json_object_object_add(o, "file", json_object_new_string(file));
+                if (with_line)
+                        json_object_object_add(o, "line", line > 0 ? json_object_new_int(line) : NULL);
+                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+                json_object_put(o);
+        }
+}
+
+static void help(void) {
+        printf("Usage: ispctl [OPTIONS...] COMMAND ...\n"
+               "\n"
+               "Update the firmware of STC32G boards on a CAN bus through stcispd.\n"
+               "\n"
+               "Commands:\n"
+               "  inspect FILE        Validate an Intel HEX or BIN image and show what a\n"
+               "                      node's flash will hold (no daemon needed)\n"
+               "\n"
+               "Options:\n"
+               "  -h --help           Show this help\n"
+               "     --version        Show the version\n"
+               "     --json           Print JSON only on standard output\n"
+               "     --format FORMAT  Image format: hex or bin (default: from the file)\n"
+               "\n"
+               "Exit status: 0 success, 1 invalid or unreadable image, 2 usage error.\n"
+               "See ispctl(1).\n");
+}
+
+static const struct {
+        const char *name;
+        int (*run)(int argc, char *argv[], const struct ispctl_args *args);
+} verbs[] = {
+        { "inspect", verb_inspect },
+};
+
+int main(int argc, char *argv[]) {
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT };
+        static const struct option options[] = {
+                { "help",    no_argument,       NULL, 'h'         },
+                { "version", no_argument,       NULL, ARG_VERSION },
+                { "json",    no_argument,       NULL, ARG_JSON    },
+                { "format",  required_argument, NULL, ARG_FORMAT  },
+                {}
+        };
+        struct ispctl_args args = {};
+        int c;
+
+        /* Scan for --json first so even an early usage error is JSON. */
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+                if (strcmp(argv[i], "--json") == 0)
+                        args.json = true;
+
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+                switch (c) {
+                case 'h':
+                        help();
+                        return ISPCTL_EXIT_SUCCESS;
+                case ARG_VERSION:
+                        printf("ispctl " PROJECT_VERSION "\n");
+                        return ISPCTL_EXIT_SUCCESS;
+                case ARG_JSON:
+                        args.json = true;
+                        break;
+                case ARG_FORMAT:
+                        args.format = optarg;
+                        break;
+                case '?':
+                        if (optopt)
+                                ispctl_error(&args, NULL, 0, false, "ispctl: option '-%c' is unknown or lacks its argument (see 'ispctl --help')", optopt);
+                        else
+                                ispctl_error(&args, NULL, 0, false, "ispctl: option '%s' is unknown or lacks its argument (see 'ispctl --help')", argv[optind - 1]);
+                        return ISPCTL_EXIT_USAGE;
+                }
+
+        if (optind >= argc) {
+                ispctl_error(&args, NULL, 0, false, "ispctl: missing command (see 'ispctl --help')");
+                return ISPCTL_EXIT_USAGE;
+        }
+
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (strcmp(argv[optind], verbs[i].name) == 0)
+                        return verbs[i].run(argc - optind, argv + optind, &args);
+
+        ispctl_error(&args, NULL, 0, false, "ispctl: unknown command '%s' (see 'ispctl --help')", argv[optind]);
+        return ISPCTL_EXIT_USAGE;
+}
