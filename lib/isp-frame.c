@@ -320,19 +320,22 @@ int isp_reply_parse(const struct isp_can_frame *f, struct isp_reply *ret) {
         if (r.node == ISP_NODE_ALL)
                 return -ISP_FRAME_BAD_ARGUMENT;
 
+        /* Node 0 is the legacy node whatever the DLC: its firmware defines no
+         * payload for these replies, so any payload is ignored rather than
+         * taken for an extended node's status. */
+        if (r.node == ISP_NODE_LEGACY &&
+            (r.cmd == ISP_CMD_CONNECT || r.cmd == ISP_CMD_PROGRAM ||
+             r.cmd == ISP_CMD_ERASE || r.cmd == ISP_CMD_REBOOT)) {
+                r.legacy = true;
+                *ret = r;
+                return 0;
+        }
+
         switch (r.cmd) {
         case ISP_CMD_CONNECT:
-                if (f->len == 8) {
-                        /* INFO comes only from extended nodes, ids 1-254. */
-                        if (r.node == ISP_NODE_LEGACY)
-                                return -ISP_FRAME_BAD_ARGUMENT;
-                        info_get(f->data, &r.u.info);
-                        break;
-                }
-                /* Any shorter payload is the legacy node's CONNECT reply. */
-                if (r.node != ISP_NODE_LEGACY)
+                if (f->len != 8)
                         return -ISP_FRAME_BAD_DLC;
-                r.legacy = true;
+                info_get(f->data, &r.u.info);
                 break;
 
         case ISP_CMD_ENTER_ISP:
@@ -349,16 +352,13 @@ int isp_reply_parse(const struct isp_can_frame *f, struct isp_reply *ret) {
                         memcpy(r.u.data, f->data, 8);
                         break;
                 }
-                if (f->len != 1 || f->data[0] == ISP_STATUS_OK)
+                /* Only an extended node refuses a READ with a status. */
+                if (r.legacy || f->len != 1 || f->data[0] == ISP_STATUS_OK)
                         return -ISP_FRAME_BAD_DLC;
                 r.status = f->data[0];
                 break;
 
         case ISP_CMD_PROGRAM:
-                if (f->len == 0 && r.node == ISP_NODE_LEGACY) {
-                        r.legacy = true;
-                        break;
-                }
                 if (f->len != 4)
                         return -ISP_FRAME_BAD_DLC;
                 r.status = f->data[0];
@@ -369,10 +369,6 @@ int isp_reply_parse(const struct isp_can_frame *f, struct isp_reply *ret) {
 
         case ISP_CMD_ERASE:
         case ISP_CMD_REBOOT:
-                if (f->len == 0 && r.node == ISP_NODE_LEGACY) {
-                        r.legacy = true;
-                        break;
-                }
                 if (f->len != 1)
                         return -ISP_FRAME_BAD_DLC;
                 r.status = f->data[0];
