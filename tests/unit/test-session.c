@@ -1,0 +1,1577 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The protocol engine against real node cores (sim/node) on RAM flash,
+ * frame by frame, on a virtual clock: every frame the session sends goes
+ * to every node on the bench, every reply comes back, and when nothing is
+ * on the wire the clock jumps to session_deadline(). Faults (lost frames,
+ * power cuts, write failures, foreign traffic) are injected on the way.
+ *
+ * What is asserted is what a user checks: the bytes in the node's flash,
+ * whether it boots its application, the job's end state and error text.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "isp-frame.h"
+#include "isp-image.h"
+#include "isp-node-ram.h"
+#include "isp-node.h"
+#include "session.h"
+
+#define MAX_NODES 4
+#define QUEUE_MAX 4096
+#define MSEC 1000ULL
+#define FRAME_USEC 200ULL       /* bus time charged per frame */
+
+typedef struct Bench Bench;
+
+struct queue {
+        struct isp_can_frame f[QUEUE_MAX];
+        unsigned head, n;
+};
+
+struct Bench {
+        struct isp_node_ram ram[MAX_NODES];
+        struct isp_node node[MAX_NODES];
+        unsigned n_nodes;
+
+        struct isp_image *img;
+        struct session_config cfg;
+        struct session *s;
+        uint64_t now;
+
+        struct queue tx;                /* session → nodes */
+        struct queue rx;                /* nodes → session */
+
+        /* Everything the session sent, in order. */
+        struct isp_can_frame *log;
+        size_t n_log, log_cap;
+
+        /* Callback records */
+        unsigned n_finished;
+        enum session_state fin_state;
+        char fin_error[512];
+        enum session_phase phases[64];
+        unsigned n_phases;
+        struct session_node_info seen[64];
+        unsigned n_seen;
+        uint64_t prog_done, prog_total;
+        enum session_phase prog_phase;
+
+        /* PROGRAM frames sent and not yet acknowledged to the session */
+        int outstanding, max_outstanding;
+
+        /* Faults */
+        unsigned drop_tx_every, drop_rx_every;
+        unsigned n_tx, n_rx, n_dropped;
+        unsigned power_cut_every;       /* node 0: power-cycle after every k-th frame it gets */
+        unsigned n_delivered;           /* frames delivered to node 0 */
+        unsigned n_power_cuts;
+        bool check_commit_order;        /* after every frame: valid entry ⇒ flash complete */
+        uint8_t *old_flash;             /* the old application, if one was installed */
+        int send_error;                 /* ops->send returns it, when non-zero */
+        bool link_down;                 /* frames sent are lost */
+        int info_caps;                  /* >= 0: rewrite INFO capabilities */
+        int info_version;               /* >= 0: rewrite INFO version */
+        /* Late reply: the reply to the n-th PROGRAM frame is held back
+         * for delay_usec; the next PROGRAM frame to another offset then
+         * fails once (a legacy node stays silent). */
+        unsigned late_nth_program, n_program_delivered;
+        uint64_t late_usec;
+        bool late_fail_next;            /* inject that one-shot failure */
+        bool late_armed, late_offset_set, late_failed_once;
+        uint32_t late_offset;
+        uint64_t late_release;          /* UINT64_MAX: that reply was delivered */
+        /* Replies held back, with their release times */
+        struct { uint64_t release; struct isp_can_frame f; } held[64];
+        unsigned n_held;
+        uint64_t reply_delay_usec[MAX_NODES];   /* a slow node answers late */
+        /* Called after each frame delivered to the nodes. */
+        void (*hook)(Bench *b, const struct isp_can_frame *f);
+        /* Called on each phase change. */
+        void (*phase_hook)(Bench *b, enum session_phase phase);
+        unsigned hook_state;
+};
+
+static Bench *b;
+
+/* ------------------------------------------------------------------------ */
+/* Queues and frame conversion */
+
+static void q_push(struct queue *q, const struct isp_can_frame *f) {
+        assert_true(q->n < QUEUE_MAX);
+        q->f[(q->head + q->n++) % QUEUE_MAX] = *f;
+}
+
+static bool q_pop(struct queue *q, struct isp_can_frame *ret) {
+        if (q->n == 0)
+                return false;
+        *ret = q->f[q->head];
+        q->head = (q->head + 1) % QUEUE_MAX;
+        q->n--;
+        return true;
+}
+
+static struct isp_node_frame to_node(const struct isp_can_frame *f) {
+        struct isp_node_frame n = { .id = f->id, .dlc = f->len };
+
+        if (f->flags & ISP_FRAME_EXTENDED)
+                n.id |= ISP_NODE_FRAME_EXTENDED;
+        if (f->flags & ISP_FRAME_FLAG_RTR)
+                n.id |= ISP_NODE_FRAME_RTR;
+        memcpy(n.data, f->data, 8);
+        return n;
+}
+
+static struct isp_can_frame from_node(const struct isp_node_frame *n) {
+        struct isp_can_frame f = {
+                .id = n->id & ISP_NODE_FRAME_ID_MASK,
+                .flags = (n->id & ISP_NODE_FRAME_EXTENDED) ? ISP_FRAME_EXTENDED : 0,
+                .len = n->dlc,
+        };
+
+        memcpy(f.data, n->data, 8);
+        return f;
+}
+
+static unsigned frame_cmd(const struct isp_can_frame *f) {
+        return (f->id & ISP_ID_CMD_MASK) >> ISP_ID_CMD_SHIFT;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Session callbacks */
+
+static int on_send(void *userdata, const struct isp_can_frame *f) {
+        Bench *bb = userdata;
+
+        if (bb->send_error)
+                return bb->send_error;
+        if (bb->n_log == bb->log_cap) {
+                bb->log_cap = bb->log_cap ? bb->log_cap * 2 : 1024;
+                bb->log = realloc(bb->log, bb->log_cap * sizeof(*bb->log));
+                assert_non_null(bb->log);
+        }
+        bb->log[bb->n_log++] = *f;
+        if (frame_cmd(f) == ISP_CMD_PROGRAM) {
+                bb->outstanding++;
+                if (bb->outstanding > bb->max_outstanding)
+                        bb->max_outstanding = bb->outstanding;
+        }
+        if (!bb->link_down)
+                q_push(&bb->tx, f);
+        return 0;
+}
+
+static void on_phase(void *userdata, enum session_phase phase) {
+        Bench *bb = userdata;
+
+        assert_true(bb->n_phases < 64);
+        bb->phases[bb->n_phases++] = phase;
+        if (bb->phase_hook)
+                bb->phase_hook(bb, phase);
+}
+
+static void on_progress(void *userdata, uint64_t done, uint64_t total) {
+        Bench *bb = userdata;
+
+        assert_true(done <= total);
+        bb->prog_done = done;
+        bb->prog_total = total;
+        bb->prog_phase = session_get_phase(bb->s);
+}
+
+static void on_node_seen(void *userdata, const struct session_node_info *n) {
+        Bench *bb = userdata;
+
+        assert_true(bb->n_seen < 64);
+        bb->seen[bb->n_seen++] = *n;
+}
+
+static void on_finished(void *userdata, enum session_state state, const char *error) {
+        Bench *bb = userdata;
+
+        bb->n_finished++;
+        bb->fin_state = state;
+        if (state == SESSION_FAILED) {
+                assert_non_null(error);
+                snprintf(bb->fin_error, sizeof(bb->fin_error), "%s", error);
+        } else
+                assert_null(error);
+}
+
+static const struct session_ops ops = {
+        .send = on_send,
+        .phase = on_phase,
+        .progress = on_progress,
+        .node_seen = on_node_seen,
+        .finished = on_finished,
+};
+
+/* ------------------------------------------------------------------------ */
+/* Images */
+
+struct hexfile {
+        char *text;
+        size_t len, cap;
+        int upper;              /* current type-04 value, -1 none */
+};
+
+static void hex_line(struct hexfile *h, uint16_t addr, uint8_t type, const uint8_t *data, size_t n) {
+        uint8_t sum = (uint8_t) (n + (addr >> 8) + (addr & 0xFF) + type);
+
+        if (h->len + 600 > h->cap) {
+                h->cap = h->cap ? h->cap * 2 : 65536;
+                h->text = realloc(h->text, h->cap);
+                assert_non_null(h->text);
+        }
+        h->len += (size_t) sprintf(h->text + h->len, ":%02X%04X%02X", (unsigned) n, addr, type);
+        for (size_t i = 0; i < n; i++) {
+                h->len += (size_t) sprintf(h->text + h->len, "%02X", data[i]);
+                sum = (uint8_t) (sum + data[i]);
+        }
+        h->len += (size_t) sprintf(h->text + h->len, "%02X\n", (uint8_t) -sum);
+}
+
+/* Data at a full HEX address (0x0000xxxx = FF:xxxx, or 0xFExxxx/0xFFxxxx). */
+static void hex_data(struct hexfile *h, uint32_t addr, const uint8_t *data, size_t n) {
+        while (n > 0) {
+                size_t k = n < 16 ? n : 16;
+                uint8_t up[2] = { (uint8_t) (addr >> 24), (uint8_t) (addr >> 16) };
+
+                if ((int) (addr >> 16) != h->upper) {
+                        h->upper = (int) (addr >> 16);
+                        hex_line(h, 0, 0x04, up, 2);
+                }
+                if ((addr & 0xFFFF) + k > 0x10000)
+                        k = 0x10000 - (addr & 0xFFFF);
+                hex_line(h, (uint16_t) addr, 0x00, data, k);
+                addr += (uint32_t) k;
+                data += k;
+                n -= k;
+        }
+}
+
+static uint32_t lcg(uint32_t *state) {
+        *state = *state * 1103515245u + 12345u;
+        return *state >> 16;
+}
+
+/* An example-like application: LJMP FF:1100 at FF:0000, code at FF:1100, a
+ * string at FF:1200, 1 KiB of filler at FF:1300 (with 0xFF data bytes in
+ * it, and a run of them), a 1 KiB table in the low bank at FE:0000, and 8
+ * bytes at the very end of the flash. `variant` changes the bytes. */
+static struct isp_image *make_image(unsigned variant) {
+        struct hexfile h = { .upper = -1 };
+        struct isp_image_error e;
+        struct isp_image *img;
+        uint8_t buf[1024];
+        uint32_t rng = 0x5C15 + variant;
+        static const uint8_t ljmp[3] = { 0x02, 0x11, 0x00 };
+        static const uint8_t blink[8] = { 0xB2, 0x90, 0x7F, 0x00, 0xDF, 0xFE, 0x80, 0xF8 };
+        char str[32];
+        int r;
+
+        hex_data(&h, 0x0000, ljmp, 3);
+
+        memcpy(buf, blink, 8);
+        for (unsigned i = 8; i < 100; i++)
+                buf[i] = (uint8_t) (lcg(&rng) + variant);
+        hex_data(&h, 0x1100, buf, 100);
+
+        snprintf(str, sizeof(str), "stcisp test image v%u", variant);
+        hex_data(&h, 0x1200, (const uint8_t *) str, strlen(str) + 1);
+
+        for (unsigned i = 0; i < 1024; i++)
+                buf[i] = (i % 13 == 5 || (i >= 300 && i < 316)) ? 0xFF : (uint8_t) lcg(&rng);
+        hex_data(&h, 0x1300, buf, 1024);
+
+        for (unsigned i = 0; i < 1024; i++) {
+                buf[i] = (uint8_t) (128 + (int) (100.0 * ((i * 7 + variant) % 64) / 64.0) - 50);
+                if (buf[i] == 0xFF)
+                        buf[i] = 0xFE;
+        }
+        hex_data(&h, 0xFE0000, buf, 1024);
+
+        for (unsigned i = 0; i < 8; i++)
+                buf[i] = (uint8_t) (0xA0 + i + variant);
+        hex_data(&h, 0xFFFFF8, buf, 8);
+
+        hex_line(&h, 0, 0x01, NULL, 0);
+
+        img = malloc(sizeof(*img));
+        assert_non_null(img);
+        r = isp_image_load(img, h.text, h.len, ISP_IMAGE_HEX, &e);
+        if (r < 0)
+                fail_msg("test image does not load: line %u: %s", e.line, e.message);
+        free(h.text);
+        return img;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Bench */
+
+static int setup(void **state) {
+        b = calloc(1, sizeof(*b));
+        assert_non_null(b);
+        session_config_init(&b->cfg);
+        b->info_caps = -1;
+        b->info_version = -1;
+        b->late_release = UINT64_MAX;
+        b->img = make_image(1);
+        return 0;
+}
+
+static int teardown(void **state) {
+        session_free(b->s);
+        free(b->old_flash);
+        free(b->img);
+        free(b->log);
+        free(b);
+        b = NULL;
+        return 0;
+}
+
+/* Add a node, powered on (an extended node in ISP sends ANNOUNCE, which is
+ * dropped here: nobody was listening yet). Returns its index. */
+static unsigned add_node(uint8_t id, uint8_t rx_depth) {
+        struct isp_node_config config = {
+                .node_id = id,
+                .isp_version = 3,
+                .rx_depth = rx_depth,
+                .uid = { 0xC0, 0xFF, 0xEE, id },
+        };
+        unsigned i = b->n_nodes++;
+        struct isp_node_frame f;
+
+        assert_true(i < MAX_NODES);
+        isp_node_ram_init(&b->ram[i]);
+        assert_int_equal(isp_node_init(&b->node[i], &config, &isp_node_ram_ops, &b->ram[i]), 0);
+        (void) isp_node_power_on(&b->node[i]);
+        while (isp_node_ram_pop(&b->ram[i], &f))
+                ;
+        return i;
+}
+
+static void new_session(enum session_kind kind, uint8_t node) {
+        assert_int_equal(session_new(&b->s, kind, node, NULL, kind == SESSION_FLASH ? b->img : NULL,
+                                     &b->cfg, &ops, b), 0);
+}
+
+static void hold(const struct isp_can_frame *f, uint64_t usec) {
+        assert_true(b->n_held < 64);
+        b->held[b->n_held].release = b->now + usec;
+        b->held[b->n_held].f = *f;
+        b->n_held++;
+}
+
+/* Move held replies whose time has come to the receive queue. */
+static void release_held(void) {
+        for (unsigned i = 0; i < b->n_held;) {
+                if (b->held[i].release > b->now) {
+                        i++;
+                        continue;
+                }
+                q_push(&b->rx, &b->held[i].f);
+                if (b->late_release == b->held[i].release)
+                        b->late_release = UINT64_MAX;
+                memmove(&b->held[i], &b->held[i + 1], (b->n_held - i - 1) * sizeof(b->held[0]));
+                b->n_held--;
+        }
+}
+
+static uint64_t next_release(void) {
+        uint64_t d = UINT64_MAX;
+
+        for (unsigned i = 0; i < b->n_held; i++)
+                if (b->held[i].release < d)
+                        d = b->held[i].release;
+        return d;
+}
+
+static void collect_replies(void) {
+        struct isp_can_frame got[MAX_NODES * 8];
+        unsigned n = 0;
+
+        for (unsigned i = 0; i < b->n_nodes; i++) {
+                struct isp_node_frame nf;
+
+                while (isp_node_ram_pop(&b->ram[i], &nf)) {
+                        struct isp_can_frame f = from_node(&nf);
+
+                        if (b->reply_delay_usec[i]) {
+                                hold(&f, b->reply_delay_usec[i]);
+                                continue;
+                        }
+                        assert_true(n < MAX_NODES * 8);
+                        got[n++] = f;
+                }
+        }
+        /* arbitration: lowest ID first */
+        for (unsigned i = 1; i < n; i++)
+                for (unsigned j = i; j > 0 && got[j].id < got[j - 1].id; j--) {
+                        struct isp_can_frame x = got[j];
+                        got[j] = got[j - 1];
+                        got[j - 1] = x;
+                }
+
+        for (unsigned i = 0; i < n; i++) {
+                struct isp_can_frame *f = &got[i];
+                unsigned cmd = frame_cmd(f);
+
+                b->n_rx++;
+                if (b->late_armed) {
+                        b->late_armed = false;
+                        hold(f, b->late_usec);
+                        b->late_release = b->now + b->late_usec;
+                        continue;
+                }
+                if (b->drop_rx_every && b->n_rx % b->drop_rx_every == 0) {
+                        b->n_dropped++;
+                        continue;
+                }
+                if ((cmd == ISP_CMD_CONNECT || cmd == ISP_CMD_ENTER_ISP) && f->len == 8) {
+                        if (b->info_caps >= 0)
+                                f->data[1] = (uint8_t) b->info_caps;
+                        if (b->info_version >= 0)
+                                f->data[0] = (uint8_t) b->info_version;
+                }
+                q_push(&b->rx, f);
+        }
+}
+
+/* The node's flash is exactly what the image says a node holds after the
+ * update, and the ISP area is untouched. */
+static bool flash_is_new(unsigned i, const struct isp_image *img) {
+        for (uint32_t o = 0; o < ISP_FLASH_SIZE; o++) {
+                uint8_t want = (o >= ISP_AREA_START && o < ISP_AREA_END) ? isp_node_isp_pattern(o)
+                                                                          : isp_image_node_byte(img, o);
+                if (b->ram[i].flash[o] != want)
+                        return false;
+        }
+        return true;
+}
+
+/* What a node may boot: the complete new image, or the old application
+ * untouched. */
+static bool flash_complete(unsigned i, const struct isp_image *img) {
+        if (flash_is_new(i, img))
+                return true;
+        return i == 0 && b->old_flash && memcmp(b->ram[0].flash, b->old_flash, ISP_FLASH_SIZE) == 0;
+}
+
+static void assert_flash_is_image(unsigned i, const struct isp_image *img) {
+        for (uint32_t o = 0; o < ISP_FLASH_SIZE; o++) {
+                uint8_t want = (o >= ISP_AREA_START && o < ISP_AREA_END) ? isp_node_isp_pattern(o)
+                                                                          : isp_image_node_byte(img, o);
+                if (b->ram[i].flash[o] != want)
+                        fail_msg("flash offset 0x%05X holds 0x%02X, expected 0x%02X",
+                                 (unsigned) o, b->ram[i].flash[o], want);
+        }
+}
+
+static bool entry_valid(unsigned i) {
+        return isp_node_entry_is_valid(b->ram[i].flash + ISP_ENTRY_OFFSET);
+}
+
+static void deliver_to_nodes(const struct isp_can_frame *f) {
+        struct isp_node_frame nf = to_node(f);
+        bool fail_once = false;
+
+        b->n_tx++;
+        if (b->drop_tx_every && b->n_tx % b->drop_tx_every == 0) {
+                b->n_dropped++;
+                return;
+        }
+
+        if (b->late_nth_program && frame_cmd(f) == ISP_CMD_PROGRAM) {
+                uint32_t off = f->id & ISP_ID_ARG_MASK;
+
+                if (++b->n_program_delivered == b->late_nth_program) {
+                        b->late_armed = true;
+                        b->late_offset = off;
+                        b->late_offset_set = true;
+                } else if (b->late_fail_next && b->late_offset_set && off != b->late_offset &&
+                           !b->late_failed_once) {
+                        b->late_failed_once = true;
+                        fail_once = true;
+                }
+        }
+
+        if (fail_once)
+                b->ram[0].fail_program = 1;
+        for (unsigned i = 0; i < b->n_nodes; i++)
+                (void) isp_node_receive(&b->node[i], &nf);
+        if (fail_once)
+                b->ram[0].fail_program = 0;
+
+        if (b->n_nodes > 0 && b->check_commit_order && entry_valid(0) && !flash_complete(0, b->img))
+                fail_msg("after frame %u the entry is valid but the flash is not complete", b->n_tx);
+
+        b->n_delivered++;
+        if (b->n_nodes > 0 && b->power_cut_every && b->n_delivered % b->power_cut_every == 0) {
+                isp_node_power_off(&b->node[0]);
+                if (isp_node_power_on(&b->node[0]) == ISP_NODE_MODE_APPLICATION && !flash_complete(0, b->img))
+                        fail_msg("after a power cut at frame %u the node boots an incomplete application", b->n_tx);
+                b->n_power_cuts++;
+        }
+
+        if (b->hook)
+                b->hook(b, f);
+        collect_replies();
+}
+
+/* Run the bus until the session ends (or, with max_frames, until that
+ * many frames went to the nodes). */
+static void run_until(unsigned max_frames) {
+        unsigned frames = 0;
+
+        for (unsigned iter = 0; iter < 10000000; iter++) {
+                struct isp_can_frame f;
+                uint64_t d;
+
+                if (session_get_state(b->s) != SESSION_RUNNING)
+                        return;
+                if (max_frames && frames >= max_frames)
+                        return;
+
+                if (q_pop(&b->tx, &f)) {
+                        b->now += FRAME_USEC;
+                        deliver_to_nodes(&f);
+                        frames++;
+                        continue;
+                }
+                release_held();
+                if (q_pop(&b->rx, &f)) {
+                        b->now += FRAME_USEC;
+                        if (frame_cmd(&f) == ISP_CMD_PROGRAM && (f.id & ISP_ID_KIND_MASK) == ISP_ID_REPLY)
+                                b->outstanding--;
+                        session_receive(b->s, &f, b->now);
+                        continue;
+                }
+                d = session_deadline(b->s);
+                if (next_release() < d) {
+                        b->now = next_release() > b->now ? next_release() : b->now;
+                        continue;
+                }
+                if (d == UINT64_MAX)
+                        fail_msg("session waits for nothing but is still running (phase %s)",
+                                 session_phase_to_string(session_get_phase(b->s)));
+                if (d > b->now)
+                        b->now = d;
+                session_timeout(b->s, b->now);
+        }
+        fail_msg("session did not end");
+}
+
+static void run(void) {
+        run_until(0);
+}
+
+static void start_and_run(void) {
+        assert_int_equal(session_start(b->s, b->now), 0);
+        run();
+}
+
+static unsigned count_sent(unsigned cmd) {
+        unsigned n = 0;
+
+        for (size_t i = 0; i < b->n_log; i++)
+                n += frame_cmd(&b->log[i]) == cmd;
+        return n;
+}
+
+static void assert_succeeded(void) {
+        if (session_get_state(b->s) != SESSION_SUCCEEDED)
+                fail_msg("session %s: %s", session_state_to_string(session_get_state(b->s)),
+                         session_get_error(b->s) ? session_get_error(b->s) : "(no error)");
+        assert_int_equal(b->n_finished, 1);
+        assert_int_equal(b->fin_state, SESSION_SUCCEEDED);
+        assert_null(session_get_error(b->s));
+}
+
+static void assert_failed_with(enum session_phase phase, const char *a, const char *c) {
+        assert_int_equal(session_get_state(b->s), SESSION_FAILED);
+        assert_int_equal(b->n_finished, 1);
+        assert_int_equal(b->fin_state, SESSION_FAILED);
+        assert_string_equal(b->fin_error, session_get_error(b->s));
+        if (!strstr(b->fin_error, a) || (c && !strstr(b->fin_error, c)))
+                fail_msg("error \"%s\" does not say \"%s\"%s%s", b->fin_error, a, c ? " and " : "", c ? c : "");
+        if (phase != _SESSION_PHASE_MAX && session_get_phase(b->s) != phase)
+                fail_msg("failed in phase %s, expected %s (%s)", session_phase_to_string(session_get_phase(b->s)),
+                         session_phase_to_string(phase), b->fin_error);
+        assert_int_equal(session_deadline(b->s), UINT64_MAX);
+}
+
+/* Power-cycle node i: does it start its application? */
+static bool boots_application(unsigned i) {
+        struct isp_node_frame f;
+        enum isp_node_mode mode;
+
+        isp_node_power_off(&b->node[i]);
+        mode = isp_node_power_on(&b->node[i]);
+        while (isp_node_ram_pop(&b->ram[i], &f))
+                ;
+        return mode == ISP_NODE_MODE_APPLICATION;
+}
+
+/* A whole successful flash of node i, as the user sees it. */
+static void assert_flashed(unsigned i) {
+        assert_succeeded();
+        assert_flash_is_image(i, b->img);
+        assert_true(boots_application(i));
+        assert_int_equal(b->prog_done, b->prog_total);
+}
+
+static const struct isp_can_frame *first_sent(unsigned cmd) {
+        for (size_t i = 0; i < b->n_log; i++)
+                if (frame_cmd(&b->log[i]) == cmd)
+                        return &b->log[i];
+        return NULL;
+}
+
+/* Prefill the application area of node i with an old image (and its
+ * entry), so the node starts that application at its next boot. */
+static void install_old_application(unsigned i, unsigned variant) {
+        struct isp_image *old = make_image(variant);
+
+        for (uint32_t o = 0; o < ISP_FLASH_SIZE; o++)
+                if (o < ISP_AREA_START || o >= ISP_AREA_END)
+                        b->ram[i].flash[o] = isp_image_node_byte(old, o);
+        /* and an old sector the new image does not use */
+        memset(b->ram[i].flash + 0x08000, 0x5A, 300);
+        free(old);
+        if (i == 0) {
+                free(b->old_flash);
+                b->old_flash = malloc(ISP_FLASH_SIZE);
+                assert_non_null(b->old_flash);
+                memcpy(b->old_flash, b->ram[0].flash, ISP_FLASH_SIZE);
+        }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Flash: the good path */
+
+static void test_flash_extended_window(void **state) {
+        struct session_node_info info;
+        unsigned n;
+        const struct isp_can_frame *f;
+
+        add_node(3, /* rx_depth= */ 4);
+        b->cfg.window = 8;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_true(session_get_target_info(b->s, &info));
+        assert_int_equal(info.node, 3);
+        assert_int_equal(info.info.capabilities, 0x07);
+        /* window = min(rx depth 4, configured 8), and it was used */
+        assert_int_equal(b->max_outstanding, 4);
+
+        n = 0;
+        assert_int_equal(b->phases[n++], SESSION_PHASE_CONNECT);
+        assert_int_equal(b->phases[n++], SESSION_PHASE_ERASE);
+        assert_int_equal(b->phases[n++], SESSION_PHASE_PROGRAM);
+        assert_int_equal(b->phases[n++], SESSION_PHASE_VERIFY);
+        assert_int_equal(b->phases[n++], SESSION_PHASE_COMMIT);
+        assert_int_equal(b->phases[n++], SESSION_PHASE_REBOOT);
+        assert_int_equal(b->n_phases, n);
+
+        /* first request CONNECT 3 with DLC 0; the first ERASE is the entry
+         * sector alone */
+        assert_int_equal(b->log[0].id, 0x1A000003);
+        assert_int_equal(b->log[0].len, 0);
+        f = first_sent(ISP_CMD_ERASE);
+        assert_non_null(f);
+        assert_int_equal(f->len, 4);
+        assert_memory_equal(f->data, ((uint8_t[]) { 0x01, 0x10, 0x00, 0x01 }), 4);
+        /* sector erase only: far fewer than 248 sectors */
+        assert_true(b->ram[0].n_erased < 20);
+        /* verify by CRC, no READ but the entry check */
+        assert_true(count_sent(ISP_CMD_CRC) > 0);
+        assert_int_equal(count_sent(ISP_CMD_READ), 1);
+
+        assert_int_equal(session_get_stats(b->s)->retransmissions, 0);
+        assert_int_equal(session_get_stats(b->s)->stray_replies, 0);
+        assert_int_equal(b->n_seen, 1);
+        assert_int_equal(b->seen[0].node, 3);
+        assert_false(b->seen[0].legacy);
+        assert_false(b->seen[0].announce);
+        assert_int_equal(b->seen[0].info.rx_depth, 4);
+        assert_int_equal(b->seen[0].info.uid[3], 3);
+}
+
+static void test_flash_extended_window_1(void **state) {
+        add_node(7, /* rx_depth= */ 16);
+        b->cfg.window = 1;
+        new_session(SESSION_FLASH, 7);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->max_outstanding, 1);
+}
+
+static void test_flash_legacy(void **state) {
+        const struct isp_can_frame *f;
+
+        add_node(0, 1);
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->log[0].id, 0x1A000000);
+        assert_int_equal(b->log[0].len, 0);
+        /* one full ERASE, no CRC, READ-back verify */
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 1);
+        f = first_sent(ISP_CMD_ERASE);
+        assert_int_equal(f->len, 0);
+        assert_int_equal(count_sent(ISP_CMD_CRC), 0);
+        assert_true(count_sent(ISP_CMD_READ) > 100);
+        assert_int_equal(b->max_outstanding, 1);
+        assert_int_equal(b->n_seen, 1);
+        assert_true(b->seen[0].legacy);
+}
+
+/* An extended node that announces neither CRC nor sector erase gets the
+ * legacy treatment: full ERASE and READ-back verify. */
+static void test_flash_without_capabilities(void **state) {
+        add_node(4, 2);
+        b->info_caps = 0;
+        new_session(SESSION_FLASH, 4);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(count_sent(ISP_CMD_CRC), 0);
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 1);
+        assert_int_equal(first_sent(ISP_CMD_ERASE)->len, 0);
+        assert_true(count_sent(ISP_CMD_READ) > 100);
+        assert_int_equal(b->max_outstanding, 2);
+}
+
+/* Sector erase without CRC: the entry sector first, then a full ERASE
+ * (nothing cheap tells which other sectors are blank). */
+static void test_flash_sector_erase_without_crc(void **state) {
+        const struct isp_can_frame *f;
+
+        add_node(4, 2);
+        b->info_caps = ISP_CAP_SECTOR_ERASE;
+        new_session(SESSION_FLASH, 4);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(count_sent(ISP_CMD_CRC), 0);
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 2);
+        f = first_sent(ISP_CMD_ERASE);
+        assert_int_equal(f->len, 4);
+        assert_memory_equal(f->data, ((uint8_t[]) { 0x01, 0x10, 0x00, 0x01 }), 4);
+}
+
+/* A node running an old application: CONNECT goes unanswered, ENTER_ISP
+ * brings it into its ISP, and after the update nothing of the old
+ * application is left, also in sectors the new image does not use. */
+static void test_flash_node_running_old_application(void **state) {
+        add_node(3, 4);
+        install_old_application(0, 9);
+        assert_true(boots_application(0));
+
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
+        assert_int_equal(count_sent(ISP_CMD_CONNECT), 4 + 1);
+        assert_true(b->n_seen >= 1);
+        assert_true(b->seen[0].announce);
+        assert_int_equal(b->seen[0].node, 3);
+        /* the stale sector was found by CRC and erased, the others left */
+        assert_true(b->ram[0].n_erased < 30);
+}
+
+static void test_flash_no_verify_no_reboot(void **state) {
+        add_node(3, 4);
+        b->cfg.verify = false;
+        b->cfg.reboot = false;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_succeeded();
+        assert_flash_is_image(0, b->img);
+        /* the entry is still checked; no REBOOT: the node stays in ISP */
+        assert_int_equal(count_sent(ISP_CMD_READ), 1);
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), 0);
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
+        assert_int_equal(b->phases[b->n_phases - 1], SESSION_PHASE_COMMIT);
+        assert_true(boots_application(0));
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lost frames */
+
+static void test_flash_lossy_extended(void **state) {
+        const struct session_stats *st;
+
+        add_node(3, 8);
+        b->drop_tx_every = 7;
+        b->drop_rx_every = 11;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        st = session_get_stats(b->s);
+        assert_true(b->n_dropped > 20);
+        assert_true(st->retransmissions > 0);
+        assert_true(st->timeouts > 0);
+}
+
+static void test_flash_lossy_legacy(void **state) {
+        const struct session_stats *st;
+
+        add_node(0, 1);
+        b->drop_tx_every = 9;
+        b->drop_rx_every = 7;
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_flashed(0);
+        st = session_get_stats(b->s);
+        assert_true(st->retransmissions > 0);
+        assert_true(st->timeouts > 0);
+}
+
+/* The ack of a frame that was retransmitted arrives twice: the second is
+ * a stray. */
+static void dup_first_ack_hook(Bench *bb, const struct isp_can_frame *f) {
+        struct isp_node_frame nf;
+
+        if (bb->hook_state || frame_cmd(f) != ISP_CMD_PROGRAM)
+                return;
+        /* the node's ack is in its ram: put it twice */
+        if (bb->ram[0].n_sent == 1) {
+                nf = bb->ram[0].sent[0];
+                bb->ram[0].sent[bb->ram[0].n_sent++] = nf;
+                bb->hook_state = 1;
+        }
+}
+
+static void test_duplicate_ack_ignored(void **state) {
+        add_node(3, 4);
+        b->hook = dup_first_ack_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->hook_state, 1);
+        assert_int_equal(session_get_stats(b->s)->stray_replies, 1);
+}
+
+/* A legacy ack arrives after the time-out, when the retransmitted frame
+ * has already been acknowledged: it must not be taken for the ack of the
+ * next frame (which, here, the node failed to write and did not ack). */
+static void test_late_ack_legacy(void **state) {
+        add_node(0, 1);
+        b->late_nth_program = 10;
+        b->late_usec = 600 * MSEC;      /* time-out 500 ms */
+        b->late_fail_next = true;
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_true(b->late_failed_once);
+        assert_int_equal(b->late_release, UINT64_MAX);
+        assert_flashed(0);
+        assert_int_equal(session_get_stats(b->s)->retransmissions, 2);
+        assert_true(session_get_stats(b->s)->stray_replies >= 1);
+}
+
+/* The same on an extended node: acks carry the offset. The ack of the
+ * next frame shows the missing one was lost (the node answers in order),
+ * so it is resent at once, no time-out needed; the late ack is a stray. */
+static void test_late_ack_extended(void **state) {
+        add_node(3, 4);
+        b->late_nth_program = 10;
+        b->late_usec = 50 * MSEC;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_int_equal(b->late_release, UINT64_MAX);
+        assert_flashed(0);
+        assert_int_equal(session_get_stats(b->s)->retransmissions, 1);
+        assert_int_equal(session_get_stats(b->s)->timeouts, 0);
+        assert_int_equal(session_get_stats(b->s)->stray_replies, 1);
+}
+
+/* Foreign traffic mid-flash: standard frames, RTR, other hosts' requests,
+ * replies from another node, a malformed reply. */
+static void foreign_traffic_hook(Bench *bb, const struct isp_can_frame *f) {
+        static const struct isp_can_frame junk[] = {
+                { .id = 0x123, .flags = 0, .len = 2, .data = { 1, 2 } },
+                { .id = 0x1B200003, .flags = ISP_FRAME_EXTENDED | ISP_FRAME_FLAG_RTR, .len = 0 },
+                { .id = 0x1A200100, .flags = ISP_FRAME_EXTENDED, .len = 1, .data = { 0 } },
+                { .id = 0x18FF0001, .flags = ISP_FRAME_EXTENDED, .len = 8 },
+                { .id = 0x1B200007, .flags = ISP_FRAME_EXTENDED, .len = 4, .data = { 0, 0, 0x01, 0x00 } },
+                { .id = 0x1B200003, .flags = ISP_FRAME_EXTENDED, .len = 3, .data = { 0, 0, 0 } },
+                { .id = 0x1B000009, .flags = ISP_FRAME_EXTENDED, .len = 8, .data = { 1, 7, 1, 1, 0, 0, 0, 9 } },
+        };
+
+        if (frame_cmd(f) != ISP_CMD_PROGRAM || bb->hook_state++ % 10 != 0)
+                return;
+        for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
+                q_push(&bb->rx, &junk[i]);
+}
+
+static void test_foreign_traffic_ignored(void **state) {
+        const struct session_stats *st;
+
+        add_node(3, 4);
+        b->hook = foreign_traffic_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        st = session_get_stats(b->s);
+        assert_true(st->ignored_frames >= 4 * 10);
+        assert_true(st->stray_replies >= 3 * 10);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Failures */
+
+static void test_connect_no_answer(void **state) {
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT,
+                           "node3 did not answer CONNECT within 500 ms (4 tries",
+                           "'ispctl scan' lists the nodes that answer");
+        assert_int_equal(count_sent(ISP_CMD_CONNECT), 8);
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
+        assert_int_equal(b->n_log, 9);
+        assert_int_equal(session_get_stats(b->s)->timeouts, 8);
+}
+
+static void test_connect_no_answer_legacy(void **state) {
+        add_node(0, 1);
+        isp_node_power_off(&b->node[0]);
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT, "legacy did not answer CONNECT within 500 ms (4 tries)",
+                           "ispctl scan");
+        /* a legacy node has no ENTER_ISP */
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 0);
+        assert_int_equal(b->n_log, 4);
+}
+
+/* A node that answers CONNECT with 4 bytes instead of INFO is not used. */
+static void short_info_hook(Bench *bb, const struct isp_can_frame *f) {
+        struct isp_node_frame nf;
+
+        if (frame_cmd(f) == ISP_CMD_CONNECT && isp_node_ram_pop(&bb->ram[0], &nf)) {
+                nf.dlc = 4;
+                bb->ram[0].sent[bb->ram[0].n_sent++] = nf;
+        }
+}
+
+static void test_connect_malformed_info(void **state) {
+        add_node(3, 4);
+        b->hook = short_info_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT, "node3 answered CONNECT only with malformed INFO", NULL);
+        assert_int_equal(session_get_stats(b->s)->stray_replies, 4);
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+}
+
+static void test_program_write_failure(void **state) {
+        add_node(3, 4);
+        b->ram[0].fail_program = 1;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_PROGRAM, "node3: PROGRAM at FE:0000 failed with status 2",
+                           "write failed");
+        assert_false(entry_valid(0));
+        assert_false(boots_application(0));
+}
+
+static void test_program_write_failure_legacy(void **state) {
+        add_node(0, 1);
+        b->ram[0].fail_program = 1;
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_PROGRAM,
+                           "legacy: PROGRAM at FE:0000 not acknowledged after 3 retransmissions", NULL);
+        assert_false(boots_application(0));
+}
+
+static void test_erase_failure(void **state) {
+        add_node(3, 4);
+        b->ram[0].fail_erase = 1;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_ERASE, "node3: ERASE of FF:1000-FF:11FF failed with status 2", NULL);
+        assert_int_equal(count_sent(ISP_CMD_PROGRAM), 0);
+}
+
+static void test_protocol_version(void **state) {
+        add_node(3, 4);
+        b->info_version = 2;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT, "node3 speaks ISP protocol version 2", NULL);
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+}
+
+/* A byte goes bad between PROGRAM and verify. */
+static void corrupt_on_verify(Bench *bb, enum session_phase phase) {
+        if (phase == SESSION_PHASE_VERIFY)
+                bb->ram[0].flash[0x11305] &= 0x7F;  /* FF:1305 */
+}
+
+static void test_verify_crc_mismatch(void **state) {
+        char expected[128];
+        uint8_t sector[512];
+
+        add_node(3, 4);
+        b->phase_hook = corrupt_on_verify;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        /* names the sector and both CRCs */
+        memcpy(sector, b->ram[0].flash + 0x11200, 512);
+        snprintf(expected, sizeof(expected), "sector FF:1200-FF:13FF has CRC 0x%08X, the image gives 0x%08X",
+                 (unsigned) isp_node_crc32(0, sector, 512), (unsigned) isp_image_crc32(b->img, 0x11200, 512));
+        assert_failed_with(SESSION_PHASE_VERIFY, "node3: verify failed: ", expected);
+        assert_false(entry_valid(0));
+        assert_false(boots_application(0));
+}
+
+static void test_verify_read_mismatch_legacy(void **state) {
+        char expected[160];
+        const uint8_t *got = b->img->flash + 0x11300;  /* before the hook runs: image == flash */
+
+        add_node(0, 1);
+        b->phase_hook = corrupt_on_verify;
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        snprintf(expected, sizeof(expected),
+                 "verify failed at FF:1305: the node holds %02X %02X %02X %02X %02X %02X %02X %02X at FF:1300",
+                 got[0], got[1], got[2], got[3], got[4], got[5] & 0x7F, got[6], got[7]);
+        assert_failed_with(SESSION_PHASE_VERIFY, expected, "the image gives");
+        assert_false(boots_application(0));
+}
+
+static void test_send_error(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_FLASH, 3);
+        b->send_error = -ENETDOWN;
+        assert_int_equal(session_start(b->s, b->now), -ENETDOWN);
+        assert_int_equal(session_get_state(b->s), SESSION_FAILED);
+        assert_non_null(strstr(session_get_error(b->s), "cannot send"));
+        assert_int_equal(b->n_finished, 0);
+
+        /* and mid-flash: the session fails and reports it */
+        session_free(b->s);
+        b->s = NULL;
+        b->send_error = 0;
+        new_session(SESSION_FLASH, 3);
+        assert_int_equal(session_start(b->s, b->now), 0);
+        run_until(50);
+        b->send_error = -ENOBUFS;
+        run();
+        assert_int_equal(session_get_state(b->s), SESSION_FAILED);
+        assert_int_equal(b->n_finished, 1);
+        assert_non_null(strstr(b->fin_error, "node3: cannot send"));
+        assert_false(boots_application(0));
+}
+
+/* ------------------------------------------------------------------------ */
+/* The commit rule */
+
+static void commit_order_run(uint8_t node, unsigned power_cut_every) {
+        b->check_commit_order = true;
+        b->power_cut_every = power_cut_every;
+        new_session(SESSION_FLASH, node);
+        start_and_run();
+
+        if (session_get_state(b->s) == SESSION_SUCCEEDED)
+                assert_flash_is_image(0, b->img);
+        /* whatever happened, the node never runs a half-written image */
+        if (boots_application(0))
+                assert_true(flash_complete(0, b->img));
+        else
+                assert_false(entry_valid(0));
+}
+
+static void test_commit_order_extended(void **state) {
+        static const unsigned cuts[] = { 0, 3, 17, 61, 150, 311, 401, 997 };
+        unsigned succeeded = 0, failed = 0;
+
+        for (size_t k = 0; k < sizeof(cuts) / sizeof(cuts[0]); k++) {
+                teardown(state);
+                setup(state);
+                add_node(3, 4);
+                install_old_application(0, 5);
+                (void) isp_node_boot(&b->node[0], /* dfu_flag= */ true);
+                collect_replies();
+                b->rx.n = 0;
+                commit_order_run(3, cuts[k]);
+                if (session_get_state(b->s) == SESSION_SUCCEEDED)
+                        succeeded++;
+                else {
+                        failed++;
+                        assert_true(cuts[k] > 0);
+                }
+                if (cuts[k] == 0)
+                        assert_int_equal(session_get_state(b->s), SESSION_SUCCEEDED);
+        }
+        /* both outcomes were exercised */
+        assert_true(succeeded >= 2);
+        assert_true(failed >= 2);
+}
+
+static void test_commit_order_legacy(void **state) {
+        static const unsigned cuts[] = { 0, 5, 41, 233, 1201 };
+
+        for (size_t k = 0; k < sizeof(cuts) / sizeof(cuts[0]); k++) {
+                teardown(state);
+                setup(state);
+                add_node(0, 1);
+                commit_order_run(0, cuts[k]);
+                if (cuts[k] == 0)
+                        assert_int_equal(session_get_state(b->s), SESSION_SUCCEEDED);
+        }
+}
+
+/* The two entry frames: hh ll at FF:1001 first, then 02 alone at FF:1000,
+ * both after every other PROGRAM, then a READ of FF:1000. */
+static void test_commit_frames(void **state) {
+        size_t last_program = 0, i;
+
+        add_node(3, 4);
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+        assert_flashed(0);
+
+        for (i = 0; i < b->n_log; i++)
+                if (frame_cmd(&b->log[i]) == ISP_CMD_PROGRAM)
+                        last_program = i;
+        assert_true(last_program >= 2);
+        assert_int_equal(b->log[last_program - 1].id, 0x1A211001);
+        assert_int_equal(b->log[last_program - 1].len, 2);
+        assert_memory_equal(b->log[last_program - 1].data, ((uint8_t[]) { 0x11, 0x00 }), 2);
+        assert_int_equal(b->log[last_program].id, 0x1A211000);
+        assert_int_equal(b->log[last_program].len, 1);
+        assert_int_equal(b->log[last_program].data[0], 0x02);
+        assert_int_equal(b->log[last_program + 1].id, 0x1A111000);
+        assert_int_equal(b->log[last_program + 2].id, 0x1A400000);
+
+        /* no other frame touches the entry bytes */
+        for (i = 0; i + 1 < last_program; i++) {
+                const struct isp_can_frame *f = &b->log[i];
+                uint32_t off = f->id & ISP_ID_ARG_MASK;
+
+                if (frame_cmd(f) == ISP_CMD_PROGRAM)
+                        assert_true(off + f->len <= ISP_ENTRY_OFFSET || off >= ISP_ENTRY_OFFSET + ISP_ENTRY_SIZE);
+        }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Cancel, pause, restarts */
+
+static void test_cancel_mid_program(void **state) {
+        size_t n_log;
+
+        add_node(3, 4);
+        new_session(SESSION_FLASH, 3);
+        assert_int_equal(session_start(b->s, b->now), 0);
+        while (count_sent(ISP_CMD_PROGRAM) < 40)
+                run_until(1);
+        assert_int_equal(session_get_phase(b->s), SESSION_PHASE_PROGRAM);
+
+        n_log = b->n_log;
+        session_cancel(b->s);
+        assert_int_equal(session_get_state(b->s), SESSION_CANCELLED);
+        assert_int_equal(b->n_finished, 1);
+        assert_int_equal(b->fin_state, SESSION_CANCELLED);
+        assert_null(session_get_error(b->s));
+        assert_int_equal(session_deadline(b->s), UINT64_MAX);
+
+        /* nothing is sent on cancel, nor afterwards */
+        session_timeout(b->s, b->now + 60 * 1000 * MSEC);
+        session_cancel(b->s);
+        assert_int_equal(b->n_log, n_log);
+        assert_int_equal(b->n_finished, 1);
+
+        assert_false(entry_valid(0));
+        assert_false(boots_application(0));
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
+}
+
+static void test_pause_resume(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_FLASH, 3);
+        assert_int_equal(session_start(b->s, b->now), 0);
+        while (count_sent(ISP_CMD_PROGRAM) < 30)
+                run_until(1);
+
+        /* the link goes down: what is on the wire is lost */
+        session_pause(b->s);
+        b->tx.n = 0;
+        b->rx.n = 0;
+        b->outstanding = 0;
+        assert_int_equal(session_deadline(b->s), UINT64_MAX);
+        b->now += 20 * 1000 * MSEC;
+        session_timeout(b->s, b->now);
+        assert_int_equal(session_get_state(b->s), SESSION_RUNNING);
+
+        session_resume(b->s, b->now);
+        assert_true(b->tx.n > 0);
+        assert_true(session_deadline(b->s) > b->now);
+        run();
+
+        assert_flashed(0);
+        assert_int_equal(session_get_stats(b->s)->timeouts, 0);
+}
+
+/* Power cut after the 60th frame: the node restarts into ISP and
+ * ANNOUNCEs; the session connects again and starts over. */
+static void cut_once_hook(Bench *bb, const struct isp_can_frame *f) {
+        if (bb->n_delivered == 60 && bb->hook_state == 0) {
+                bb->hook_state = 1;
+                isp_node_power_off(&bb->node[0]);
+                assert_int_equal(isp_node_power_on(&bb->node[0]), ISP_NODE_MODE_ISP);
+        }
+}
+
+static void test_announce_mid_flash(void **state) {
+        bool announced = false;
+
+        add_node(3, 4);
+        b->hook = cut_once_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(session_get_stats(b->s)->restarts, 1);
+        for (unsigned i = 0; i < b->n_seen; i++)
+                if (b->seen[i].announce && b->seen[i].node == 3)
+                        announced = true;
+        assert_true(announced);
+        /* the erase was done twice, entry sector first both times */
+        assert_int_equal(count_sent(ISP_CMD_CONNECT), 2);
+}
+
+static void test_restarts_bounded(void **state) {
+        add_node(3, 4);
+        b->power_cut_every = 40;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        /* in whatever phase the third cut landed */
+        assert_failed_with(_SESSION_PHASE_MAX, "node3 restarted 3 times during the flash", NULL);
+        assert_int_equal(session_get_stats(b->s)->restarts, 3);
+        assert_false(boots_application(0));
+}
+
+/* ANNOUNCE from another node: reported, nothing else. */
+static void other_announce_hook(Bench *bb, const struct isp_can_frame *f) {
+        struct isp_can_frame a = {
+                .id = 0x1B700009, .flags = ISP_FRAME_EXTENDED, .len = 8,
+                .data = { 1, 7, 1, 4, 0xC0, 0xFF, 0xEE, 9 },
+        };
+
+        if (frame_cmd(f) == ISP_CMD_PROGRAM && bb->hook_state++ == 5)
+                q_push(&bb->rx, &a);
+}
+
+static void test_announce_other_node(void **state) {
+        add_node(3, 4);
+        b->hook = other_announce_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(session_get_stats(b->s)->restarts, 0);
+        assert_int_equal(b->n_seen, 2);
+        assert_int_equal(b->seen[1].node, 9);
+        assert_true(b->seen[1].announce);
+        assert_int_equal(b->seen[1].info.rx_depth, 4);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Conflicts */
+
+static void test_conflict_legacy_at_connect(void **state) {
+        add_node(3, 4);
+        add_node(0, 1);
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT, "node3: conflict: a legacy node", "before anything was written");
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+        assert_int_equal(count_sent(ISP_CMD_PROGRAM), 0);
+        assert_int_equal(b->ram[0].n_erased + b->ram[1].n_erased, 0);
+}
+
+/* A legacy node that answers CONNECT 20 ms after the target: the session
+ * still sees it before it erases anything (the legacy node would erase
+ * itself along). */
+static void test_conflict_slow_legacy_node(void **state) {
+        add_node(3, 4);
+        add_node(0, 1);
+        b->reply_delay_usec[1] = 20 * MSEC;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT, "node3: conflict: a legacy node", "before anything was written");
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+        assert_int_equal(b->ram[0].n_erased + b->ram[1].n_erased, 0);
+}
+
+static void legacy_reply_hook(Bench *bb, const struct isp_can_frame *f) {
+        static const struct isp_can_frame legacy_ack = { .id = 0x1B200000, .flags = ISP_FRAME_EXTENDED };
+
+        if (frame_cmd(f) == ISP_CMD_PROGRAM && bb->hook_state++ == 20)
+                q_push(&bb->rx, &legacy_ack);
+}
+
+static void test_conflict_legacy_mid_flash(void **state) {
+        size_t n_log = 0;
+
+        add_node(3, 4);
+        b->hook = legacy_reply_hook;
+        new_session(SESSION_FLASH, 3);
+        assert_int_equal(session_start(b->s, b->now), 0);
+        while (session_get_state(b->s) == SESSION_RUNNING) {
+                n_log = b->n_log;
+                run_until(1);
+        }
+        assert_failed_with(SESSION_PHASE_PROGRAM, "node3: conflict: a legacy node", NULL);
+        /* nothing sent in reaction */
+        assert_true(b->n_log <= n_log + 4);
+        assert_false(boots_application(0));
+}
+
+/* The legacy CONNECT (target 0) selects every extended node: node 5
+ * answers, the session deselects it again and fails. */
+static void test_conflict_extended_in_legacy_session(void **state) {
+        add_node(5, 4);
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT, "legacy: conflict: node5, an extended node, answered the legacy CONNECT",
+                           "have been deselected again");
+        assert_false(isp_node_is_selected(&b->node[0]));
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+        /* the deselecting CONNECT went to an absent id, flags 0 */
+        assert_int_equal(b->log[b->n_log - 1].id & ~0xFFu, 0x1A000000);
+        assert_int_not_equal(b->log[b->n_log - 1].id & 0xFF, 0);
+        assert_int_not_equal(b->log[b->n_log - 1].id & 0xFF, 5);
+        assert_int_equal(b->log[b->n_log - 1].len, 0);
+}
+
+static void test_conflict_both_in_legacy_session(void **state) {
+        add_node(0, 1);
+        add_node(6, 4);
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT, "legacy: conflict: node6", NULL);
+        assert_false(isp_node_is_selected(&b->node[1]));
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+        assert_int_equal(b->ram[0].n_erased, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Reboot sessions */
+
+static void test_reboot_with_application(void **state) {
+        struct isp_node_frame f;
+
+        add_node(3, 4);
+        install_old_application(0, 2);
+        (void) isp_node_boot(&b->node[0], /* dfu_flag= */ true);
+        while (isp_node_ram_pop(&b->ram[0], &f))
+                ;
+        new_session(SESSION_REBOOT, 3);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), 1);
+        assert_int_equal(count_sent(ISP_CMD_ERASE) + count_sent(ISP_CMD_PROGRAM), 0);
+}
+
+static void test_reboot_without_application(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_REBOOT, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_REBOOT, "node3 has no valid application", NULL);
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
+        /* no ENTER_ISP for a reboot */
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 0);
+}
+
+static void test_reboot_legacy(void **state) {
+        add_node(0, 1);
+        install_old_application(0, 2);
+        new_session(SESSION_REBOOT, 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+}
+
+static void test_reboot_no_answer(void **state) {
+        new_session(SESSION_REBOOT, 12);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT, "node12 did not answer CONNECT", "ispctl scan");
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scan */
+
+static void test_scan_three(void **state) {
+        bool found[256] = { false };
+
+        add_node(9, 2);
+        add_node(3, 4);
+        add_node(5, 8);
+        new_session(SESSION_SCAN, 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->phases[0], SESSION_PHASE_DISCOVER);
+        assert_int_equal(b->n_log, 1);
+        assert_int_equal(b->log[0].id, 0x1A0000FF);
+        assert_int_equal(b->n_seen, 3);
+        for (unsigned i = 0; i < b->n_seen; i++) {
+                assert_false(b->seen[i].legacy);
+                assert_false(b->seen[i].announce);
+                assert_int_equal(b->seen[i].info.version, 1);
+                assert_int_equal(b->seen[i].info.uid[3], b->seen[i].node);
+                found[b->seen[i].node] = true;
+        }
+        assert_true(found[3] && found[5] && found[9]);
+        /* nobody got selected by a scan */
+        for (unsigned i = 0; i < 3; i++)
+                assert_false(isp_node_is_selected(&b->node[i]));
+        /* it listened for discover_ms */
+        assert_true(b->now >= 300 * MSEC);
+}
+
+static void test_scan_none(void **state) {
+        new_session(SESSION_SCAN, 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->n_seen, 0);
+}
+
+static void test_scan_legacy(void **state) {
+        add_node(0, 1);
+        add_node(4, 1);
+        new_session(SESSION_SCAN, 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->n_seen, 2);
+        assert_int_equal(b->seen[0].node, 0);
+        assert_true(b->seen[0].legacy);
+        assert_int_equal(b->seen[1].node, 4);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void test_strings_and_args(void **state) {
+        struct session *s = NULL;
+        struct session_config cfg;
+
+        session_config_init(&cfg);
+        assert_int_equal(cfg.timeout_ms, 500);
+        assert_int_equal(cfg.erase_timeout_ms, 50);
+        assert_int_equal(cfg.retries, 3);
+        assert_int_equal(cfg.window, 8);
+        assert_int_equal(cfg.discover_ms, 300);
+        assert_true(cfg.verify);
+        assert_true(cfg.reboot);
+
+        assert_string_equal(session_phase_to_string(SESSION_PHASE_PROGRAM), "program");
+        assert_string_equal(session_kind_to_string(SESSION_SCAN), "scan");
+        assert_string_equal(session_state_to_string(SESSION_CANCELLED), "cancelled");
+
+        assert_int_equal(session_new(&s, SESSION_FLASH, 3, NULL, NULL, &cfg, &ops, b), -EINVAL);
+        assert_int_equal(session_new(&s, SESSION_FLASH, 255, NULL, b->img, &cfg, &ops, b), -EINVAL);
+        assert_int_equal(session_new(&s, SESSION_REBOOT, 3, "pump", NULL, &cfg, &ops, b), 0);
+        assert_string_equal(session_get_name(s), "pump");
+        assert_int_equal(session_get_kind(s), SESSION_REBOOT);
+        assert_int_equal(session_deadline(s), UINT64_MAX);
+        assert_null(session_free(s));
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_flash_extended_window, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_extended_window_1, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_without_capabilities, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_sector_erase_without_crc, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_node_running_old_application, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_no_verify_no_reboot, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_lossy_extended, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_lossy_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_duplicate_ack_ignored, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_late_ack_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_late_ack_extended, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_foreign_traffic_ignored, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_connect_no_answer, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_connect_no_answer_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_connect_malformed_info, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_program_write_failure, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_program_write_failure_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_erase_failure, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_protocol_version, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_crc_mismatch, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_read_mismatch_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_send_error, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_commit_order_extended, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_commit_order_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_commit_frames, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cancel_mid_program, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_pause_resume, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_announce_mid_flash, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_restarts_bounded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_announce_other_node, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conflict_legacy_at_connect, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conflict_slow_legacy_node, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conflict_legacy_mid_flash, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conflict_extended_in_legacy_session, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conflict_both_in_legacy_session, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_with_application, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_without_application, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_no_answer, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scan_three, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scan_none, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scan_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_strings_and_args, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
