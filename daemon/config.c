@@ -1,0 +1,600 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <net/if.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/types.h>
+
+#include <ini.h>
+
+#include "config.h"
+#include "log.h"
+#include "util.h"
+
+/*
+ * inih splits the lines; everything else happens here. Lines reach inih
+ * through read_line(), which counts them (Debian's libinih is built
+ * without INI_HANDLER_LINENO, and ini_parse() only returns the first bad
+ * line), strips comments and indentation, and checks the syntax itself so
+ * that every mistake in a file is reported with its line, not only the
+ * first one. Comments are stripped here because inih's build decides
+ * which inline comments it knows (Debian 12's: " ;" only, not " #");
+ * indentation because inih would take an indented "Key=value" for a
+ * continuation of the previous value. Debian's runtime knobs
+ * (ini_inline_comment_prefixes, ...) are left alone: upstream inih has
+ * no such symbols.
+ */
+
+#define NAME_MAX_LEN  64        /* [Nodes] names */
+#define GROUP_MAX_LEN 32        /* as useradd(8) */
+
+enum section {
+        SECTION_NONE,           /* before the first [Section] */
+        SECTION_BUS,
+        SECTION_PROTOCOL,
+        SECTION_ACCESS,
+        SECTION_DAEMON,
+        SECTION_NODES,
+        SECTION_INVALID,        /* unknown or malformed: reported once, its keys ignored */
+};
+
+static const char *const section_names[] = {
+        [SECTION_BUS]      = "Bus",
+        [SECTION_PROTOCOL] = "Protocol",
+        [SECTION_ACCESS]   = "Access",
+        [SECTION_DAEMON]   = "Daemon",
+        [SECTION_NODES]    = "Nodes",
+};
+
+enum key_type {
+        KEY_U32,                /* uint32_t in struct config */
+        KEY_UINT,               /* unsigned in struct config */
+        KEY_IFNAME,             /* char * */
+        KEY_GROUP,              /* char * */
+};
+
+struct key {
+        enum section section;
+        const char *name;
+        enum key_type type;
+        size_t offset;
+        uint32_t min, max;
+        const char *zero;       /* 0 is accepted outside min-max and means this */
+        const char *unit;
+};
+
+static const struct key keys[] = {
+        { SECTION_BUS, "Interface", KEY_IFNAME, offsetof(struct config, interface) },
+        { SECTION_BUS, "Bitrate", KEY_U32, offsetof(struct config, bitrate),
+          10000, 1000000, "leave the interface as it is", "bit/s" },
+        { SECTION_BUS, "RestartMs", KEY_U32, offsetof(struct config, restart_ms),
+          1, 60000, "leave the interface as it is", "ms" },
+        { SECTION_PROTOCOL, "Timeout", KEY_U32, offsetof(struct config, session.timeout_ms),
+          10, 60000, NULL, "ms" },
+        { SECTION_PROTOCOL, "EraseTimeout", KEY_U32, offsetof(struct config, session.erase_timeout_ms),
+          0, 60000, NULL, "ms per sector" },
+        { SECTION_PROTOCOL, "Retries", KEY_UINT, offsetof(struct config, session.retries),
+          0, 20, NULL, NULL },
+        { SECTION_PROTOCOL, "Window", KEY_UINT, offsetof(struct config, session.window),
+          1, 64, NULL, "frames" },
+        { SECTION_PROTOCOL, "DiscoverTime", KEY_U32, offsetof(struct config, session.discover_ms),
+          10, 60000, NULL, "ms" },
+        { SECTION_ACCESS, "FlashGroup", KEY_GROUP, offsetof(struct config, flash_group) },
+        { SECTION_DAEMON, "History", KEY_UINT, offsetof(struct config, history),
+          0, 100000, NULL, "jobs" },
+};
+
+struct parser {
+        const char *path;
+        FILE *f;
+        char *buf;              /* getline()'s */
+        size_t buf_size;
+        unsigned line;
+        enum section section;
+        struct config *c;       /* the copy being filled in */
+        unsigned name_line[256];  /* line that named each node id in this file, 0 = none */
+        unsigned n_errors;
+        int error;              /* a failure that is not the file's fault: -ENOMEM, a read error */
+};
+
+/* "FILE:LINE: message", the line being read_line()'s current one. */
+static void file_error(struct parser *p, const char *fmt, ...) _printf_(2, 3);
+
+static void file_error(struct parser *p, const char *fmt, ...) {
+        char msg[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        (void) vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        log_error("%s:%u: %s", p->path, p->line, msg);
+        p->n_errors++;
+}
+
+static bool is_key_char(char ch) {
+        return isascii(ch) && (isalnum(ch) || ch == '_' || ch == '-' || ch == '.');
+}
+
+static char *strip(char *s) {
+        char *e;
+
+        while (isspace((unsigned char) *s))
+                s++;
+        e = s + strlen(s);
+        while (e > s && isspace((unsigned char) e[-1]))
+                *--e = '\0';
+        return s;
+}
+
+static enum section section_from_string(const char *s) {
+        for (size_t i = 0; i < ELEMENTSOF(section_names); i++)
+                if (section_names[i] && strcmp(section_names[i], s) == 0)
+                        return (enum section) i;
+        return SECTION_INVALID;
+}
+
+/* Checks one stripped, comment-free line and returns what inih gets to
+ * see: the line itself, or "" in its place after an error. */
+static const char *check_line(struct parser *p, char *s) {
+        size_t len;
+        char *e;
+
+        if (*s == '\0')
+                return s;
+
+        if (*s == '[') {
+                e = strchr(s, ']');
+                if (!e) {
+                        file_error(p, "%s: missing ']' after the section name", s);
+                        p->section = SECTION_INVALID;
+                        return "";
+                }
+                if (e[1] != '\0') {
+                        file_error(p, "%s: text after ']'", s);
+                        p->section = SECTION_INVALID;
+                        return "";
+                }
+                *e = '\0';
+                p->section = section_from_string(s + 1);
+                if (p->section == SECTION_INVALID) {
+                        file_error(p, "unknown section [%s], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]",
+                                   s + 1);
+                        return "";
+                }
+                *e = ']';
+                return s;
+        }
+
+        e = strchr(s, '=');
+        if (!e) {
+                file_error(p, "\"%s\": expected Key=value, a [Section] or a comment", s);
+                return "";
+        }
+        len = (size_t) (e - s);
+        while (len > 0 && isspace((unsigned char) s[len - 1]))
+                len--;
+        if (len == 0) {
+                file_error(p, "\"%s\": missing key before '='", s);
+                return "";
+        }
+        /* inih also splits at ':', so a key must not hold one. */
+        for (size_t i = 0; i < len; i++)
+                if (!is_key_char(s[i])) {
+                        file_error(p, "\"%.*s\": invalid key, expected letters, digits, '_', '-' or '.'",
+                                   (int) len, s);
+                        return "";
+                }
+        return s;
+}
+
+/* inih's fgets(): one line per call, so p->line is the line inih is
+ * working on when it calls on_key(). */
+static char *read_line(char *str, int num, void *userdata) {
+        struct parser *p = userdata;
+        const char *out;
+        ssize_t n;
+        size_t len;
+        char *s;
+
+        if (num < 2)
+                return NULL;    /* no room for even "\n"; inih never asks that */
+
+        errno = 0;
+        n = getline(&p->buf, &p->buf_size, p->f);
+        if (n < 0) {
+                if (errno == ENOMEM)
+                        p->error = -ENOMEM;
+                else if (ferror(p->f))
+                        p->error = errno > 0 ? -errno : -EIO;
+                return NULL;
+        }
+        p->line++;
+
+        s = p->buf;
+        if (p->line == 1 && strncmp(s, "\xEF\xBB\xBF", 3) == 0)
+                s += 3;
+
+        if (strlen(s) != (size_t) n - (size_t) (s - p->buf)) {
+                file_error(p, "NUL byte in the line; this is not a text file");
+                out = "";
+        } else {
+                s = strip(s);
+                if (*s == '#' || *s == ';')
+                        *s = '\0';
+                /* Inline comments: " #" or " ;" ends the line, whatever inih's
+                 * build allows. No value here may contain a space. */
+                for (char *c = s; *c; c++)
+                        if ((*c == '#' || *c == ';') && c > s && isspace((unsigned char) c[-1])) {
+                                *c = '\0';
+                                s = strip(s);
+                                break;
+                        }
+                out = check_line(p, s);
+        }
+
+        len = strlen(out);
+        if (len > (size_t) num - 2) {
+                file_error(p, "line too long, at most %d characters without comments", num - 2);
+                len = 0;
+        }
+        memcpy(str, out, len);
+        str[len] = '\n';
+        str[len + 1] = '\0';
+        return str;
+}
+
+static int parse_number(const char *s, uint32_t *ret) {
+        unsigned long v;
+        char *end;
+
+        /* strtoul() would take "-1", " 1" and "+1"; digits only. */
+        if (!isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (*end != '\0')
+                return -EINVAL;
+        if (errno == ERANGE || v > UINT32_MAX)
+                return -ERANGE;
+        *ret = (uint32_t) v;
+        return 0;
+}
+
+static void describe_range(const struct key *k, char *buf, size_t size) {
+        int n = 0;
+
+        if (k->zero)
+                n = snprintf(buf, size, "0 (%s) or ", k->zero);
+        (void) snprintf(buf + n, size - (size_t) n, "%" PRIu32 "-%" PRIu32 "%s%s",
+                        k->min, k->max, k->unit ? " " : "", k->unit ? k->unit : "");
+}
+
+static bool is_ifname_valid(const char *s) {
+        /* The kernel's dev_valid_name(). */
+        if (s[0] == '\0' || strlen(s) >= IFNAMSIZ || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+                return false;
+        for (; *s; s++)
+                if (*s == '/' || *s == ':' || !isgraph((unsigned char) *s))
+                        return false;
+        return true;
+}
+
+static bool is_group_valid(const char *s) {
+        if (!(isascii(s[0]) && (isalpha(s[0]) || s[0] == '_')) || strlen(s) > GROUP_MAX_LEN)
+                return false;
+        for (; *s; s++)
+                if (!is_key_char(*s))
+                        return false;
+        return true;
+}
+
+static int set_string(struct parser *p, char **field, const char *value) {
+        char *copy = strdup(value);
+
+        if (!copy)
+                return p->error = -ENOMEM;
+        free(*field);
+        *field = copy;
+        return 0;
+}
+
+static int parse_key(struct parser *p, const struct key *k, const char *value) {
+        char *field = (char *) p->c + k->offset;
+        char range[128];
+        uint32_t v;
+        int r;
+
+        switch (k->type) {
+        case KEY_IFNAME:
+                if (!is_ifname_valid(value)) {
+                        file_error(p, "%s=%s: expected a network interface name, 1-%d characters without '/' or ':'",
+                                   k->name, value, IFNAMSIZ - 1);
+                        return -EINVAL;
+                }
+                return set_string(p, (char **) field, value);
+
+        case KEY_GROUP:
+                if (!is_group_valid(value)) {
+                        file_error(p, "%s=%s: expected a group name, a letter or '_' then letters, digits, '_', '-' or '.', at most %d characters",
+                                   k->name, value, GROUP_MAX_LEN);
+                        return -EINVAL;
+                }
+                return set_string(p, (char **) field, value);
+
+        case KEY_U32:
+        case KEY_UINT:
+                describe_range(k, range, sizeof(range));
+                r = parse_number(value, &v);
+                if (r == -EINVAL) {
+                        file_error(p, "%s=%s: not a number, expected %s", k->name, value, range);
+                        return r;
+                }
+                if (r < 0 || ((v < k->min || v > k->max) && !(v == 0 && k->zero))) {
+                        file_error(p, "%s=%s: out of range, expected %s", k->name, value, range);
+                        return -ERANGE;
+                }
+                if (k->type == KEY_U32)
+                        *(uint32_t *) field = v;
+                else
+                        *(unsigned *) field = v;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+static bool is_reserved_name(const char *name) {
+        if (strcasecmp(name, "legacy") == 0)
+                return true;
+        /* "nodeN" means node id N to ispctl and in messages. */
+        return strncasecmp(name, "node", 4) == 0 && name[4] != '\0' &&
+                strspn(name + 4, "0123456789") == strlen(name + 4);
+}
+
+static int parse_node_name(struct parser *p, const char *name, const char *value) {
+        struct config_node_name *names;
+        uint32_t id;
+        int r;
+
+        if (!isascii(name[0]) || !isalpha(name[0])) {
+                file_error(p, "%s=%s: invalid node name, expected a letter, then letters, digits, '_', '-' or '.'",
+                           name, value);
+                return -EINVAL;
+        }
+        if (strlen(name) > NAME_MAX_LEN) {
+                file_error(p, "%s=%s: node name longer than %d characters", name, value, NAME_MAX_LEN);
+                return -EINVAL;
+        }
+        if (is_reserved_name(name)) {
+                file_error(p, "%s=%s: node name \"%s\" is reserved, \"legacy\" and \"nodeN\" already name nodes",
+                           name, value, name);
+                return -EINVAL;
+        }
+
+        if (strcmp(value, "legacy") == 0)
+                id = 0;
+        else {
+                r = parse_number(value, &id);
+                if (r < 0 || id < 1 || id > 254) {
+                        file_error(p, "%s=%s: expected a node id 1-254 or legacy", name, value);
+                        return -EINVAL;
+                }
+        }
+
+        for (unsigned i = 0; i < p->c->n_names; i++) {
+                const struct config_node_name *n = &p->c->names[i];
+                unsigned line = p->name_line[n->node];
+
+                if (strcmp(n->name, name) == 0) {
+                        if (line > 0)
+                                file_error(p, "%s=%s: duplicate node name \"%s\", first given on line %u",
+                                           name, value, name, line);
+                        else
+                                file_error(p, "%s=%s: duplicate node name \"%s\", given in an earlier file",
+                                           name, value, name);
+                        return -EINVAL;
+                }
+                /* Two names for one node are an error, not an alias: a
+                 * mistyped id would otherwise flash one board's image into
+                 * another board. */
+                if (n->node == id) {
+                        if (line > 0)
+                                file_error(p, "%s=%s: node %s is already named \"%s\" on line %u; a node has one name",
+                                           name, value, value, n->name, line);
+                        else
+                                file_error(p, "%s=%s: node %s is already named \"%s\" in an earlier file; a node has one name",
+                                           name, value, value, n->name);
+                        return -EINVAL;
+                }
+        }
+
+        names = realloc(p->c->names, (p->c->n_names + 1) * sizeof(*names));
+        if (!names)
+                return p->error = -ENOMEM;
+        p->c->names = names;
+        names[p->c->n_names] = (struct config_node_name) { .name = strdup(name), .node = (uint8_t) id };
+        if (!names[p->c->n_names].name)
+                return p->error = -ENOMEM;
+        p->c->n_names++;
+        p->name_line[id] = p->line;
+        return 0;
+}
+
+static void list_keys(enum section section, char *buf, size_t size) {
+        size_t n = 0, count = 0, i = 0;
+
+        for (const struct key *k = keys; k < keys + ELEMENTSOF(keys); k++)
+                count += k->section == section;
+        buf[0] = '\0';
+        for (const struct key *k = keys; k < keys + ELEMENTSOF(keys) && n < size; k++) {
+                if (k->section != section)
+                        continue;
+                i++;
+                n += (size_t) snprintf(buf + n, size - n, "%s%s=",
+                                       i == 1 ? "" : i == count ? " or " : ", ", k->name);
+        }
+}
+
+#if INI_HANDLER_LINENO
+static int on_key(void *userdata, const char *section, const char *name, const char *value, int lineno) {
+#else
+static int on_key(void *userdata, const char *section, const char *name, const char *value) {
+#endif
+        struct parser *p = userdata;
+        char known[256];
+
+        /* p->section follows the file; inih's `section` is the same name, or
+         * "" after a section read_line() refused. */
+        if (p->error < 0)
+                return 0;
+
+        switch (p->section) {
+        case SECTION_INVALID:
+                return 1;       /* reported at the section's line */
+
+        case SECTION_NONE:
+                file_error(p, "%s=%s: outside a section, put it under [Bus], [Protocol], [Access], [Daemon] or [Nodes]",
+                           name, value);
+                return 0;
+
+        case SECTION_NODES:
+                return parse_node_name(p, name, value) >= 0;
+
+        default:
+                break;
+        }
+
+        if (value[0] == '\0') {
+                file_error(p, "%s=: empty value; remove the line to use the default", name);
+                return 0;
+        }
+
+        for (const struct key *k = keys; k < keys + ELEMENTSOF(keys); k++)
+                if (k->section == p->section && strcmp(k->name, name) == 0)
+                        return parse_key(p, k, value) >= 0;
+
+        list_keys(p->section, known, sizeof(known));
+        file_error(p, "unknown key %s= in [%s], expected %s", name, section_names[p->section], known);
+        return 0;
+}
+
+static int config_copy(struct config *dst, const struct config *src) {
+        _cleanup_(config_done) struct config c = *src;
+
+        c.interface = c.flash_group = c.state_dir = NULL;
+        c.names = NULL;
+        c.n_names = 0;
+
+        if ((src->interface && !(c.interface = strdup(src->interface))) ||
+            (src->flash_group && !(c.flash_group = strdup(src->flash_group))) ||
+            (src->state_dir && !(c.state_dir = strdup(src->state_dir))))
+                return -ENOMEM;
+        if (src->n_names > 0) {
+                c.names = calloc(src->n_names, sizeof(*c.names));
+                if (!c.names)
+                        return -ENOMEM;
+                for (; c.n_names < src->n_names; c.n_names++) {
+                        c.names[c.n_names].node = src->names[c.n_names].node;
+                        c.names[c.n_names].name = strdup(src->names[c.n_names].name);
+                        if (!c.names[c.n_names].name)
+                                return -ENOMEM;
+                }
+        }
+
+        *dst = c;
+        c = (struct config) {};  /* handed over to dst */
+        return 0;
+}
+
+int config_init(struct config *c) {
+        *c = (struct config) {
+                .interface = strdup(CONFIG_DEFAULT_INTERFACE),
+                .flash_group = strdup(CONFIG_DEFAULT_GROUP),
+                .state_dir = strdup(CONFIG_DEFAULT_STATE_DIR),
+                .history = CONFIG_DEFAULT_HISTORY,
+        };
+        session_config_init(&c->session);
+
+        if (!c->interface || !c->flash_group || !c->state_dir) {
+                config_done(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void config_done(struct config *c) {
+        if (!c)
+                return;
+        free(c->interface);
+        free(c->flash_group);
+        free(c->state_dir);
+        for (unsigned i = 0; i < c->n_names; i++)
+                free(c->names[i].name);
+        free(c->names);
+        c->interface = c->flash_group = c->state_dir = NULL;
+        c->names = NULL;
+        c->n_names = 0;
+}
+
+int config_load(struct config *c, const char *path, bool must_exist) {
+        _cleanup_(config_done) struct config copy = {};
+        _cleanup_fclose_ FILE *f = NULL;
+        struct parser p = { .path = path, .section = SECTION_NONE, .c = &copy };
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                r = -errno;
+                if (r == -ENOENT && !must_exist)
+                        return 0;
+                return log_error_errno(r, "%s: cannot open: %m", path);
+        }
+        p.f = f;
+
+        /* Everything goes into a copy: a file with an error changes nothing. */
+        r = config_copy(&copy, c);
+        if (r < 0)
+                return log_error_errno(r, "%s: %m", path);
+
+        r = ini_parse_stream(read_line, &p, on_key, &p);
+        free(p.buf);
+        if (p.error == 0 && r < 0)
+                p.error = r == -2 ? -ENOMEM : -EIO;
+        if (p.error < 0)
+                return log_error_errno(p.error, "%s: cannot read: %m", path);
+        if (p.n_errors > 0)
+                return -EINVAL;
+        if (r > 0) {
+                /* Not reachable: read_line() checks everything inih refuses. */
+                p.line = (unsigned) r;
+                file_error(&p, "syntax error");
+                return -EINVAL;
+        }
+
+        config_done(c);
+        *c = copy;
+        copy = (struct config) {};  /* handed over to c */
+        return 0;
+}
+
+int config_lookup_name(const struct config *c, const char *name) {
+        if (!name)
+                return -ENOENT;
+        for (unsigned i = 0; i < c->n_names; i++)
+                if (strcmp(c->names[i].name, name) == 0)
+                        return c->names[i].node;
+        return -ENOENT;
+}
+
+const char *config_node_name(const struct config *c, uint8_t node) {
+        for (unsigned i = 0; i < c->n_names; i++)
+                if (c->names[i].node == node)
+                        return c->names[i].name;
+        return NULL;
+}

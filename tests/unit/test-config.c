@@ -1,0 +1,636 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+static char tmpdir[] = "/tmp/test-config-XXXXXX";
+static unsigned n_files;
+
+/* Each test writes its files here; removed in teardown. */
+static int setup_dir(void **state) {
+        return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_dir(void **state) {
+        char path[512];
+
+        for (unsigned i = 0; i < n_files; i++) {
+                snprintf(path, sizeof(path), "%s/%u.conf", tmpdir, i);
+                (void) unlink(path);
+        }
+        return rmdir(tmpdir);
+}
+
+static char *write_conf(const char *text, size_t len) {
+        char *path;
+        FILE *f;
+
+        assert_true(asprintf(&path, "%s/%u.conf", tmpdir, n_files++) > 0);
+        f = fopen(path, "we");
+        assert_non_null(f);
+        assert_int_equal(fwrite(text, 1, len, f), len);
+        assert_int_equal(fclose(f), 0);
+        return path;
+}
+
+/* Replaces every `from` in `s` with `to`, in a new string. */
+static char *replace_all(const char *s, const char *from, const char *to) {
+        size_t n = 0, lf = strlen(from), lt = strlen(to);
+        char *out, *o;
+
+        for (const char *p = s; (p = strstr(p, from)); p += lf)
+                n++;
+        out = malloc(strlen(s) + n * lt + 1);
+        assert_non_null(out);
+        o = out;
+        for (const char *p = s, *q; *p; p = q + lf) {
+                q = strstr(p, from);
+                if (!q) {
+                        strcpy(o, p);
+                        return out;
+                }
+                memcpy(o, p, (size_t) (q - p));
+                o += q - p;
+                memcpy(o, to, lt);
+                o += lt;
+        }
+        *o = '\0';
+        return out;
+}
+
+/*
+ * config_load() with fd 2 redirected to a file. Returns its result and,
+ * in *ret_err, what it printed: the file's path replaced by "FILE" and the
+ * "<N>" priority prefixes journald reads taken off each line.
+ */
+static int load_captured(struct config *c, const char *path, bool must_exist, char **ret_err) {
+        char buf[16384], *out = buf;
+        int saved, fd, r;
+        ssize_t n;
+
+        fflush(stderr);
+        fd = open(tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        assert_true(fd >= 0);
+        saved = dup(STDERR_FILENO);
+        assert_true(saved >= 0);
+        assert_true(dup2(fd, STDERR_FILENO) >= 0);
+
+        r = config_load(c, path, must_exist);
+
+        fflush(stderr);
+        assert_true(dup2(saved, STDERR_FILENO) >= 0);
+        close(saved);
+        n = pread(fd, buf, sizeof(buf) - 1, 0);
+        assert_true(n >= 0);
+        buf[n] = '\0';
+        close(fd);
+
+        /* Drop "<3>" at the start of each line. */
+        for (char *in = buf; *in; ) {
+                if (in[0] == '<' && in[1] >= '0' && in[1] <= '7' && in[2] == '>')
+                        in += 3;
+                while (*in && *in != '\n')
+                        *out++ = *in++;
+                if (*in == '\n')
+                        *out++ = *in++;
+        }
+        *out = '\0';
+
+        *ret_err = replace_all(buf, path, "FILE");
+        return r;
+}
+
+static int load_text(struct config *c, const char *text, char **ret_err) {
+        char *path = write_conf(text, strlen(text));
+        int r = load_captured(c, path, true, ret_err);
+
+        free(path);
+        return r;
+}
+
+static void assert_defaults(const struct config *c) {
+        assert_string_equal(c->interface, "can0");
+        assert_int_equal(c->bitrate, 0);
+        assert_int_equal(c->restart_ms, 0);
+        assert_string_equal(c->flash_group, "stcisp");
+        assert_string_equal(c->state_dir, "/var/lib/stcispd");
+        assert_int_equal(c->history, 100);
+        assert_int_equal(c->session.timeout_ms, 500);
+        assert_int_equal(c->session.erase_timeout_ms, 50);
+        assert_int_equal(c->session.retries, 3);
+        assert_int_equal(c->session.window, 8);
+        assert_int_equal(c->session.discover_ms, 300);
+        assert_true(c->session.verify);
+        assert_true(c->session.reboot);
+        assert_int_equal(c->n_names, 0);
+}
+
+static void test_defaults(void **state) {
+        struct config c;
+
+        assert_int_equal(config_init(&c), 0);
+        assert_defaults(&c);
+        assert_int_equal(config_lookup_name(&c, "pump"), -ENOENT);
+        assert_null(config_node_name(&c, 3));
+        assert_null(config_node_name(&c, 0));
+        config_done(&c);
+        config_done(&c);  /* twice is fine */
+}
+
+static void test_every_key(void **state) {
+        struct config c;
+        char *err;
+
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(load_text(&c,
+                "[Bus]\n"
+                "Interface=vcan7\n"
+                "Bitrate=125000\n"
+                "RestartMs=250\n"
+                "[Protocol]\n"
+                "Timeout=1200\n"
+                "EraseTimeout=0\n"
+                "Retries=0\n"
+                "Window=64\n"
+                "DiscoverTime=10\n"
+                "[Access]\n"
+                "FlashGroup=plc-admins\n"
+                "[Daemon]\n"
+                "History=0\n"
+                "[Nodes]\n"
+                "pump = 3\n"
+                "conveyor = 7\n"
+                "old-board = legacy\n"
+                "Z.9_x-y = 254\n"
+                "a = 1\n", &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+
+        assert_string_equal(c.interface, "vcan7");
+        assert_int_equal(c.bitrate, 125000);
+        assert_int_equal(c.restart_ms, 250);
+        assert_int_equal(c.session.timeout_ms, 1200);
+        assert_int_equal(c.session.erase_timeout_ms, 0);
+        assert_int_equal(c.session.retries, 0);
+        assert_int_equal(c.session.window, 64);
+        assert_int_equal(c.session.discover_ms, 10);
+        assert_string_equal(c.flash_group, "plc-admins");
+        assert_int_equal(c.history, 0);
+        /* Not in the file: untouched. */
+        assert_string_equal(c.state_dir, "/var/lib/stcispd");
+        assert_true(c.session.verify);
+        assert_true(c.session.reboot);
+
+        assert_int_equal(c.n_names, 5);
+        assert_int_equal(config_lookup_name(&c, "pump"), 3);
+        assert_int_equal(config_lookup_name(&c, "conveyor"), 7);
+        assert_int_equal(config_lookup_name(&c, "old-board"), 0);
+        assert_int_equal(config_lookup_name(&c, "Z.9_x-y"), 254);
+        assert_int_equal(config_lookup_name(&c, "a"), 1);
+        config_done(&c);
+}
+
+static void test_range_limits(void **state) {
+        struct config c;
+        char *err;
+
+        /* The other end of every range. */
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(load_text(&c,
+                "[Bus]\nBitrate=10000\nRestartMs=60000\n"
+                "[Protocol]\nTimeout=10\nEraseTimeout=60000\nRetries=20\nWindow=1\nDiscoverTime=60000\n"
+                "[Daemon]\nHistory=100000\n", &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+        assert_int_equal(c.bitrate, 10000);
+        assert_int_equal(c.restart_ms, 60000);
+        assert_int_equal(c.session.timeout_ms, 10);
+        assert_int_equal(c.session.erase_timeout_ms, 60000);
+        assert_int_equal(c.session.retries, 20);
+        assert_int_equal(c.session.window, 1);
+        assert_int_equal(c.session.discover_ms, 60000);
+        assert_int_equal(c.history, 100000);
+
+        assert_int_equal(load_text(&c,
+                "[Bus]\nBitrate=1000000\nRestartMs=1\n[Protocol]\nTimeout=60000\nDiscoverTime=10\n"
+                "[Bus]\nBitrate=0\n", &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+        assert_int_equal(c.bitrate, 0);  /* the last assignment wins */
+        assert_int_equal(c.restart_ms, 1);
+        assert_int_equal(c.session.timeout_ms, 60000);
+        config_done(&c);
+}
+
+static void test_comments_and_layout(void **state) {
+        static const char text[] =
+                "\xEF\xBB\xBF# a byte order mark, then a comment\r\n"
+                "; another comment\n"
+                "\n"
+                "   [Bus]   \n"
+                "\tInterface = can1   # inline comment\n"
+                "  Bitrate=250000 ; inline comment\n"
+                "# RestartMs=1\n"
+                "RestartMs=40\r\n"
+                "[Protocol]\n"
+                "Timeout=700#not a comment without a space before it\n"
+                "Retries=4\n"
+                "  Window=2\n"  /* indented: not a continuation of Retries */
+                "[Nodes]\n"
+                "   spaced-name   =   9   # comment\n";
+        struct config c;
+        char *err;
+
+        assert_int_equal(config_init(&c), 0);
+        /* "700#not..." is a bad number: '#' starts a comment only after a space. */
+        assert_int_equal(load_text(&c, text, &err), -EINVAL);
+        assert_string_equal(err,
+                "FILE:10: Timeout=700#not a comment without a space before it: not a number, expected 10-60000 ms\n");
+        free(err);
+        assert_defaults(&c);
+
+        char *fixed = replace_all(text, "700#not", "700 #not");
+        assert_int_equal(load_text(&c, fixed, &err), 0);
+        free(fixed);
+        assert_string_equal(err, "");
+        free(err);
+        assert_string_equal(c.interface, "can1");
+        assert_int_equal(c.bitrate, 250000);
+        assert_int_equal(c.restart_ms, 40);
+        assert_int_equal(c.session.timeout_ms, 700);
+        assert_int_equal(c.session.retries, 4);
+        assert_int_equal(c.session.window, 2);
+        assert_int_equal(config_lookup_name(&c, "spaced-name"), 9);
+        config_done(&c);
+}
+
+struct bad {
+        const char *text;
+        const char *message;    /* everything printed, FILE for the path */
+};
+
+static const struct bad bad_files[] = {
+        /* Numbers */
+        { "[Bus]\nBitrate=12\n",
+          "FILE:2: Bitrate=12: out of range, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=9999\n",
+          "FILE:2: Bitrate=9999: out of range, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=1000001\n",
+          "FILE:2: Bitrate=1000001: out of range, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=99999999999999999999999\n",
+          "FILE:2: Bitrate=99999999999999999999999: out of range, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=4294967296\n",
+          "FILE:2: Bitrate=4294967296: out of range, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=-1\n",
+          "FILE:2: Bitrate=-1: not a number, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=+500000\n",
+          "FILE:2: Bitrate=+500000: not a number, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=0x7A120\n",
+          "FILE:2: Bitrate=0x7A120: not a number, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=500k\n",
+          "FILE:2: Bitrate=500k: not a number, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n" },
+        { "[Bus]\nBitrate=\n",
+          "FILE:2: Bitrate=: empty value; remove the line to use the default\n" },
+        { "[Bus]\nRestartMs=60001\n",
+          "FILE:2: RestartMs=60001: out of range, expected 0 (leave the interface as it is) or 1-60000 ms\n" },
+        { "[Protocol]\nTimeout=9\n",
+          "FILE:2: Timeout=9: out of range, expected 10-60000 ms\n" },
+        { "[Protocol]\nTimeout=60001\n",
+          "FILE:2: Timeout=60001: out of range, expected 10-60000 ms\n" },
+        { "[Protocol]\nTimeout=0\n",
+          "FILE:2: Timeout=0: out of range, expected 10-60000 ms\n" },
+        { "[Protocol]\nTimeout=5s\n",
+          "FILE:2: Timeout=5s: not a number, expected 10-60000 ms\n" },
+        { "[Protocol]\nTimeout=1 000\n",
+          "FILE:2: Timeout=1 000: not a number, expected 10-60000 ms\n" },
+        { "[Protocol]\nEraseTimeout=60001\n",
+          "FILE:2: EraseTimeout=60001: out of range, expected 0-60000 ms per sector\n" },
+        { "[Protocol]\nRetries=21\n",
+          "FILE:2: Retries=21: out of range, expected 0-20\n" },
+        { "[Protocol]\nRetries=three\n",
+          "FILE:2: Retries=three: not a number, expected 0-20\n" },
+        { "[Protocol]\nWindow=0\n",
+          "FILE:2: Window=0: out of range, expected 1-64 frames\n" },
+        { "[Protocol]\nWindow=65\n",
+          "FILE:2: Window=65: out of range, expected 1-64 frames\n" },
+        { "[Protocol]\nDiscoverTime=9\n",
+          "FILE:2: DiscoverTime=9: out of range, expected 10-60000 ms\n" },
+        { "[Daemon]\nHistory=100001\n",
+          "FILE:2: History=100001: out of range, expected 0-100000 jobs\n" },
+        { "[Daemon]\nHistory=-0\n",
+          "FILE:2: History=-0: not a number, expected 0-100000 jobs\n" },
+
+        /* Strings */
+        { "[Bus]\nInterface=can-interface-16\n",
+          "FILE:2: Interface=can-interface-16: expected a network interface name, 1-15 characters without '/' or ':'\n" },
+        { "[Bus]\nInterface=can/0\n",
+          "FILE:2: Interface=can/0: expected a network interface name, 1-15 characters without '/' or ':'\n" },
+        { "[Bus]\nInterface=..\n",
+          "FILE:2: Interface=..: expected a network interface name, 1-15 characters without '/' or ':'\n" },
+        { "[Bus]\nInterface=\n",
+          "FILE:2: Interface=: empty value; remove the line to use the default\n" },
+        { "[Access]\nFlashGroup=1000\n",
+          "FILE:2: FlashGroup=1000: expected a group name, a letter or '_' then letters, digits, '_', '-' or '.', at most 32 characters\n" },
+        { "[Access]\nFlashGroup=a group\n",
+          "FILE:2: FlashGroup=a group: expected a group name, a letter or '_' then letters, digits, '_', '-' or '.', at most 32 characters\n" },
+        { "[Access]\nFlashGroup=abcdefghijklmnopqrstuvwxyz0123456\n",
+          "FILE:2: FlashGroup=abcdefghijklmnopqrstuvwxyz0123456: expected a group name, a letter or '_' then letters, digits, '_', '-' or '.', at most 32 characters\n" },
+
+        /* Sections and keys */
+        { "[Bus]\nBitRate=500000\n",
+          "FILE:2: unknown key BitRate= in [Bus], expected Interface=, Bitrate= or RestartMs=\n" },
+        { "[Protocol]\nTimeOut=100\n",
+          "FILE:2: unknown key TimeOut= in [Protocol], expected Timeout=, EraseTimeout=, Retries=, Window= or DiscoverTime=\n" },
+        { "[Access]\nGroup=wheel\n",
+          "FILE:2: unknown key Group= in [Access], expected FlashGroup=\n" },
+        { "[Daemon]\nHistory=1\nStateDirectory=/tmp\n",
+          "FILE:3: unknown key StateDirectory= in [Daemon], expected History=\n" },
+        { "[Bus]\nInterface=can0\n[Busses]\nInterface=can1\nBitrate=1\n",
+          "FILE:3: unknown section [Busses], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n" },
+        { "[bus]\nInterface=can1\n",
+          "FILE:1: unknown section [bus], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n" },
+        { "# comment\nTimeout=100\n[Protocol]\n",
+          "FILE:2: Timeout=100: outside a section, put it under [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n" },
+        { "[Bus\nInterface=can1\n",
+          "FILE:1: [Bus: missing ']' after the section name\n" },
+        { "[Bus] [Protocol]\nInterface=can1\n",
+          "FILE:1: [Bus] [Protocol]: text after ']'\n" },
+        { "[Bus]\nInterface can1\n",
+          "FILE:2: \"Interface can1\": expected Key=value, a [Section] or a comment\n" },
+        { "[Bus]\nInterface: can1\n",
+          "FILE:2: \"Interface: can1\": expected Key=value, a [Section] or a comment\n" },
+        { "[Bus]\n= can1\n",
+          "FILE:2: \"= can1\": missing key before '='\n" },
+        { "[Bus]\nInter face=can1\n",
+          "FILE:2: \"Inter face\": invalid key, expected letters, digits, '_', '-' or '.'\n" },
+        { "[Nodes]\nold:board=3\n",
+          "FILE:2: \"old:board\": invalid key, expected letters, digits, '_', '-' or '.'\n" },
+        { "[Bus]\nInterface=can1\nfoo\n",
+          "FILE:3: \"foo\": expected Key=value, a [Section] or a comment\n" },
+
+        /* Nodes */
+        { "[Nodes]\n3pump=3\n",
+          "FILE:2: 3pump=3: invalid node name, expected a letter, then letters, digits, '_', '-' or '.'\n" },
+        { "[Nodes]\n_pump=3\n",
+          "FILE:2: _pump=3: invalid node name, expected a letter, then letters, digits, '_', '-' or '.'\n" },
+        { "[Nodes]\n42=3\n",
+          "FILE:2: 42=3: invalid node name, expected a letter, then letters, digits, '_', '-' or '.'\n" },
+        { "[Nodes]\nnode3=3\n",
+          "FILE:2: node3=3: node name \"node3\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n" },
+        { "[Nodes]\nNODE017=4\n",
+          "FILE:2: NODE017=4: node name \"NODE017\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n" },
+        { "[Nodes]\nlegacy=legacy\n",
+          "FILE:2: legacy=legacy: node name \"legacy\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n" },
+        { "[Nodes]\nLegacy=5\n",
+          "FILE:2: Legacy=5: node name \"Legacy\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n" },
+        { "[Nodes]\nabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm=5\n",
+          "FILE:2: abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm=5: node name longer than 64 characters\n" },
+        { "[Nodes]\npump=0\n",
+          "FILE:2: pump=0: expected a node id 1-254 or legacy\n" },
+        { "[Nodes]\npump=255\n",
+          "FILE:2: pump=255: expected a node id 1-254 or legacy\n" },
+        { "[Nodes]\npump=-3\n",
+          "FILE:2: pump=-3: expected a node id 1-254 or legacy\n" },
+        { "[Nodes]\npump=node3\n",
+          "FILE:2: pump=node3: expected a node id 1-254 or legacy\n" },
+        { "[Nodes]\npump=LEGACY\n",
+          "FILE:2: pump=LEGACY: expected a node id 1-254 or legacy\n" },
+        { "[Nodes]\npump=\n",
+          "FILE:2: pump=: expected a node id 1-254 or legacy\n" },
+        { "[Nodes]\npump=3\nfan=4\npump=3\n",
+          "FILE:4: pump=3: duplicate node name \"pump\", first given on line 2\n" },
+        { "[Nodes]\npump=3\n\n# the same board\nwater-pump=3\n",
+          "FILE:5: water-pump=3: node 3 is already named \"pump\" on line 2; a node has one name\n" },
+        { "[Nodes]\nold=legacy\nolder=legacy\n",
+          "FILE:3: older=legacy: node legacy is already named \"old\" on line 2; a node has one name\n" },
+
+        /* Every error in a file, each at its line. */
+        { "[Bus]\n"
+          "Bitrate=1\n"
+          "[Bogus]\n"
+          "Whatever=1\n"
+          "[Protocol]\n"
+          "Window=0   # comment\n"
+          "Timeout=100\n"
+          "[Nodes]\n"
+          "node1=1\n"
+          "ok=2\n"
+          "ok=3\n",
+          "FILE:2: Bitrate=1: out of range, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n"
+          "FILE:3: unknown section [Bogus], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n"
+          "FILE:6: Window=0: out of range, expected 1-64 frames\n"
+          "FILE:9: node1=1: node name \"node1\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n"
+          "FILE:11: ok=3: duplicate node name \"ok\", first given on line 10\n" },
+};
+
+static void test_errors(void **state) {
+        for (size_t i = 0; i < sizeof(bad_files) / sizeof(bad_files[0]); i++) {
+                struct config c;
+                char *err;
+                int r;
+
+                assert_int_equal(config_init(&c), 0);
+                r = load_text(&c, bad_files[i].text, &err);
+                if (r != -EINVAL || strcmp(err, bad_files[i].message) != 0)
+                        print_error("file %zu:\n%s\nreturned %d, printed:\n%s", i, bad_files[i].text, r, err);
+                assert_int_equal(r, -EINVAL);
+                assert_string_equal(err, bad_files[i].message);
+                free(err);
+                /* A file with an error changes nothing, not even its good lines. */
+                assert_defaults(&c);
+                config_done(&c);
+        }
+}
+
+static void test_long_line_and_nul(void **state) {
+        char text[1024], *err, *path;
+        struct config c;
+
+        assert_int_equal(config_init(&c), 0);
+
+        /* inih's line buffer is limited; an overlong line is one error at
+         * its own line, and the lines after it still count. */
+        snprintf(text, sizeof(text), "[Bus]\nInterface=%0500d\nBitrate=1\n", 0);
+        assert_int_equal(load_text(&c, text, &err), -EINVAL);
+        assert_non_null(strstr(err, "FILE:2: line too long, at most "));
+        assert_non_null(strstr(err, "FILE:3: Bitrate=1: out of range"));
+        free(err);
+
+        /* A long comment is fine: comments are gone before inih sees the line. */
+        snprintf(text, sizeof(text), "[Bus]\n# %0500d\nInterface=can2 # %0300d\n", 0, 0);
+        assert_int_equal(load_text(&c, text, &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+        assert_string_equal(c.interface, "can2");
+
+        static const char with_nul[] = "[Bus]\nInterface=can\0003\nBitrate=1\n";
+        path = write_conf(with_nul, sizeof(with_nul) - 1);
+        assert_int_equal(load_captured(&c, path, true, &err), -EINVAL);
+        assert_string_equal(err,
+                "FILE:2: NUL byte in the line; this is not a text file\n"
+                "FILE:3: Bitrate=1: out of range, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n");
+        free(err);
+        free(path);
+        assert_string_equal(c.interface, "can2");
+        config_done(&c);
+}
+
+static void test_missing_file(void **state) {
+        struct config c;
+        char *path, *err;
+
+        assert_true(asprintf(&path, "%s/does-not-exist.conf", tmpdir) > 0);
+        assert_int_equal(config_init(&c), 0);
+
+        assert_int_equal(load_captured(&c, path, false, &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+        assert_defaults(&c);
+
+        assert_int_equal(load_captured(&c, path, true, &err), -ENOENT);
+        assert_string_equal(err, "FILE: cannot open: No such file or directory\n");
+        free(err);
+        assert_defaults(&c);
+
+        /* Only a missing file is tolerated, not one that cannot be read. */
+        assert_int_equal(load_captured(&c, tmpdir, false, &err), -EISDIR);
+        assert_string_equal(err, "FILE: cannot read: Is a directory\n");
+        free(err);
+        assert_defaults(&c);
+
+        free(path);
+        config_done(&c);
+}
+
+static void test_load_over(void **state) {
+        struct config c;
+        char *err;
+
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(load_text(&c, "[Protocol]\nTimeout=100\n[Nodes]\npump=3\n", &err), 0);
+        free(err);
+        assert_int_equal(load_text(&c, "[Protocol]\nRetries=5\n[Nodes]\nfan=4\n", &err), 0);
+        free(err);
+        assert_int_equal(c.session.timeout_ms, 100);
+        assert_int_equal(c.session.retries, 5);
+        assert_int_equal(config_lookup_name(&c, "pump"), 3);
+        assert_int_equal(config_lookup_name(&c, "fan"), 4);
+
+        assert_int_equal(load_text(&c, "[Protocol]\nRetries=6\n[Nodes]\npump=9\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:4: pump=9: duplicate node name \"pump\", given in an earlier file\n");
+        free(err);
+        assert_int_equal(load_text(&c, "[Nodes]\nwater=3\n", &err), -EINVAL);
+        assert_string_equal(err,
+                "FILE:2: water=3: node 3 is already named \"pump\" in an earlier file; a node has one name\n");
+        free(err);
+        assert_int_equal(c.session.retries, 5);
+        assert_int_equal(c.n_names, 2);
+        config_done(&c);
+}
+
+static void test_lookup(void **state) {
+        struct config c;
+        char *err;
+
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(load_text(&c, "[Nodes]\npump=3\nold-board=legacy\nlast=254\n", &err), 0);
+        free(err);
+
+        assert_int_equal(config_lookup_name(&c, "pump"), 3);
+        assert_int_equal(config_lookup_name(&c, "old-board"), 0);
+        assert_int_equal(config_lookup_name(&c, "last"), 254);
+        assert_int_equal(config_lookup_name(&c, "Pump"), -ENOENT);  /* names are case-sensitive */
+        assert_int_equal(config_lookup_name(&c, "pum"), -ENOENT);
+        assert_int_equal(config_lookup_name(&c, ""), -ENOENT);
+        assert_int_equal(config_lookup_name(&c, NULL), -ENOENT);
+
+        assert_string_equal(config_node_name(&c, 3), "pump");
+        assert_string_equal(config_node_name(&c, 0), "old-board");
+        assert_string_equal(config_node_name(&c, 254), "last");
+        assert_null(config_node_name(&c, 4));
+        assert_null(config_node_name(&c, 255));
+        config_done(&c);
+}
+
+/* "#Key=value", a capital right after the '#': a commented-out default.
+ * The "#pump = 3" lines are examples, not defaults. */
+static bool is_commented_default(const char *line) {
+        const char *eq = strchr(line, '=');
+
+        if (line[0] != '#' || !isupper((unsigned char) line[1]) || !eq)
+                return false;
+        for (const char *c = line + 1; c < eq; c++)
+                if (!isalpha((unsigned char) *c))
+                        return false;
+        return true;
+}
+
+/* The installed example: it loads, and every "#Key=value" in it is the
+ * real default, so uncommenting it changes nothing. */
+static void test_example_file(void **state) {
+        const char *example = getenv("STCISPD_CONF_EXAMPLE");
+        char text[16384], out[16384], *o = out, *err, *path;
+        struct config c;
+        unsigned uncommented = 0;
+        size_t n;
+        FILE *f;
+
+        if (!example)
+                fail_msg("STCISPD_CONF_EXAMPLE is not set (meson sets it to daemon/stcispd.conf)");
+        f = fopen(example, "re");
+        assert_non_null(f);
+        n = fread(text, 1, sizeof(text) - 1, f);
+        fclose(f);
+        text[n] = '\0';
+
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(load_captured(&c, example, true, &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+        assert_defaults(&c);
+
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+                if (is_commented_default(line)) {
+                        line++;
+                        uncommented++;
+                }
+                o += sprintf(o, "%s\n", line);
+        }
+        assert_int_equal(uncommented, 10);  /* every key */
+        path = write_conf(out, strlen(out));
+        assert_int_equal(load_captured(&c, path, true, &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+        free(path);
+        assert_defaults(&c);
+        config_done(&c);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_defaults),
+                cmocka_unit_test(test_every_key),
+                cmocka_unit_test(test_range_limits),
+                cmocka_unit_test(test_comments_and_layout),
+                cmocka_unit_test(test_errors),
+                cmocka_unit_test(test_long_line_and_nul),
+                cmocka_unit_test(test_missing_file),
+                cmocka_unit_test(test_load_over),
+                cmocka_unit_test(test_lookup),
+                cmocka_unit_test(test_example_file),
+        };
+
+        return cmocka_run_group_tests(tests, setup_dir, teardown_dir);
+}
