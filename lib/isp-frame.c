@@ -423,7 +423,7 @@ const char *isp_status_to_string(uint8_t status) {
         switch (status) {
         case ISP_STATUS_OK:           return "ok";
         case ISP_STATUS_RANGE:        return "address outside the writable range";
-        case ISP_STATUS_WRITE_FAILED: return "write failed (byte not erased)";
+        case ISP_STATUS_WRITE_FAILED: return "write failed (byte not erased, or read-back differs)";
         case ISP_STATUS_BAD_ARGUMENT: return "bad length or argument";
         case ISP_STATUS_NO_APP:       return "no valid application";
         }

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "isp-image.h"
+#include "session.h"
+
+typedef struct Manager Manager;
+
+enum job_state {
+        JOB_QUEUED,
+        JOB_RUNNING,
+        JOB_SUCCEEDED,
+        JOB_FAILED,
+        JOB_CANCELLED,
+        _JOB_STATE_MAX,
+};
+
+typedef struct Job Job;
+
+struct Job {
+        Manager *manager;
+        Job *next, *prev;               /* in the queue or in the history */
+
+        uint32_t id;
+        enum session_kind kind;
+        char *target;                   /* canonical: "node3", "legacy", "bus" for a scan */
+        uint8_t node;                   /* 0 = legacy */
+        enum job_state state;
+        enum session_phase phase;
+        uint64_t bytes_done, bytes_total;
+        char *error;                    /* NULL unless failed or cancelled */
+        uint64_t created_usec, started_usec, finished_usec;    /* CLOCK_REALTIME */
+        uint32_t requested_by;          /* uid */
+        unsigned attempts;              /* starts, counting restarts after a daemon crash */
+
+        /* flash only */
+        bool opt_reboot, opt_verify;
+        char *format;                   /* "hex", "bin" or "auto" */
+        uint8_t *image_data;            /* the file as received */
+        size_t image_size;
+        struct isp_image *image;        /* parsed; NULL for a finished job */
+
+        uint64_t progress_emitted_usec; /* throttles BytesDone signals */
+        bool progress_pending;
+};
+
+Job *job_new(Manager *m, uint32_t id, enum session_kind kind, const char *target, uint8_t node);
+Job *job_free(Job *j);
+
+const char *job_state_to_string(enum job_state s);
+int job_state_from_string(const char *s);
+bool job_state_is_final(enum job_state s);
+
+/* "/org/stcisp/ispd1/job/<id>" */
+char *job_object_path(const Job *j);
+
+/* (De)serialise the job's record, not the image. */
+char *job_to_json(const Job *j);
+int job_from_json(Manager *m, const char *json, Job **ret);

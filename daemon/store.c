@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "util.h"
+
+int write_file_atomic(int dir_fd, const char *name, const void *data, size_t size) {
+        _cleanup_close_ int fd = -EBADF;
+        char tmp[256];
+        const char *p = data;
+
+        if ((size_t) snprintf(tmp, sizeof(tmp), ".#%s.%d", name, (int) getpid()) >= sizeof(tmp))
+                return -ENAMETOOLONG;
+
+        fd = openat(dir_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+
+        while (size > 0) {
+                ssize_t n = write(fd, p, size);
+                if (n < 0) {
+                        int r = -errno;
+                        if (r == -EINTR)
+                                continue;
+                        (void) unlinkat(dir_fd, tmp, 0);
+                        return r;
+                }
+                p += n;
+                size -= (size_t) n;
+        }
+        if (fsync(fd) < 0 || renameat(dir_fd, tmp, dir_fd, name) < 0) {
+                int r = -errno;
+                (void) unlinkat(dir_fd, tmp, 0);
+                return r;
+        }
+        return fsync(dir_fd) < 0 ? -errno : 0;
+}
+
+int read_file_at(int dir_fd, const char *name, size_t max, char **ret, size_t *ret_size) {
+        _cleanup_close_ int fd = -EBADF;
+        _cleanup_free_ char *buf = NULL;
+        struct stat st;
+        size_t done = 0;
+
+        fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if ((uint64_t) st.st_size > max)
+                return -EFBIG;
+
+        buf = malloc((size_t) st.st_size + 1);
+        if (!buf)
+                return -ENOMEM;
+        while (done < (size_t) st.st_size) {
+                ssize_t n = read(fd, buf + done, (size_t) st.st_size - done);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                done += (size_t) n;
+        }
+        buf[done] = 0;
+        *ret = TAKE_PTR(buf);
+        if (ret_size)
+                *ret_size = done;
+        return 0;
+}
+
+int unlink_durable(int dir_fd, const char *name) {
+        if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
+                return -errno;
+        return fsync(dir_fd) < 0 ? -errno : 0;
+}
