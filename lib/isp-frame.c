@@ -109,6 +109,9 @@ int isp_request_build(const struct isp_request *req, struct isp_can_frame *ret) 
 static int frame_check(const struct isp_can_frame *f, uint32_t kind) {
         if (!(f->flags & ISP_FRAME_EXTENDED))
                 return -ISP_FRAME_STANDARD_ID;
+        /* Flag bits in the ID mean a caller forgot to mask CAN_EFF_FLAG & co. */
+        if (f->id > 0x1FFFFFFFu)
+                return -ISP_FRAME_NOT_ISP;
         if (f->flags & ISP_FRAME_FLAG_FD)
                 return -ISP_FRAME_FD;
         if (f->flags & ISP_FRAME_FLAG_RTR)
@@ -255,7 +258,8 @@ int isp_reply_build(const struct isp_reply *r, struct isp_can_frame *ret) {
 
         case ISP_CMD_READ:
                 if (r->status != ISP_STATUS_OK) {
-                        if (r->legacy)
+                        /* node 0 is legacy and has no status byte */
+                        if (r->legacy || r->node == ISP_NODE_LEGACY)
                                 return -EINVAL;
                         f.len = 1;
                         f.data[0] = r->status;
@@ -375,6 +379,9 @@ int isp_reply_parse(const struct isp_can_frame *f, struct isp_reply *ret) {
                 break;
 
         case ISP_CMD_CRC:
+                /* The legacy node has no CRC command. */
+                if (r.node == ISP_NODE_LEGACY)
+                        return -ISP_FRAME_BAD_ARGUMENT;
                 if (f->len != 5)
                         return -ISP_FRAME_BAD_DLC;
                 r.status = f->data[0];

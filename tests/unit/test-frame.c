@@ -229,6 +229,8 @@ static void test_reply_malformed(void **state) {
         assert_reply_error(ext(0x1B700000, 8, "0107040801020304"), ISP_FRAME_BAD_ARGUMENT);
         assert_reply_error(ext(0x1B000103, 8, "0107040801020304"), ISP_FRAME_BAD_ARGUMENT); /* stray ID bits */
         assert_reply_error(ext(0x1B0000FF, 8, "0107040801020304"), ISP_FRAME_BAD_ARGUMENT); /* node 0xFF */
+        assert_reply_error(ext(0x1B500000, 5, "00CBF43926"), ISP_FRAME_BAD_ARGUMENT);       /* legacy has no CRC */
+        assert_reply_error(ext(0x5B000003, 8, "0107040801020304"), ISP_FRAME_NOT_ISP);      /* flag bits in id */
 }
 
 /* Whatever a legacy node puts in its replies, node 0 means legacy. */
@@ -280,6 +282,8 @@ static void test_build_rejects(void **state) {
         assert_int_equal(isp_reply_build(&y, &f), -EINVAL);     /* a legacy node is silent on failure */
         y = (struct isp_reply) { .cmd = ISP_CMD_CONNECT, .node = 3, .legacy = true };
         assert_int_equal(isp_reply_build(&y, &f), -EINVAL);
+        y = (struct isp_reply) { .cmd = ISP_CMD_READ, .node = 0, .status = ISP_STATUS_RANGE };
+        assert_int_equal(isp_reply_build(&y, &f), -EINVAL);     /* node 0 cannot refuse with a status */
         y = (struct isp_reply) { .cmd = ISP_CMD_CRC, .node = 0xFF };
         assert_int_equal(isp_reply_build(&y, &f), -EINVAL);
 }
