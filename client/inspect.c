@@ -19,9 +19,8 @@ static void image_freep(struct isp_image **img) {
         free(*img);
 }
 
-/* Load FILE as an image, reporting errors the ispctl way. Returns 0, or an
- * exit status. Shared by every verb that takes an image. */
-int ispctl_load_image(const char *path, const struct ispctl_args *args, struct isp_image **ret) {
+int ispctl_load_image(const char *path, const struct ispctl_args *args, struct isp_image **ret,
+                      char **ret_data, size_t *ret_size) {
         _cleanup_(image_freep) struct isp_image *img = NULL;
         _cleanup_free_ char *data = NULL;
         struct isp_image_error error;
@@ -64,6 +63,10 @@ int ispctl_load_image(const char *path, const struct ispctl_args *args, struct i
         }
 
         *ret = TAKE_PTR(img);
+        if (ret_data) {
+                *ret_data = TAKE_PTR(data);
+                *ret_size = size;
+        }
         return 0;
 }
 
@@ -141,7 +144,7 @@ int verb_inspect(int argc, char *argv[], const struct ispctl_args *args) {
                 return ISPCTL_EXIT_USAGE;
         }
 
-        r = ispctl_load_image(argv[1], args, &img);
+        r = ispctl_load_image(argv[1], args, &img, NULL, NULL);
         if (r != 0)
                 return r;
 

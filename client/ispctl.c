@@ -40,33 +40,66 @@ static void help(void) {
                "Update the firmware of STC32G boards on a CAN bus through stcispd.\n"
                "\n"
                "Commands:\n"
-               "  inspect FILE        Validate an Intel HEX or BIN image and show what a\n"
-               "                      node's flash will hold (no daemon needed)\n"
+               "  flash TARGET... FILE  Validate FILE, flash it to each target and wait\n"
+               "  reboot TARGET...      Reboot nodes from their ISP into their application\n"
+               "  status [TARGET]       Show the daemon and its bus, or one node\n"
+               "  list                  List the nodes the daemon knows\n"
+               "  scan                  Ask the bus which nodes are in their ISP\n"
+               "  jobs                  List queued, running and recent jobs\n"
+               "  cancel JOB...         Cancel jobs (id or object path)\n"
+               "  monitor               Follow jobs live until interrupted\n"
+               "  inspect FILE          Validate an Intel HEX or BIN image offline and show\n"
+               "                        what a node's flash will hold (no daemon needed)\n"
+               "\n"
+               "TARGET is nodeN or N (1-254), legacy, or a name from stcispd.conf;\n"
+               "comma lists work (1,2,node7).\n"
                "\n"
                "Options:\n"
-               "  -h --help           Show this help\n"
-               "     --version        Show the version\n"
-               "     --json           Print JSON only on standard output\n"
-               "     --format FORMAT  Image format: hex or bin (default: from the file)\n"
+               "  -h --help              Show this help\n"
+               "     --version           Show the version\n"
+               "     --json              Print only JSON on standard output\n"
+               "     --format FORMAT     Image format: hex or bin (default: from the file)\n"
+               "     --no-block          Queue the jobs and print their paths, do not wait\n"
+               "     --no-reboot         flash: leave the nodes in their ISP afterwards\n"
+               "     --no-verify         flash: skip verification (the entry is still last)\n"
+               "     --all               flash, reboot: every extended node the daemon knows\n"
+               "  -H --host [USER@]HOST  Talk to the daemon on HOST over SSH\n"
+               "     --address ADDRESS   Talk to the D-Bus bus at ADDRESS\n"
                "\n"
-               "Exit status: 0 success, 1 invalid or unreadable image, 2 usage error.\n"
-               "See ispctl(1).\n");
+               "Exit status: 0 success, 1 invalid image, 2 usage error, 3 job failed,\n"
+               "4 node not found, 5 access denied, 6 daemon not reachable, 7 other\n"
+               "daemon error. See ispctl(1).\n");
 }
 
 static const struct {
         const char *name;
         int (*run)(int argc, char *argv[], const struct ispctl_args *args);
 } verbs[] = {
+        { "flash",   verb_flash   },
+        { "reboot",  verb_reboot  },
+        { "status",  verb_status  },
+        { "list",    verb_list    },
+        { "scan",    verb_scan    },
+        { "jobs",    verb_jobs    },
+        { "cancel",  verb_cancel  },
+        { "monitor", verb_monitor },
         { "inspect", verb_inspect },
 };
 
 int main(int argc, char *argv[]) {
-        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT };
+        enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT, ARG_NO_BLOCK, ARG_NO_REBOOT,
+               ARG_NO_VERIFY, ARG_ALL, ARG_ADDRESS };
         static const struct option options[] = {
-                { "help",    no_argument,       NULL, 'h'         },
-                { "version", no_argument,       NULL, ARG_VERSION },
-                { "json",    no_argument,       NULL, ARG_JSON    },
-                { "format",  required_argument, NULL, ARG_FORMAT  },
+                { "help",      no_argument,       NULL, 'h'           },
+                { "version",   no_argument,       NULL, ARG_VERSION   },
+                { "json",      no_argument,       NULL, ARG_JSON      },
+                { "format",    required_argument, NULL, ARG_FORMAT    },
+                { "no-block",  no_argument,       NULL, ARG_NO_BLOCK  },
+                { "no-reboot", no_argument,       NULL, ARG_NO_REBOOT },
+                { "no-verify", no_argument,       NULL, ARG_NO_VERIFY },
+                { "all",       no_argument,       NULL, ARG_ALL       },
+                { "host",      required_argument, NULL, 'H'           },
+                { "address",   required_argument, NULL, ARG_ADDRESS   },
                 {}
         };
         struct ispctl_args args = {};
@@ -78,7 +111,7 @@ int main(int argc, char *argv[]) {
                         args.json = true;
 
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, "hH:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
                         help();
@@ -91,6 +124,24 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_FORMAT:
                         args.format = optarg;
+                        break;
+                case ARG_NO_BLOCK:
+                        args.no_block = true;
+                        break;
+                case ARG_NO_REBOOT:
+                        args.no_reboot = true;
+                        break;
+                case ARG_NO_VERIFY:
+                        args.no_verify = true;
+                        break;
+                case ARG_ALL:
+                        args.all = true;
+                        break;
+                case 'H':
+                        args.host = optarg;
+                        break;
+                case ARG_ADDRESS:
+                        args.address = optarg;
                         break;
                 case '?':
                         if (optopt)

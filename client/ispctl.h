@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <systemd/sd-bus.h>
 
 struct isp_image;
 
@@ -10,18 +11,48 @@ enum {
         ISPCTL_EXIT_SUCCESS       = 0,
         ISPCTL_EXIT_INVALID_IMAGE = 1,  /* also: image file unreadable */
         ISPCTL_EXIT_USAGE         = 2,
+        ISPCTL_EXIT_JOB_FAILED    = 3,  /* failed or cancelled */
+        ISPCTL_EXIT_NODE_NOT_FOUND = 4,
+        ISPCTL_EXIT_ACCESS_DENIED = 5,
+        ISPCTL_EXIT_UNREACHABLE   = 6,
+        ISPCTL_EXIT_DAEMON_ERROR  = 7,
 };
 
 struct ispctl_args {
         bool json;
+        bool no_block;
+        bool no_reboot;
+        bool no_verify;
+        bool all;
         const char *format;     /* --format, NULL = from the file */
+        const char *host;       /* -H */
+        const char *address;    /* --address */
 };
 
 int verb_inspect(int argc, char *argv[], const struct ispctl_args *args);
+int verb_flash(int argc, char *argv[], const struct ispctl_args *args);
+int verb_reboot(int argc, char *argv[], const struct ispctl_args *args);
+int verb_scan(int argc, char *argv[], const struct ispctl_args *args);
+int verb_status(int argc, char *argv[], const struct ispctl_args *args);
+int verb_list(int argc, char *argv[], const struct ispctl_args *args);
+int verb_jobs(int argc, char *argv[], const struct ispctl_args *args);
+int verb_cancel(int argc, char *argv[], const struct ispctl_args *args);
+int verb_monitor(int argc, char *argv[], const struct ispctl_args *args);
 
 /* Print an error: the message on stderr; with --json also an object
- * {"error": message, ...extra} on stdout. `line` < 0 prints "line": null
- * when with_line is set. */
+ * {"error": message, ...} on stdout. With with_line, "file" and "line"
+ * (null where line <= 0) are added. */
 void ispctl_error(const struct ispctl_args *args, const char *file, int line, bool with_line,
                   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-int ispctl_load_image(const char *path, const struct ispctl_args *args, struct isp_image **ret);
+
+/* Load FILE as an image, reporting errors the ispctl way. Returns 0, or an
+ * exit status. ret_data/ret_size (optional) get the raw file. */
+int ispctl_load_image(const char *path, const struct ispctl_args *args, struct isp_image **ret,
+                      char **ret_data, size_t *ret_size);
+
+/* Connect to the bus the options name. Returns 0 or an exit status. */
+int ispctl_connect(const struct ispctl_args *args, sd_bus **ret);
+
+/* Report a failed call: a message a person can act on, the exit status
+ * that fits the D-Bus error. */
+int ispctl_bus_error(const struct ispctl_args *args, const char *what, const sd_bus_error *error, int r);

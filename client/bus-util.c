@@ -1,0 +1,72 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ispctl.h"
+#include "util.h"
+
+int ispctl_connect(const struct ispctl_args *args, sd_bus **ret) {
+        sd_bus *bus = NULL;
+        int r;
+
+        if (args->address) {
+                r = sd_bus_new(&bus);
+                if (r >= 0)
+                        r = sd_bus_set_address(bus, args->address);
+                if (r >= 0)
+                        r = sd_bus_set_bus_client(bus, true);
+                if (r >= 0)
+                        r = sd_bus_start(bus);
+        } else if (args->host)
+                /* ssh HOST systemd-stdio-bridge, as systemctl -H does */
+                r = sd_bus_open_system_remote(&bus, args->host);
+        else
+                r = sd_bus_open_system(&bus);
+        if (r < 0) {
+                sd_bus_unref(bus);
+                if (args->host)
+                        ispctl_error(args, NULL, 0, false,
+                                     "Cannot reach the system bus of %s over SSH: %s", args->host, strerror(-r));
+                else
+                        ispctl_error(args, NULL, 0, false, "Cannot connect to the system bus%s%s: %s",
+                                     args->address ? " at " : "", args->address ? args->address : "", strerror(-r));
+                return ISPCTL_EXIT_UNREACHABLE;
+        }
+        *ret = bus;
+        return 0;
+}
+
+int ispctl_bus_error(const struct ispctl_args *args, const char *what, const sd_bus_error *error, int r) {
+        const char *name = error && error->name ? error->name : "";
+        const char *msg = error && error->message ? error->message : strerror(r < 0 ? -r : r);
+
+        if (strcmp(name, "org.freedesktop.DBus.Error.ServiceUnknown") == 0 ||
+            strcmp(name, "org.freedesktop.DBus.Error.NameHasNoOwner") == 0 ||
+            strcmp(name, "org.freedesktop.DBus.Error.NoReply") == 0 ||
+            strcmp(name, "org.freedesktop.DBus.Error.Disconnected") == 0 ||
+            r == -ECONNRESET || r == -ENOTCONN || r == -ETIMEDOUT) {
+                ispctl_error(args, NULL, 0, false,
+                             "stcispd is not reachable (%s): is it running? 'systemctl status stcispd' tells", msg);
+                return ISPCTL_EXIT_UNREACHABLE;
+        }
+        if (strcmp(name, "org.stcisp.ispd1.Error.NodeNotFound") == 0) {
+                ispctl_error(args, NULL, 0, false, "%s", msg);
+                return ISPCTL_EXIT_NODE_NOT_FOUND;
+        }
+        if (strcmp(name, "org.stcisp.ispd1.Error.AccessDenied") == 0 ||
+            strcmp(name, "org.freedesktop.DBus.Error.AccessDenied") == 0) {
+                ispctl_error(args, NULL, 0, false, "%s: access denied: %s", what, msg);
+                return ISPCTL_EXIT_ACCESS_DENIED;
+        }
+        if (strcmp(name, "org.stcisp.ispd1.Error.InvalidImage") == 0) {
+                ispctl_error(args, NULL, 0, false, "%s: the daemon refused the image: %s", what, msg);
+                return ISPCTL_EXIT_INVALID_IMAGE;
+        }
+        if (strcmp(name, "org.freedesktop.DBus.Error.InvalidArgs") == 0) {
+                ispctl_error(args, NULL, 0, false, "%s: %s", what, msg);
+                return ISPCTL_EXIT_USAGE;
+        }
+        ispctl_error(args, NULL, 0, false, "%s failed: %s", what, msg);
+        return ISPCTL_EXIT_DAEMON_ERROR;
+}

@@ -1,0 +1,626 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* flash, reboot, scan: queue jobs, then follow them to their end with a
+ * live progress display (terminal), one line per phase change (pipe), or
+ * one JSON object at the end (--json). */
+#include <errno.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-event.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "isp-image.h"
+#include "ispctl.h"
+#include "output.h"
+#include "util.h"
+
+#define BUS_NAME "org.stcisp.ispd1"
+#define OBJECT_PATH "/org/stcisp/ispd1"
+#define MANAGER_IFACE "org.stcisp.ispd1.Manager"
+#define JOB_IFACE "org.stcisp.ispd1.Job"
+#define REDRAW_USEC (100 * 1000ULL)
+
+struct watched_job {
+        char *target;
+        char *path;
+        uint32_t id;
+        char state[16];
+        char phase[16];
+        char *error;
+        uint64_t done, total;
+        uint64_t phase_start;           /* CLOCK_MONOTONIC µs */
+        char printed_phase[16];         /* pipe mode: the last phase printed */
+        bool final;
+};
+
+struct waiter {
+        const struct ispctl_args *args;
+        sd_bus *bus;
+        sd_event *event;
+        struct watched_job *jobs;
+        size_t n_jobs;
+        bool tty;
+        unsigned lines_drawn;
+        bool dirty;
+        bool quiet;             /* no display, no JSON: the caller reports */
+        sd_event_source *redraw;
+};
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+static bool state_is_final(const char *s) {
+        return strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
+}
+
+static struct watched_job *find_job(struct waiter *w, const char *path) {
+        for (size_t i = 0; i < w->n_jobs; i++)
+                if (w->jobs[i].path && strcmp(w->jobs[i].path, path) == 0)
+                        return &w->jobs[i];
+        return NULL;
+}
+
+/* Read an a{sv} of Job properties (GetAll reply or PropertiesChanged). */
+static int read_job_props(sd_bus_message *m, struct watched_job *j) {
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
+                const char *key, *s;
+                uint64_t t;
+                uint32_t u;
+
+                r = sd_bus_message_read(m, "s", &key);
+                if (r < 0)
+                        return r;
+                if (strcmp(key, "State") == 0 || strcmp(key, "Phase") == 0 || strcmp(key, "Error") == 0) {
+                        r = sd_bus_message_read(m, "v", "s", &s);
+                        if (r < 0)
+                                return r;
+                        if (key[0] == 'S')
+                                snprintf(j->state, sizeof(j->state), "%s", s);
+                        else if (key[0] == 'P') {
+                                if (strcmp(j->phase, s) != 0)
+                                        j->phase_start = now_usec();
+                                snprintf(j->phase, sizeof(j->phase), "%s", s);
+                        } else {
+                                free(j->error);
+                                j->error = *s ? strdup(s) : NULL;
+                        }
+                } else if (strcmp(key, "BytesDone") == 0 || strcmp(key, "BytesTotal") == 0) {
+                        r = sd_bus_message_read(m, "v", "t", &t);
+                        if (r < 0)
+                                return r;
+                        if (key[5] == 'D')
+                                j->done = t;
+                        else
+                                j->total = t;
+                } else if (strcmp(key, "Id") == 0) {
+                        r = sd_bus_message_read(m, "v", "u", &u);
+                        if (r < 0)
+                                return r;
+                        j->id = u;
+                } else {
+                        r = sd_bus_message_skip(m, "v");
+                        if (r < 0)
+                                return r;
+                }
+                r = sd_bus_message_exit_container(m);
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        return sd_bus_message_exit_container(m);
+}
+
+static int fetch_job(struct waiter *w, struct watched_job *j) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r;
+
+        r = sd_bus_call_method(w->bus, BUS_NAME, j->path, "org.freedesktop.DBus.Properties", "GetAll",
+                               &error, &reply, "s", JOB_IFACE);
+        if (r < 0)
+                return ispctl_bus_error(w->args, "Reading the job", &error, r);
+        r = read_job_props(reply, j);
+        if (r < 0)
+                return ispctl_bus_error(w->args, "Reading the job", NULL, r);
+        j->final = state_is_final(j->state);
+        return 0;
+}
+
+static void format_size(uint64_t v, char *buf, size_t n) {
+        if (v < 1024)
+                snprintf(buf, n, "%llu B", (unsigned long long) v);
+        else
+                snprintf(buf, n, "%.1f KiB", (double) v / 1024.0);
+}
+
+/* "node3    program    12.0 KiB/16.3 KiB   5.1 KiB/s  ETA 0:01" */
+static void job_line(const struct watched_job *j, char *buf, size_t n) {
+        char a[32], b[32], rate[32];
+        uint64_t elapsed = now_usec() - j->phase_start;
+
+        if (j->final) {
+                if (j->error)
+                        snprintf(buf, n, "%-10s %s: %s", j->target, j->state, j->error);
+                else
+                        snprintf(buf, n, "%-10s %s", j->target, j->state);
+                return;
+        }
+        if (strcmp(j->state, "queued") == 0) {
+                snprintf(buf, n, "%-10s queued", j->target);
+                return;
+        }
+        if (j->total == 0) {
+                snprintf(buf, n, "%-10s %-8s", j->target, j->phase);
+                return;
+        }
+        if (strcmp(j->phase, "erase") == 0) {
+                snprintf(buf, n, "%-10s %-8s %llu/%llu sectors", j->target, j->phase,
+                         (unsigned long long) j->done, (unsigned long long) j->total);
+                return;
+        }
+        format_size(j->done, a, sizeof(a));
+        format_size(j->total, b, sizeof(b));
+        if (elapsed > 200000 && j->done > 0) {
+                double bps = (double) j->done * 1e6 / (double) elapsed;
+                unsigned eta = (unsigned) ((double) (j->total - j->done) / bps + 0.5);
+
+                format_size((uint64_t) bps, rate, sizeof(rate));
+                snprintf(buf, n, "%-10s %-8s %10s/%-10s %10s/s  ETA %u:%02u", j->target, j->phase, a, b,
+                         rate, eta / 60, eta % 60);
+        } else
+                snprintf(buf, n, "%-10s %-8s %10s/%-10s", j->target, j->phase, a, b);
+}
+
+static void draw(struct waiter *w) {
+        if (w->args->json || w->quiet)
+                return;
+
+        if (w->tty) {
+                /* back to the first of our lines, then rewrite them all */
+                if (w->lines_drawn > 0)
+                        printf("\033[%uA", w->lines_drawn);
+                for (size_t i = 0; i < w->n_jobs; i++) {
+                        char line[512];
+                        job_line(&w->jobs[i], line, sizeof(line));
+                        printf("\r\033[K%s\n", line);
+                }
+                w->lines_drawn = (unsigned) w->n_jobs;
+        } else
+                for (size_t i = 0; i < w->n_jobs; i++) {
+                        struct watched_job *j = &w->jobs[i];
+                        const char *what = j->final ? j->state : j->phase;
+
+                        if (!*what || strcmp(what, "none") == 0 || strcmp(j->printed_phase, what) == 0)
+                                continue;
+                        if (j->final && j->error)
+                                printf("%s: %s: %s\n", j->target, j->state, j->error);
+                        else
+                                printf("%s: %s\n", j->target, what);
+                        snprintf(j->printed_phase, sizeof(j->printed_phase), "%s", what);
+                }
+        fflush(stdout);
+        w->dirty = false;
+}
+
+static void check_done(struct waiter *w) {
+        for (size_t i = 0; i < w->n_jobs; i++)
+                if (!w->jobs[i].final)
+                        return;
+        (void) sd_event_exit(w->event, 0);
+}
+
+static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        struct waiter *w = userdata;
+        struct watched_job *j = find_job(w, sd_bus_message_get_path(m));
+        const char *iface;
+
+        if (!j || sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, JOB_IFACE) != 0)
+                return 0;
+        if (read_job_props(m, j) < 0)
+                return 0;
+        j->final = state_is_final(j->state);
+        w->dirty = true;
+        if (!w->tty || j->final)
+                draw(w);
+        check_done(w);
+        return 0;
+}
+
+static int on_redraw(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct waiter *w = userdata;
+
+        if (w->dirty)
+                draw(w);
+        /* the rate and ETA move even without new signals */
+        w->dirty = true;
+        (void) sd_event_source_set_time(s, usec + REDRAW_USEC);
+        return 0;
+}
+
+static void waiter_done(struct waiter *w) {
+        for (size_t i = 0; i < w->n_jobs; i++) {
+                free(w->jobs[i].target);
+                free(w->jobs[i].path);
+                free(w->jobs[i].error);
+        }
+        free(w->jobs);
+        sd_event_source_disable_unref(w->redraw);
+        sd_event_unref(w->event);
+}
+
+static int waiter_init(struct waiter *w, const struct ispctl_args *args, sd_bus *bus, size_t n) {
+        int r;
+
+        *w = (struct waiter) {
+                .args = args,
+                .bus = bus,
+                .tty = !args->json && isatty(STDOUT_FILENO),
+        };
+        w->jobs = calloc(n ? n : 1, sizeof(*w->jobs));
+        if (!w->jobs)
+                return -ENOMEM;
+        r = sd_event_new(&w->event);
+        if (r < 0)
+                return r;
+        r = sd_bus_attach_event(bus, w->event, 0);
+        if (r < 0)
+                return r;
+        /* The final job states are read after the loop ends: keep the bus. */
+        r = sd_bus_set_close_on_exit(bus, false);
+        if (r < 0)
+                return r;
+        /* Subscribed before the first job exists, so no change is missed. */
+        return sd_bus_match_signal(bus, NULL, BUS_NAME, NULL, "org.freedesktop.DBus.Properties",
+                                   "PropertiesChanged", on_properties_changed, w);
+}
+
+static int waiter_add(struct waiter *w, const char *target, const char *path) {
+        struct watched_job *j = &w->jobs[w->n_jobs];
+        const char *slash = strrchr(path, '/');
+
+        j->target = strdup(target);
+        j->path = strdup(path);
+        if (!j->target || !j->path)
+                return -ENOMEM;
+        j->id = slash ? (uint32_t) strtoul(slash + 1, NULL, 10) : 0;
+        snprintf(j->state, sizeof(j->state), "queued");
+        j->phase_start = now_usec();
+        w->n_jobs++;
+        return 0;
+}
+
+static json_object *job_json(const struct watched_job *j) {
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "id", json_object_new_int64(j->id));
+        json_object_object_add(o, "job", json_object_new_string(j->path));
+        json_object_object_add(o, "target", json_object_new_string(j->target));
+        json_object_object_add(o, "state", json_object_new_string(j->state));
+        json_object_object_add(o, "phase", json_object_new_string(*j->phase ? j->phase : "none"));
+        json_object_object_add(o, "error", j->error ? json_object_new_string(j->error) : NULL);
+        return o;
+}
+
+/* Follow every job to its end. Returns an exit status. */
+static int waiter_run(struct waiter *w) {
+        bool failed = false;
+        int r;
+
+        if (w->args->no_block) {
+                if (w->args->json) {
+                        json_object *o = json_object_new_object(), *a = json_object_new_array();
+                        for (size_t i = 0; i < w->n_jobs; i++)
+                                json_object_array_add(a, job_json(&w->jobs[i]));
+                        json_object_object_add(o, "jobs", a);
+                        output_json(o);
+                } else
+                        for (size_t i = 0; i < w->n_jobs; i++)
+                                printf("%s\n", w->jobs[i].path);
+                return ISPCTL_EXIT_SUCCESS;
+        }
+
+        for (size_t i = 0; i < w->n_jobs; i++) {
+                r = fetch_job(w, &w->jobs[i]);
+                if (r != 0)
+                        return r;
+        }
+        draw(w);
+        if (w->tty) {
+                r = sd_event_add_time_relative(w->event, &w->redraw, CLOCK_MONOTONIC, REDRAW_USEC, 0, on_redraw, w);
+                if (r >= 0)
+                        (void) sd_event_source_set_enabled(w->redraw, SD_EVENT_ON);
+        }
+        check_done(w);
+        r = sd_event_loop(w->event);
+        if (r < 0)
+                return ispctl_bus_error(w->args, "Following the jobs", NULL, r);
+
+        /* The last word comes from the job objects themselves. */
+        for (size_t i = 0; i < w->n_jobs; i++) {
+                r = fetch_job(w, &w->jobs[i]);
+                if (r != 0)
+                        return r;
+                if (strcmp(w->jobs[i].state, "succeeded") != 0)
+                        failed = true;
+        }
+        w->dirty = true;
+        draw(w);
+
+        if (w->args->json && !w->quiet) {
+                json_object *o = json_object_new_object(), *a = json_object_new_array();
+                for (size_t i = 0; i < w->n_jobs; i++)
+                        json_object_array_add(a, job_json(&w->jobs[i]));
+                json_object_object_add(o, "jobs", a);
+                json_object_object_add(o, "result", json_object_new_string(failed ? "failed" : "succeeded"));
+                output_json(o);
+        }
+        return failed ? ISPCTL_EXIT_JOB_FAILED : ISPCTL_EXIT_SUCCESS;
+}
+
+/* ---- targets ---- */
+
+struct targets {
+        char **v;
+        size_t n;
+};
+
+static void targets_done(struct targets *t) {
+        for (size_t i = 0; i < t->n; i++)
+                free(t->v[i]);
+        free(t->v);
+}
+
+static int targets_add(struct targets *t, const char *s, size_t len) {
+        char **v = realloc(t->v, (t->n + 1) * sizeof(char *));
+
+        if (!v)
+                return -ENOMEM;
+        t->v = v;
+        t->v[t->n] = strndup(s, len);
+        if (!t->v[t->n])
+                return -ENOMEM;
+        t->n++;
+        return 0;
+}
+
+/* "1,2,node7" → three targets; --all → every extended node the daemon knows. */
+static int collect_targets(const struct ispctl_args *args, sd_bus *bus, char **argv, int argc, struct targets *ret) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        int r;
+
+        for (int i = 0; i < argc; i++)
+                for (const char *p = argv[i]; *p; ) {
+                        size_t len = strcspn(p, ",");
+                        if (len > 0 && targets_add(ret, p, len) < 0)
+                                return -ENOMEM;
+                        p += len + (p[len] == ',');
+                }
+
+        if (args->all) {
+                uint8_t id;
+                const char *name, *form;
+
+                r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "ListNodes", &error, &reply, "");
+                if (r < 0)
+                        return ispctl_bus_error(args, "Listing the nodes", &error, r);
+                r = sd_bus_message_enter_container(reply, 'a', "(ysssyyts)");
+                while (r >= 0 && (r = sd_bus_message_read(reply, "(ysssyyts)", &id, &name, &form, NULL, NULL, NULL, NULL, NULL)) > 0) {
+                        char buf[16];
+                        if (strcmp(form, "extended") != 0)
+                                continue;
+                        snprintf(buf, sizeof(buf), "node%u", id);
+                        if (targets_add(ret, buf, strlen(buf)) < 0)
+                                return -ENOMEM;
+                }
+                if (r < 0)
+                        return ispctl_bus_error(args, "Listing the nodes", NULL, r);
+                if (ret->n == 0) {
+                        ispctl_error(args, NULL, 0, false, "--all: the daemon knows no extended node; 'ispctl scan' looks for them");
+                        return ISPCTL_EXIT_NODE_NOT_FOUND;
+                }
+        }
+        if (ret->n == 0) {
+                ispctl_error(args, NULL, 0, false, "No target given: name nodes (node3, 3, legacy, a configured name) or use --all");
+                return ISPCTL_EXIT_USAGE;
+        }
+        return 0;
+}
+
+/* Every target must exist before anything is queued: Status resolves them. */
+static int check_targets(const struct ispctl_args *args, sd_bus *bus, const struct targets *t) {
+        for (size_t i = 0; i < t->n; i++) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                int r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Status", &error, &reply,
+                                           "s", t->v[i]);
+                if (r < 0)
+                        return ispctl_bus_error(args, t->v[i], &error, r);
+        }
+        return 0;
+}
+
+int verb_flash(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ struct isp_image *img = NULL;
+        _cleanup_free_ char *data = NULL;
+        struct targets targets = {};
+        struct waiter w = {};
+        size_t size;
+        int r;
+
+        if (argc < 2 || (argc < 3 && !args->all)) {
+                ispctl_error(args, NULL, 0, false, "Usage: ispctl flash TARGET... FILE (or --all FILE)");
+                return ISPCTL_EXIT_USAGE;
+        }
+
+        /* The image is checked here first: a broken file never reaches the daemon. */
+        r = ispctl_load_image(argv[argc - 1], args, &img, &data, &size);
+        if (r != 0)
+                return r;
+
+        r = ispctl_connect(args, &bus);
+        if (r != 0)
+                return r;
+        r = collect_targets(args, bus, argv + 1, argc - 2, &targets);
+        if (r == 0)
+                r = check_targets(args, bus, &targets);
+        if (r != 0)
+                goto finish;
+
+        r = waiter_init(&w, args, bus, targets.n);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Watching the jobs", NULL, r);
+                goto finish;
+        }
+
+        for (size_t i = 0; i < targets.n; i++) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+                const char *path;
+                char what[300];
+
+                snprintf(what, sizeof(what), "Flashing %s", targets.v[i]);
+                r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Flash");
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "s", targets.v[i]);
+                if (r >= 0)
+                        r = sd_bus_message_append_array(m, 'y', data, size);
+                if (r >= 0)
+                        r = sd_bus_message_append(m, "a{sv}", 3,
+                                                  "format", "s", img->format == ISP_IMAGE_HEX ? "hex" : "bin",
+                                                  "reboot", "b", !args->no_reboot,
+                                                  "verify", "b", !args->no_verify);
+                if (r >= 0)
+                        r = sd_bus_call(bus, m, 0, &error, &reply);
+                if (r >= 0)
+                        r = sd_bus_message_read(reply, "o", &path);
+                if (r < 0) {
+                        r = ispctl_bus_error(args, what, &error, r);
+                        goto finish;
+                }
+                r = waiter_add(&w, targets.v[i], path);
+                if (r < 0)
+                        goto finish;
+        }
+
+        r = waiter_run(&w);
+finish:
+        waiter_done(&w);
+        targets_done(&targets);
+        return r;
+}
+
+int verb_reboot(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        struct targets targets = {};
+        struct waiter w = {};
+        int r;
+
+        if (argc < 2 && !args->all) {
+                ispctl_error(args, NULL, 0, false, "Usage: ispctl reboot TARGET... (or --all)");
+                return ISPCTL_EXIT_USAGE;
+        }
+        r = ispctl_connect(args, &bus);
+        if (r != 0)
+                return r;
+        r = collect_targets(args, bus, argv + 1, argc - 1, &targets);
+        if (r == 0)
+                r = check_targets(args, bus, &targets);
+        if (r != 0)
+                goto finish;
+        r = waiter_init(&w, args, bus, targets.n);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Watching the jobs", NULL, r);
+                goto finish;
+        }
+        for (size_t i = 0; i < targets.n; i++) {
+                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+                _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+                const char *path;
+                char what[300];
+
+                snprintf(what, sizeof(what), "Rebooting %s", targets.v[i]);
+                r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Reboot", &error, &reply,
+                                       "sa{sv}", targets.v[i], 0);
+                if (r >= 0)
+                        r = sd_bus_message_read(reply, "o", &path);
+                if (r < 0) {
+                        r = ispctl_bus_error(args, what, &error, r);
+                        goto finish;
+                }
+                r = waiter_add(&w, targets.v[i], path);
+                if (r < 0)
+                        goto finish;
+        }
+        r = waiter_run(&w);
+finish:
+        waiter_done(&w);
+        targets_done(&targets);
+        return r;
+}
+
+int verb_scan(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        struct waiter w = {};
+        json_object *nodes = NULL;
+        const char *path;
+        int r;
+
+        if (argc != 1) {
+                ispctl_error(args, NULL, 0, false, "Usage: ispctl scan");
+                return ISPCTL_EXIT_USAGE;
+        }
+        r = ispctl_connect(args, &bus);
+        if (r != 0)
+                return r;
+        r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Scan", &error, &reply, "");
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0)
+                return ispctl_bus_error(args, "Scanning", &error, r);
+
+        r = waiter_init(&w, args, bus, 1);
+        if (r >= 0)
+                r = waiter_add(&w, "scan", path);
+        if (r < 0) {
+                waiter_done(&w);
+                return ispctl_bus_error(args, "Watching the scan", NULL, r);
+        }
+        if (args->no_block) {
+                r = waiter_run(&w);
+                waiter_done(&w);
+                return r;
+        }
+        /* Quietly wait, then show what answered. */
+        w.quiet = true;
+        w.tty = false;
+        r = waiter_run(&w);
+        if (r == ISPCTL_EXIT_JOB_FAILED)
+                ispctl_error(args, NULL, 0, false, "Scan %s: %s", w.jobs[0].state, strna(w.jobs[0].error));
+        if (r == 0)
+                r = output_node_table(args, bus, args->json ? &nodes : NULL);
+        if (r == 0 && args->json) {
+                json_object *o = json_object_new_object();
+                json_object_object_add(o, "job", job_json(&w.jobs[0]));
+                json_object_object_add(o, "nodes", nodes);
+                output_json(o);
+        } else
+                json_object_put(nodes);
+        waiter_done(&w);
+        return r;
+}
