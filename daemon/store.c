@@ -8,13 +8,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "read-file.h"
 #include "store.h"
 #include "util.h"
 
 int write_file_atomic(int dir_fd, const char *name, const void *data, size_t size) {
         _cleanup_close_ int fd = -EBADF;
         char tmp[256];
-        const char *p = data;
+        int r;
 
         if ((size_t) snprintf(tmp, sizeof(tmp), ".#%s.%d", name, (int) getpid()) >= sizeof(tmp))
                 return -ENAMETOOLONG;
@@ -23,20 +24,13 @@ int write_file_atomic(int dir_fd, const char *name, const void *data, size_t siz
         if (fd < 0)
                 return -errno;
 
-        while (size > 0) {
-                ssize_t n = write(fd, p, size);
-                if (n < 0) {
-                        int r = -errno;
-                        if (r == -EINTR)
-                                continue;
-                        (void) unlinkat(dir_fd, tmp, 0);
-                        return r;
-                }
-                p += n;
-                size -= (size_t) n;
+        r = write_full_fd(fd, data, size);
+        if (r < 0) {
+                (void) unlinkat(dir_fd, tmp, 0);
+                return r;
         }
         if (fsync(fd) < 0 || renameat(dir_fd, tmp, dir_fd, name) < 0) {
-                int r = -errno;
+                r = -errno;
                 (void) unlinkat(dir_fd, tmp, 0);
                 return r;
         }
@@ -48,6 +42,7 @@ int read_file_at(int dir_fd, const char *name, size_t max, char **ret, size_t *r
         _cleanup_free_ char *buf = NULL;
         struct stat st;
         size_t done = 0;
+        int r;
 
         fd = openat(dir_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0)
@@ -62,17 +57,9 @@ int read_file_at(int dir_fd, const char *name, size_t max, char **ret, size_t *r
         buf = malloc((size_t) st.st_size + 1);
         if (!buf)
                 return -ENOMEM;
-        while (done < (size_t) st.st_size) {
-                ssize_t n = read(fd, buf + done, (size_t) st.st_size - done);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                done += (size_t) n;
-        }
+        r = read_full_fd(fd, buf, (size_t) st.st_size, &done);
+        if (r < 0)
+                return r;
         buf[done] = 0;
         *ret = TAKE_PTR(buf);
         if (ret_size)

@@ -8,6 +8,42 @@
 #include "read-file.h"
 #include "util.h"
 
+int read_full_fd(int fd, void *buf, size_t len, size_t *ret_len) {
+        size_t done = 0;
+
+        while (done < len) {
+                ssize_t n = read(fd, (char *) buf + done, len - done);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                done += (size_t) n;
+        }
+        *ret_len = done;
+        return 0;
+}
+
+int write_full_fd(int fd, const void *buf, size_t len) {
+        const char *p = buf;
+
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
 int read_full_file(const char *path, size_t max_size, char **ret_data, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ char *buf = NULL;
@@ -24,31 +60,25 @@ int read_full_file(const char *path, size_t max_size, char **ret_data, size_t *r
         }
 
         for (;;) {
-                ssize_t n;
+                size_t want = allocated ? allocated * 2 : 65536, n;
+                char *p;
+                int r;
 
-                if (allocated - size < 4096) {
-                        size_t want = allocated ? allocated * 2 : 65536;
-                        char *p;
-
-                        if (allocated > max_size + 1)
-                                return -EFBIG;
-                        p = realloc(buf, want + 1);
-                        if (!p)
-                                return -ENOMEM;
-                        buf = p;
-                        allocated = want;
-                }
-                n = read(in, buf + size, allocated - size);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                size += (size_t) n;
+                if (allocated > max_size + 1)
+                        return -EFBIG;
+                p = realloc(buf, want + 1);
+                if (!p)
+                        return -ENOMEM;
+                buf = p;
+                r = read_full_fd(in, buf + size, want - size, &n);
+                if (r < 0)
+                        return r;
+                size += n;
+                allocated = want;
                 if (size > max_size)
                         return -EFBIG;
+                if (size < allocated)
+                        break;          /* end of file */
         }
 
         buf[size] = '\0';

@@ -9,41 +9,8 @@
 
 #include "isp-node-ram.h"
 #include "sim-flash-file.h"
+#include "read-file.h"
 #include "sim-util.h"
-
-static int read_full(int fd, uint8_t *buf, size_t len, size_t *ret_len) {
-        size_t done = 0;
-
-        while (done < len) {
-                ssize_t n = read(fd, buf + done, len - done);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                done += (size_t) n;
-        }
-        *ret_len = done;
-        return 0;
-}
-
-static int write_full(int fd, const uint8_t *buf, size_t len) {
-        while (len > 0) {
-                ssize_t n = write(fd, buf, len);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                buf += n;
-                len -= (size_t) n;
-        }
-        return 0;
-}
 
 int sim_flash_file_load(const char *path, uint8_t *flash) {
         _cleanup_(closep) int fd = -1;
@@ -70,7 +37,7 @@ int sim_flash_file_load(const char *path, uint8_t *flash) {
                 return -EBADMSG;
         }
 
-        r = read_full(fd, flash, ISP_NODE_FLASH_SIZE, &len);
+        r = read_full_fd(fd, flash, ISP_NODE_FLASH_SIZE, &len);
         if (r < 0)
                 return log_error_errno(r, "%s: cannot read flash file", path);
         if (len != ISP_NODE_FLASH_SIZE) {
@@ -93,7 +60,7 @@ int sim_flash_file_save(const char *path, const uint8_t *flash) {
         if (fd < 0)
                 return log_error_errno(errno, "%s: cannot create temporary file", tmp);
 
-        r = write_full(fd, flash, ISP_NODE_FLASH_SIZE);
+        r = write_full_fd(fd, flash, ISP_NODE_FLASH_SIZE);
         if (r >= 0 && fchmod(fd, 0644) < 0)
                 r = -errno;
         if (r >= 0 && fsync(fd) < 0)
