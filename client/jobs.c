@@ -452,29 +452,22 @@ static int check_targets(const struct ispctl_args *args, sd_bus *bus, const stru
         return 0;
 }
 
-int verb_flash(int argc, char *argv[], const struct ispctl_args *args) {
+/* Builds the method call that queues one job for `target`. */
+typedef int (*job_call_t)(sd_bus *bus, const char *target, const struct ispctl_args *args,
+                          void *userdata, sd_bus_message **ret);
+
+/* flash and reboot: resolve every target, queue one job each, follow them. */
+static int queue_and_follow(const struct ispctl_args *args, char **target_args, int n_target_args,
+                            const char *doing, job_call_t make_call, void *userdata) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        _cleanup_free_ struct isp_image *img = NULL;
-        _cleanup_free_ char *data = NULL;
         struct targets targets = {};
         struct waiter w = {};
-        size_t size;
         int r;
-
-        if (argc < 2 || (argc < 3 && !args->all)) {
-                ispctl_error(args, NULL, 0, false, "Usage: ispctl flash TARGET... FILE (or --all FILE)");
-                return ISPCTL_EXIT_USAGE;
-        }
-
-        /* The image is checked here first: a broken file never reaches the daemon. */
-        r = ispctl_load_image(argv[argc - 1], args, &img, &data, &size);
-        if (r != 0)
-                return r;
 
         r = ispctl_connect(args, &bus);
         if (r != 0)
                 return r;
-        r = collect_targets(args, bus, argv + 1, argc - 2, &targets);
+        r = collect_targets(args, bus, target_args, n_target_args, &targets);
         if (r == 0)
                 r = check_targets(args, bus, &targets);
         if (r != 0)
@@ -492,17 +485,8 @@ int verb_flash(int argc, char *argv[], const struct ispctl_args *args) {
                 const char *path;
                 char what[300];
 
-                snprintf(what, sizeof(what), "Flashing %s", targets.v[i]);
-                r = sd_bus_message_new_method_call(bus, &m, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Flash");
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "s", targets.v[i]);
-                if (r >= 0)
-                        r = sd_bus_message_append_array(m, 'y', data, size);
-                if (r >= 0)
-                        r = sd_bus_message_append(m, "a{sv}", 3,
-                                                  "format", "s", img->format == ISP_IMAGE_HEX ? "hex" : "bin",
-                                                  "reboot", "b", !args->no_reboot,
-                                                  "verify", "b", !args->no_verify);
+                snprintf(what, sizeof(what), "%s %s", doing, targets.v[i]);
+                r = make_call(bus, targets.v[i], args, userdata, &m);
                 if (r >= 0)
                         r = sd_bus_call(bus, m, 0, &error, &reply);
                 if (r >= 0)
@@ -523,53 +507,65 @@ finish:
         return r;
 }
 
-int verb_reboot(int argc, char *argv[], const struct ispctl_args *args) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
-        struct targets targets = {};
-        struct waiter w = {};
+struct flash_call {
+        const struct isp_image *img;
+        const char *data;
+        size_t size;
+};
+
+static int make_flash_call(sd_bus *bus, const char *target, const struct ispctl_args *args,
+                           void *userdata, sd_bus_message **ret) {
+        const struct flash_call *c = userdata;
         int r;
 
+        r = sd_bus_message_new_method_call(bus, ret, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Flash");
+        if (r >= 0)
+                r = sd_bus_message_append(*ret, "s", target);
+        if (r >= 0)
+                r = sd_bus_message_append_array(*ret, 'y', c->data, c->size);
+        if (r >= 0)
+                r = sd_bus_message_append(*ret, "a{sv}", 3,
+                                          "format", "s", c->img->format == ISP_IMAGE_HEX ? "hex" : "bin",
+                                          "reboot", "b", !args->no_reboot,
+                                          "verify", "b", !args->no_verify);
+        return r;
+}
+
+int verb_flash(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_free_ struct isp_image *img = NULL;
+        _cleanup_free_ char *data = NULL;
+        size_t size;
+        int r;
+
+        if (argc < 2 || (argc < 3 && !args->all)) {
+                ispctl_error(args, NULL, 0, false, "Usage: ispctl flash TARGET... FILE (or --all FILE)");
+                return ISPCTL_EXIT_USAGE;
+        }
+
+        /* The image is checked here first: a broken file never reaches the daemon. */
+        r = ispctl_load_image(argv[argc - 1], args, &img, &data, &size);
+        if (r != 0)
+                return r;
+
+        return queue_and_follow(args, argv + 1, argc - 2, "Flashing", make_flash_call,
+                                &(struct flash_call) { .img = img, .data = data, .size = size });
+}
+
+static int make_reboot_call(sd_bus *bus, const char *target, const struct ispctl_args *args,
+                            void *userdata, sd_bus_message **ret) {
+        int r = sd_bus_message_new_method_call(bus, ret, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Reboot");
+
+        if (r >= 0)
+                r = sd_bus_message_append(*ret, "sa{sv}", target, 0);
+        return r;
+}
+
+int verb_reboot(int argc, char *argv[], const struct ispctl_args *args) {
         if (argc < 2 && !args->all) {
                 ispctl_error(args, NULL, 0, false, "Usage: ispctl reboot TARGET... (or --all)");
                 return ISPCTL_EXIT_USAGE;
         }
-        r = ispctl_connect(args, &bus);
-        if (r != 0)
-                return r;
-        r = collect_targets(args, bus, argv + 1, argc - 1, &targets);
-        if (r == 0)
-                r = check_targets(args, bus, &targets);
-        if (r != 0)
-                goto finish;
-        r = waiter_init(&w, args, bus, targets.n);
-        if (r < 0) {
-                r = ispctl_bus_error(args, "Watching the jobs", NULL, r);
-                goto finish;
-        }
-        for (size_t i = 0; i < targets.n; i++) {
-                _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
-                _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-                const char *path;
-                char what[300];
-
-                snprintf(what, sizeof(what), "Rebooting %s", targets.v[i]);
-                r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Reboot", &error, &reply,
-                                       "sa{sv}", targets.v[i], 0);
-                if (r >= 0)
-                        r = sd_bus_message_read(reply, "o", &path);
-                if (r < 0) {
-                        r = ispctl_bus_error(args, what, &error, r);
-                        goto finish;
-                }
-                r = waiter_add(&w, targets.v[i], path);
-                if (r < 0)
-                        goto finish;
-        }
-        r = waiter_run(&w);
-finish:
-        waiter_done(&w);
-        targets_done(&targets);
-        return r;
+        return queue_and_follow(args, argv + 1, argc - 1, "Rebooting", make_reboot_call, NULL);
 }
 
 int verb_scan(int argc, char *argv[], const struct ispctl_args *args) {

@@ -52,6 +52,11 @@ void camel_to_snake(const char *in, char *out, size_t n) {
         size_t o = 0;
 
         for (size_t i = 0; in[i] && o + 2 < n; i++) {
+                /* systemd's "USec" suffix is one word: "LastSeenUSec" → "last_seen_usec" */
+                if (strcmp(in + i, "USec") == 0) {
+                        snprintf(out + o, n - o, "%susec", o > 0 ? "_" : "");
+                        return;
+                }
                 unsigned char c = (unsigned char) in[i];
                 /* "UID" stays "uid", "RxErrors" becomes "rx_errors" */
                 if (isupper(c) && i > 0 && (islower((unsigned char) in[i - 1]) ||

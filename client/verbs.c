@@ -275,8 +275,12 @@ int verb_jobs(int argc, char *argv[], const struct ispctl_args *args) {
                         if (total > 0 && strcmp(state, "running") == 0)
                                 snprintf(progress, sizeof(progress), "%llu/%llu", (unsigned long long) done,
                                          (unsigned long long) total);
-                        printf("%-5u %-7s %-12s %-10s %-9s %-13s %s\n", id, kind, target, state,
-                               strcmp(state, "queued") == 0 ? "-" : phase, progress, *err ? err : "");
+                        if (*err)
+                                printf("%-5u %-7s %-12s %-10s %-9s %-13s %s\n", id, kind, target, state,
+                                       strcmp(state, "queued") == 0 ? "-" : phase, progress, err);
+                        else
+                                printf("%-5u %-7s %-12s %-10s %-9s %s\n", id, kind, target, state,
+                                       strcmp(state, "queued") == 0 ? "-" : phase, progress);
                 }
         }
         if (r < 0) {
