@@ -1,0 +1,238 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""stcispd end to end: real SocketCAN (vcan), a real dbus-daemon with the
+project's policy, stcisp-sim as the nodes, busctl and gdbus as clients."""
+
+import os
+import re
+import signal
+import subprocess
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+from daemon_env import (BUS, EXAMPLES, JOB, PATH, SLOW, SRC, Env, check_commit_order,
+                        expected_flash)
+
+BLINK = os.path.join(EXAMPLES, "blink.hex")
+BLINK2 = os.path.join(EXAMPLES, "blink-v2.hex")
+BIG = os.path.join(EXAMPLES, "big.hex")
+
+
+class Extended(unittest.TestCase):
+    """Three extended nodes on vcan0."""
+
+    def setUp(self):
+        self.env = Env("vcan0")
+        self.env.start_sim("--nodes", "1-3")
+        self.env.start_daemon()
+
+    def tearDown(self):
+        self.env.close()
+
+    def test_flash_busctl(self):
+        e = self.env
+        before = e.flash_file(3)
+        others = [e.flash_file(n) for n in (1, 2)]
+        job = e.flash("node3", BLINK)
+        self.assertRegex(job, r"^/org/stcisp/ispd1/job/\d+$")
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.job(job, "Phase"), "reboot")
+        self.assertEqual(e.flash_file(3), expected_flash(BLINK, before))
+        self.assertEqual([e.flash_file(n) for n in (1, 2)], others, "other nodes were touched")
+        check_commit_order(e.sim_lines("node3"))
+        self.assertIn("REBOOT -> ok, application started", e.sim_lines("node3")[-1])
+
+        nodes = e.call("ListNodes")["data"][0]
+        row = [n for n in nodes if n[0] == 3][0]
+        self.assertEqual(row[1:4], ["node3", "extended", "application"])
+        self.assertEqual(row[7], "succeeded")
+
+        st = e.call("Status", "s", "node3")["data"][0]
+        self.assertEqual(st["Form"]["data"], "extended")
+        self.assertEqual(st["LastFlashResult"]["data"], "succeeded")
+        self.assertEqual(len(st["UID"]["data"]), 8)
+
+    def test_flash_gdbus_options(self):
+        """gdbus, a second client nobody here wrote, with reboot=false."""
+        e = self.env
+        before = e.flash_file(2)
+        with open(BLINK2, "rb") as f:
+            data = f.read()
+        literal = "b'" + data.decode().replace("\n", "\\n") + "'"
+        p = e.run(["gdbus", "call", "--system", "--dest", BUS, "--object-path", PATH,
+                   "--method", "org.stcisp.ispd1.Manager.Flash", "2", literal,
+                   "{'reboot': <false>, 'format': <'hex'>}"])
+        job = re.search(r"objectpath '([^']+)'", p.stdout).group(1)
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.flash_file(2), expected_flash(BLINK2, before))
+        self.assertFalse(any(l.startswith("REBOOT") for l in e.sim_lines("node2")))
+
+    def test_reboot_and_status(self):
+        e = self.env
+        job = e.call("Reboot", "sa{sv}", "node1", "0")["data"][0]
+        # node1 has no application yet: the node says so and the job fails
+        self.assertEqual(e.wait_job(job), "failed")
+        self.assertIn("no valid application", e.job(job, "Error"))
+
+        job = e.flash("1", BLINK, "reboot", "b", "false")
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        job = e.call("Reboot", "sa{sv}", "node1", "0")["data"][0]
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+
+        st = e.call("Status", "s", "")["data"][0]
+        self.assertEqual(st["Interface"]["data"], "vcan0")
+        self.assertEqual(st["LinkState"]["data"], "up")
+        self.assertEqual(st["ControllerState"]["data"], "unknown")   # vcan has no controller
+        self.assertEqual(st["QueueLength"]["data"], 0)
+        self.assertGreater(st["FramesSent"]["data"], 0)
+
+    def test_access_denied(self):
+        """A caller outside the group is refused and nothing reaches the bus."""
+        e = self.env
+        dump = subprocess.Popen(["candump", "-L", e.interface + ",1A000000:1F000000"],
+                                stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5 * SLOW)
+        with open(BLINK2, "rb") as f:
+            data = f.read()
+        p = e.run(["gdbus", "call", "--system", "--dest", BUS, "--object-path", PATH,
+                   "--method", "org.stcisp.ispd1.Manager.Flash", "node1",
+                   "b'" + data.decode().replace("\n", "\\n") + "'", "{}"], check=False, user="nobody")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("org.stcisp.ispd1.Error.AccessDenied", p.stderr)
+        self.assertIn("only root and members of group 'stcisp'", p.stderr)
+        for method, sig, args in (("Scan", "", []), ("Reboot", "sa{sv}", ["node1", "0"]), ("CancelJob", "u", ["1"])):
+            p = e.call(method, sig, *args, check=False, user="nobody")
+            self.assertNotEqual(p.returncode, 0, method)
+            self.assertIn("may not change nodes", p.stderr, method)
+        # reading is open to everyone
+        self.assertEqual(e.call("ListJobs", user="nobody")["data"][0], [])
+        time.sleep(0.5 * SLOW)
+        dump.terminate()
+        out, _ = dump.communicate(timeout=10)
+        self.assertEqual(out.strip(), "", "frames reached the bus after a refused call")
+
+    def test_invalid_image_refused(self):
+        e = self.env
+        broken = os.path.join(e.dir, "broken.hex")
+        with open(BLINK) as f:
+            lines = f.read().splitlines()
+        lines[4] = lines[4][:11] + ("1" if lines[4][11] == "0" else "0") + lines[4][12:]
+        with open(broken, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        p = e.run(["gdbus", "call", "--system", "--dest", BUS, "--object-path", PATH,
+                   "--method", "org.stcisp.ispd1.Manager.Flash", "node1",
+                   "b'" + "\\n".join(lines) + "\\n'", "{}"], check=False)
+        self.assertIn("org.stcisp.ispd1.Error.InvalidImage", p.stderr)
+        self.assertIn("line 5: bad checksum", p.stderr)
+        p = e.call("Flash", "saya{sv}", "node77x", "1", "0", "0", check=False)
+        self.assertIn("No node 'node77x'", p.stderr)
+        self.assertEqual(e.call("ListJobs")["data"][0], [])
+
+    def test_dead_node_then_next_job(self):
+        """A node that never answers fails its job clearly; the next job runs."""
+        e = self.env
+        dead = e.flash("node9", BLINK)
+        good = e.flash("node1", BLINK)
+        self.assertEqual(e.wait_job(dead), "failed")
+        self.assertRegex(e.job(dead, "Error"), r"node9 did not answer CONNECT")
+        self.assertEqual(e.job(dead, "Phase"), "connect")
+        self.assertEqual(e.wait_job(good), "succeeded", e.job(good, "Error"))
+
+    def test_unrelated_traffic(self):
+        """cangen on standard and extended non-ISP IDs during a flash."""
+        e = self.env
+        before = e.flash_file(3)
+        gens = [subprocess.Popen(["cangen", e.interface, "-g", "1", "-I", "123"]),
+                subprocess.Popen(["cangen", e.interface, "-g", "1", "-e", "-I", "12345678", "-L", "8"]),
+                subprocess.Popen(["cangen", e.interface, "-g", "2", "-e", "-I", "1C000003"]),
+                subprocess.Popen(["cangen", e.interface, "-g", "3", "-R"])]
+        try:
+            job = e.flash("node3", BLINK)
+            self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        finally:
+            for g in gens:
+                g.terminate()
+                g.wait()
+        self.assertEqual(e.flash_file(3), expected_flash(BLINK, before))
+
+    def test_cancel(self):
+        e = self.env
+        job = e.flash("node2", BIG)
+        e.wait_for("programming", lambda: e.job(job, "Phase") == "program" and e.job(job, "BytesDone") > 0, 120)
+        e.call("CancelJob", "u", job.rsplit("/", 1)[1])
+        self.assertEqual(e.wait_job(job), "cancelled")
+        flash = e.flash_file(2)
+        self.assertEqual(flash[0x11000], 0xFF, "a cancelled flash left an entry behind")
+
+    def test_introspection_matches_xml(self):
+        e = self.env
+        job = e.call("Scan")["data"][0]
+        e.wait_job(job)
+        live = {}
+        for path in (PATH, job):
+            xml = e.run(["busctl", "--system", "introspect", "--xml-interface", BUS, path]).stdout
+            for iface in ET.fromstring(xml).findall("interface"):
+                if iface.get("name").startswith("org.stcisp."):
+                    live[iface.get("name")] = iface
+        node = e.call("ListNodes")["data"][0][0][0]
+        xml = e.run(["busctl", "--system", "introspect", "--xml-interface", BUS, f"{PATH}/node/{node}"]).stdout
+        for iface in ET.fromstring(xml).findall("interface"):
+            if iface.get("name").startswith("org.stcisp."):
+                live[iface.get("name")] = iface
+        doc = {i.get("name"): i for i in ET.parse(os.path.join(SRC, "dbus", "org.stcisp.ispd1.xml")).getroot()}
+        self.assertEqual(sorted(live), sorted(doc))
+
+        def canon(el):
+            return (el.tag, tuple(sorted(el.attrib.items())), tuple(canon(c) for c in el))
+        for name in live:
+            self.assertEqual(canon(live[name]), canon(doc[name]), name)
+
+
+class Crash(unittest.TestCase):
+    def setUp(self):
+        self.env = Env("vcan0")
+        self.env.start_sim("--nodes", "2")
+        self.env.start_daemon()
+
+    def tearDown(self):
+        self.env.close()
+
+    def test_kill9_during_programming(self):
+        e = self.env
+        before = e.flash_file(2)
+        job = e.flash("node2", BIG)
+        e.wait_for("programming", lambda: e.job(job, "Phase") == "program" and e.job(job, "BytesDone") > 2000, 120)
+        e.kill_daemon(signal.SIGKILL)
+        # the node is in its ISP with the entry erased, not on a half-written application
+        self.assertEqual(e.flash_file(2)[0x11000], 0xFF)
+        e.start_daemon()
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.job(job, "Attempts"), 2)
+        self.assertEqual(e.flash_file(2), expected_flash(BIG, before))
+        check_commit_order(e.sim_lines("node2"))
+
+
+class Legacy(unittest.TestCase):
+    def setUp(self):
+        self.env = Env("vcan1")
+        self.env.start_sim("--legacy")
+        self.env.start_daemon()
+
+    def tearDown(self):
+        self.env.close()
+
+    def test_flash_legacy(self):
+        e = self.env
+        before = e.flash_file(0)
+        job = e.flash("legacy", BLINK)
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.flash_file(0), expected_flash(BLINK, before) [:0x10000] + before[0x10000:0x11000] +
+                         expected_flash(BLINK, before)[0x11000:])
+        lines = e.sim_lines("legacy") or e.sim_lines("node0")
+        self.assertTrue(any(l.startswith("ERASE all") for l in lines))
+        check_commit_order(lines)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
