@@ -447,8 +447,9 @@ static void log_command(SimNode *node, const struct isp_node_frame *frame, int r
                         bool was_selected, enum isp_node_mode was_mode) {
         uint32_t id = frame->id & ISP_NODE_FRAME_ID_MASK;
         unsigned cmd = (id >> 20) & 0xF, target = id & 0xFF;
-        uint32_t arg = id & 0xFFFFF;
         bool legacy = isp_node_is_legacy(&node->core);
+        /* the offset as the node decodes it: a legacy node takes ID bits 16..0 */
+        uint32_t arg = id & (legacy ? 0x1FFFF : 0xFFFFF);
         bool replied = node->n_pending > 0;
         const struct isp_node_frame *reply = &node->pending[0];
         const char *silent = legacy && !replied ? ", no reply (legacy)" : "";

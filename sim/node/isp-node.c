@@ -10,6 +10,15 @@
 
 #define CHUNK 8U
 
+/* A legacy node decodes only ID bits 16..0 as its offset (docs/protocol.md
+ * 3.2): the application note's ISP masks the 17-bit flash address out of
+ * the identifier. */
+#define LEGACY_OFFSET_MASK 0x1FFFFUL
+
+/* CONNECT and ENTER_ISP carry the target in ID bits 7..0; bits 19..8 must
+ * be zero, or the request is not one (docs/protocol.md 2.2). */
+#define TARGET_RESERVED_MASK 0xFFF00UL
+
 static uint32_t get_be24(const uint8_t *p) {
         return ((uint32_t) p[0] << 16) | ((uint32_t) p[1] << 8) | (uint32_t) p[2];
 }
@@ -29,8 +38,10 @@ static bool range_is_writable(uint32_t offset, uint32_t len) {
         return true;
 }
 
+/* Whether [offset, offset + len) may be read (READ, CRC): the offset
+ * itself must lie in the flash, even for len 0, and so must every byte. */
 static bool range_is_readable(uint32_t offset, uint32_t len) {
-        return offset <= ISP_NODE_FLASH_SIZE && len <= ISP_NODE_FLASH_SIZE - offset;
+        return offset < ISP_NODE_FLASH_SIZE && len <= ISP_NODE_FLASH_SIZE - offset;
 }
 
 static void send_reply(struct isp_node *node, uint8_t cmd, uint8_t dlc, const uint8_t *data) {
@@ -205,11 +216,29 @@ static uint8_t do_program(struct isp_node *node, uint32_t offset, const uint8_t 
         return ISP_NODE_STATUS_OK;
 }
 
+/* Whether the sector at offset reads back all 0xFF. */
+static bool sector_is_erased(struct isp_node *node, uint32_t offset) {
+        uint8_t buf[CHUNK];
+        uint32_t o;
+        uint8_t i;
+
+        for (o = 0; o < ISP_NODE_SECTOR_SIZE; o += CHUNK) {
+                node->ops->flash_read(node->userdata, offset + o, buf, CHUNK);
+                for (i = 0; i < CHUNK; i++)
+                        if (buf[i] != 0xFF)
+                                return false;
+        }
+        return true;
+}
+
+/* Erase and verify sector by sector; stop at the first sector that the IAP
+ * refuses or that does not read back all 0xFF (status 2). */
 static uint8_t erase_range(struct isp_node *node, uint32_t start, uint32_t end) {
         uint32_t offset;
 
         for (offset = start; offset < end; offset += ISP_NODE_SECTOR_SIZE)
-                if (node->ops->flash_erase_sector(node->userdata, offset) != 0)
+                if (node->ops->flash_erase_sector(node->userdata, offset) != 0 ||
+                    !sector_is_erased(node, offset))
                         return ISP_NODE_STATUS_WRITE_FAILED;
         return ISP_NODE_STATUS_OK;
 }
@@ -290,10 +319,16 @@ static int handle_connect(struct isp_node *node, const struct isp_node_frame *fr
         uint8_t target = (uint8_t) (arg & 0xFFU);
         uint8_t flags = frame->dlc > 0 ? frame->data[0] : 0;
 
+        /* The application note's ISP answers every CONNECT, whatever its
+         * identifier's low bits. */
         if (is_legacy(node)) {
                 send_reply(node, ISP_NODE_CMD_CONNECT, 0, NULL);
                 return ISP_NODE_STATUS_OK;
         }
+
+        /* Not a CONNECT of this protocol: no reply, no change of state. */
+        if (arg & TARGET_RESERVED_MASK)
+                return ISP_NODE_IGNORED;
 
         if (target == ISP_NODE_TARGET_ALL) {
                 send_info(node, ISP_NODE_CMD_CONNECT);
@@ -318,8 +353,11 @@ static int handle_legacy(struct isp_node *node, const struct isp_node_frame *fra
         uint8_t buf[CHUNK];
         uint8_t status;
 
+        arg &= LEGACY_OFFSET_MASK;
         switch (cmd) {
         case ISP_NODE_CMD_READ:
+                /* Past the end the application note's behaviour is not
+                 * known (hosts never ask): this one stays silent. */
                 if (!range_is_readable(arg, CHUNK))
                         return ISP_NODE_STATUS_RANGE;
                 node->ops->flash_read(node->userdata, arg, buf, CHUNK);
@@ -401,7 +439,7 @@ static int handle_extended(struct isp_node *node, const struct isp_node_frame *f
 static int handle_application(struct isp_node *node, const struct isp_node_frame *frame, uint8_t cmd, uint32_t arg) {
         uint8_t target = (uint8_t) (arg & 0xFFU);
 
-        if (cmd != ISP_NODE_CMD_ENTER_ISP)
+        if (cmd != ISP_NODE_CMD_ENTER_ISP || (arg & TARGET_RESERVED_MASK))
                 return ISP_NODE_IGNORED;
         if (target != node->config.node_id && target != ISP_NODE_TARGET_ALL)
                 return ISP_NODE_IGNORED;

@@ -141,7 +141,8 @@ struct isp_node_ops {
 
         /* Erase the 512-byte sector that starts at offset (sector-aligned,
          * never in the ISP area) to 0xFF. Return 0 on success, non-zero on
-         * an IAP error. */
+         * an IAP error. The core reads the sector back afterwards: a byte
+         * other than 0xFF fails the ERASE (status 2). */
         int (*flash_erase_sector)(void *userdata, uint32_t offset);
 
         /* Put a frame on the bus. The frame is only valid during the call.
@@ -216,9 +217,13 @@ void isp_node_run_application(struct isp_node *node);
  * status of the handled command (ISP_NODE_STATUS_*): also for a legacy
  * node, which sends nothing on failure, and for CONNECT (always
  * ISP_NODE_STATUS_OK, including a CONNECT to another node that deselects
- * this one or leaves it unchanged). In application mode only a matching
- * ENTER_ISP is handled: it sets DfuFlag and soft-resets the node into its
- * ISP, which (extended) sends ANNOUNCE; it returns ISP_NODE_STATUS_OK. */
+ * this one or leaves it unchanged). An extended node ignores a CONNECT
+ * whose ID bits 19..8 are not zero; a legacy node answers every CONNECT
+ * and takes only ID bits 16..0 as the offset of READ and PROGRAM. In
+ * application mode only a matching ENTER_ISP (ID bits 19..8 zero, target
+ * this node's id or 0xFF, DLC 4, 12 AB CD 34) is handled: it sets DfuFlag
+ * and soft-resets the node into its ISP, which (extended) sends ANNOUNCE;
+ * it returns ISP_NODE_STATUS_OK. */
 int isp_node_receive(struct isp_node *node, const struct isp_node_frame *frame);
 
 enum isp_node_mode isp_node_get_mode(const struct isp_node *node);

@@ -375,11 +375,37 @@ static void test_discover_keeps_selection(void **state) {
         assert_true(isp_node_is_quiet(&b->node[0]));
 }
 
-static void test_connect_ignores_extra_bytes_and_upper_arg(void **state) {
+static void test_connect_ignores_extra_bytes(void **state) {
         one_node(3);
-        /* target is ID bits 7..0; bits 19..8 are not looked at */
-        assert_int_equal(rx(0, REQ(0, 0x00503), 3, ISP_NODE_CONNECT_QUIET, 0xAA, 0xBB), ISP_NODE_STATUS_OK);
+        /* bytes after the flags are ignored */
+        assert_int_equal(rx(0, REQ(0, 3), 3, ISP_NODE_CONNECT_QUIET, 0xAA, 0xBB), ISP_NODE_STATUS_OK);
         expect_info(0, REP(0, 3), 3, 4);
+        assert_true(isp_node_is_selected(&b->node[0]));
+        assert_true(isp_node_is_quiet(&b->node[0]));
+}
+
+/* docs/protocol.md 2.2: an extended node ignores a CONNECT whose ID bits
+ * 19..8 are not zero: no reply, and neither selection nor QUIET change,
+ * whatever bits 7..0 say (own id, 0, 0xFF or another id). */
+static void test_connect_with_upper_arg_bits_ignored(void **state) {
+        one_node(3);
+        /* an unselected node is not selected by them */
+        assert_int_equal(rx(0, REQ(0, 0x00103), 0), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 0x80003), 1, ISP_NODE_CONNECT_QUIET), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 0x00100), 0), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 0x001FF), 0), IGNORED);
+        expect_nothing(0);
+        assert_false(isp_node_is_selected(&b->node[0]));
+
+        /* a selected one is not deselected, nor its QUIET flag changed */
+        assert_int_equal(rx(0, REQ(0, 3), 1, ISP_NODE_CONNECT_QUIET), ISP_NODE_STATUS_OK);
+        expect_info(0, REP(0, 3), 3, 4);
+        assert_int_equal(rx(0, REQ(0, 0x00104), 0), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 0xFFF04), 0), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 0x00503), 1, 0), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 0x00400), 1, 0), IGNORED);
+        expect_nothing(0);
+        assert_true(isp_node_is_selected(&b->node[0]));
         assert_true(isp_node_is_quiet(&b->node[0]));
 }
 
@@ -761,6 +787,68 @@ static void test_erase_iap_error(void **state) {
         expect_nothing(0);
 }
 
+/* An erase that the IAP reports as done but that leaves one bit set to 0
+ * in the sector at stuck_sector: only the read-back can tell. */
+static uint32_t stuck_sector;
+
+static int stuck_erase(void *userdata, uint32_t offset) {
+        struct isp_node_ram *ram = userdata;
+        int r = isp_node_ram_ops.flash_erase_sector(userdata, offset);
+
+        if (r == 0 && offset == stuck_sector)
+                ram->flash[offset + 0x1F7] = 0xFB;
+        return r;
+}
+
+/* docs/protocol.md 4.5 check 3: a sector that does not read back all 0xFF
+ * after erasing fails the ERASE with status 2, for both forms of ERASE; the
+ * node stops at that sector. A legacy node says nothing. */
+static void test_erase_readback(void **state) {
+        static struct isp_node_ops ops;
+        struct isp_node_config config = { .node_id = 3, .isp_version = 0x12, .rx_depth = 4,
+                                          .uid = { UID[0], UID[1], UID[2], 3 } };
+
+        ops = isp_node_ram_ops;
+        ops.flash_erase_sector = stuck_erase;
+
+        bench_add(3, 4);
+        assert_int_equal(isp_node_init(&b->node[0], &config, &ops, &b->ram[0]), 0);
+        assert_int_equal(isp_node_power_on(&b->node[0]), ISP_NODE_MODE_ISP);
+        expect_info(0, REP(7, 3), 3, 4);
+        assert_int_equal(rx(0, REQ(0, 3), 0), ISP_NODE_STATUS_OK);
+        expect_info(0, REP(0, 3), 3, 4);
+        fill(0, 0, ISP_NODE_ISP_START, 0x00);
+
+        /* sector range: the second of three sectors sticks */
+        stuck_sector = 0x600;
+        assert_int_equal(rx(0, REQ(3, 0), 4, 0x00, 0x04, 0x00, 3), ISP_NODE_STATUS_WRITE_FAILED);
+        expect(0, REP(3, 3), 1, 0x02);
+        assert_erased(0, 0x400, 0x200);
+        assert_int_equal(flash(0)[0x7F7], 0xFB);
+        assert_int_equal(flash(0)[0x800], 0x00); /* stopped there */
+
+        /* a range that does not touch it erases fine */
+        assert_int_equal(rx(0, REQ(3, 0), 4, 0x00, 0x08, 0x00, 1), ISP_NODE_STATUS_OK);
+        expect(0, REP(3, 3), 1, 0x00);
+
+        /* full erase */
+        stuck_sector = 0x1FE00;
+        assert_int_equal(rx(0, REQ(3, 0), 0), ISP_NODE_STATUS_WRITE_FAILED);
+        expect(0, REP(3, 3), 1, 0x02);
+        expect_nothing(0);
+
+        /* legacy: the same failure, silent */
+        config.node_id = 0;
+        assert_int_equal(isp_node_init(&b->node[0], &config, &ops, &b->ram[0]), 0);
+        assert_int_equal(isp_node_power_on(&b->node[0]), ISP_NODE_MODE_ISP);
+        assert_int_equal(rx(0, REQ(3, 0), 0), ISP_NODE_STATUS_WRITE_FAILED);
+        expect_nothing(0);
+        stuck_sector = 0x1; /* no sector */
+        assert_int_equal(rx(0, REQ(3, 0), 0), ISP_NODE_STATUS_OK);
+        expect(0, 0x1B300000, 0);
+        assert_isp_intact(0);
+}
+
 /* ---- CRC ---- */
 
 static void test_crc_command(void **state) {
@@ -828,6 +916,22 @@ static void test_crc_refused(void **state) {
         expect(0, REP(5, 3), 5, 0x01, 0, 0, 0, 0);
         expect_nothing(0);
         assert_int_equal(b->ram[0].n_read, n_read);
+}
+
+/* docs/protocol.md 4.7: offset >= 0x20000 is status 1 even with length 0;
+ * length 0 at an offset inside the flash is CRC 0 with status 0. */
+static void test_crc_length0_offset_checked(void **state) {
+        one_selected(3, 0);
+        assert_int_equal(rx(0, REQ(5, 0), 6, 0x01, 0xFF, 0xFF, 0x00, 0x00, 0x00), ISP_NODE_STATUS_OK);
+        expect(0, REP(5, 3), 5, 0x00, 0, 0, 0, 0);
+        assert_int_equal(rx(0, REQ(5, 0), 6, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00), ISP_NODE_STATUS_RANGE);
+        expect(0, REP(5, 3), 5, 0x01, 0, 0, 0, 0);
+        assert_int_equal(rx(0, REQ(5, 0), 6, 0xFF, 0xFF, 0xFF, 0x00, 0x00, 0x00), ISP_NODE_STATUS_RANGE);
+        expect(0, REP(5, 3), 5, 0x01, 0, 0, 0, 0);
+        /* the range check still comes after the DLC check */
+        assert_int_equal(rx(0, REQ(5, 0), 3, 0x02, 0x00, 0x00), ISP_NODE_STATUS_BAD_ARGUMENT);
+        expect(0, REP(5, 3), 5, 0x03, 0, 0, 0, 0);
+        expect_nothing(0);
 }
 
 /* ---- REBOOT ---- */
@@ -913,6 +1017,23 @@ static void test_enter_isp_not_for_us(void **state) {
         assert_int_equal(rx(0, REQ(7, 3), 0), IGNORED);
         expect_nothing(0);
         assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+}
+
+/* docs/protocol.md 2.2: ENTER_ISP with ID bits 19..8 not zero is ignored,
+ * whatever bits 7..0 say. */
+static void test_enter_isp_upper_arg_bits_ignored(void **state) {
+        app_node(3);
+        assert_int_equal(rx(0, REQ(7, 0x00103), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        assert_int_equal(rx(0, REQ(7, 0x001FF), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        assert_int_equal(rx(0, REQ(7, 0xFFFFF), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        assert_int_equal(rx(0, REQ(7, 0x80003), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        expect_nothing(0);
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+
+        /* the same request without those bits */
+        assert_int_equal(rx(0, REQ(7, 0x00003), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
+        expect_info(0, REP(7, 3), 3, 4);
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
 }
 
 static void test_soft_reset_keeps_dfu_flag_power_on_does_not(void **state) {
@@ -1027,10 +1148,40 @@ static void test_legacy_read(void **state) {
         memcpy(flash(0) + 0x11200, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
         assert_int_equal(rx(0, REQ(1, 0x11200), 0), ISP_NODE_STATUS_OK);
         expect(0, 0x1B100000, 8, 1, 2, 3, 4, 5, 6, 7, 8);
-        /* no reply means failure */
+        /* past the end (undefined: hosts never ask): this one is silent */
         assert_int_equal(rx(0, REQ(1, 0x1FFF9), 0), ISP_NODE_STATUS_RANGE);
-        assert_int_equal(rx(0, REQ(1, 0x20000), 0), ISP_NODE_STATUS_RANGE);
+        assert_int_equal(rx(0, REQ(1, 0x3FFFF), 0), ISP_NODE_STATUS_RANGE);
         expect_nothing(0);
+}
+
+/* docs/protocol.md 3.2: a legacy node decodes only ID bits 16..0 as the
+ * offset of READ and PROGRAM; bits 19..17 do not refuse the request. */
+static void test_legacy_offset_is_17_bits(void **state) {
+        uint8_t before[ISP_NODE_FLASH_SIZE];
+
+        one_legacy();
+        /* 0x20100 is offset 0x00100 */
+        assert_int_equal(rx(0, REQ(2, 0x20100), 2, 0x12, 0x34), ISP_NODE_STATUS_OK);
+        expect(0, 0x1B200000, 0);
+        assert_int_equal(flash(0)[0x100], 0x12);
+        assert_int_equal(flash(0)[0x101], 0x34);
+        /* 0xF1200 is offset 0x11200 */
+        assert_int_equal(rx(0, REQ(2, 0xF1200), 1, 0x56), ISP_NODE_STATUS_OK);
+        expect(0, 0x1B200000, 0);
+        assert_int_equal(flash(0)[0x11200], 0x56);
+
+        assert_int_equal(rx(0, REQ(1, 0x20100), 0), ISP_NODE_STATUS_OK);
+        expect(0, 0x1B100000, 8, 0x12, 0x34, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF);
+        assert_int_equal(rx(0, REQ(1, 0xE0100), 0), ISP_NODE_STATUS_OK);
+        expect(0, 0x1B100000, 8, 0x12, 0x34, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF);
+        assert_int_equal(rx(0, REQ(1, 0x31200), 0), ISP_NODE_STATUS_OK);
+        expect(0, 0x1B100000, 8, 0x56, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF);
+
+        /* 0x30000 is offset 0x10000: the ISP area, refused silently */
+        memcpy(before, flash(0), sizeof(before));
+        assert_int_equal(rx(0, REQ(2, 0x30000), 1, 0x00), ISP_NODE_STATUS_RANGE);
+        expect_nothing(0);
+        assert_memory_equal(flash(0), before, sizeof(before));
 }
 
 static void test_legacy_program(void **state) {
@@ -1189,7 +1340,8 @@ int main(void) {
                 T(test_connect_other_id_with_join_keeps_selection),
                 T(test_connect_legacy_target_selects),
                 T(test_discover_keeps_selection),
-                T(test_connect_ignores_extra_bytes_and_upper_arg),
+                T(test_connect_ignores_extra_bytes),
+                T(test_connect_with_upper_arg_bits_ignored),
                 T(test_join_group_multicast),
                 T(test_read),
                 T(test_read_refused),
@@ -1206,20 +1358,24 @@ int main(void) {
                 T(test_erase_bad_arguments),
                 T(test_erase_isp_area_refused),
                 T(test_erase_iap_error),
+                T(test_erase_readback),
                 T(test_crc_command),
                 T(test_crc_whole_flash_and_isp_area),
                 T(test_crc_refused),
+                T(test_crc_length0_offset_checked),
                 T(test_reboot_without_application),
                 T(test_reboot_with_application),
                 T(test_enter_isp_own_id),
                 T(test_enter_isp_all),
                 T(test_enter_isp_not_for_us),
+                T(test_enter_isp_upper_arg_bits_ignored),
                 T(test_soft_reset_keeps_dfu_flag_power_on_does_not),
                 T(test_run_application_forced),
                 T(test_power_cut),
                 T(test_commit_rule_interrupted_update),
                 T(test_legacy_connect),
                 T(test_legacy_read),
+                T(test_legacy_offset_is_17_bits),
                 T(test_legacy_program),
                 T(test_legacy_erase),
                 T(test_legacy_reboot),
