@@ -131,11 +131,23 @@ class Env:
             if p.poll() is None:
                 p.terminate()
                 try:
-                    p.wait(timeout=10)
+                    p.wait(timeout=30 * SLOW)
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait()
+        # In a sanitizer build a finding in the daemon or the simulator lands
+        # in their logs, not in the test's output: fail the test on it.
+        findings = []
+        for name in ("stcispd.log", "sim.log"):
+            path = os.path.join(self.dir, name)
+            if os.path.exists(path):
+                text = self.log(name)
+                for marker in ("runtime error:", "ERROR: AddressSanitizer", "ERROR: LeakSanitizer"):
+                    if marker in text:
+                        findings.append(f"{name}: {marker}\n" + text[text.index(marker) - 200:][:3000])
         self.tmp.cleanup()
+        if findings:
+            raise AssertionError("sanitizer findings:\n" + "\n".join(findings))
 
     # ---- clients ----
 
