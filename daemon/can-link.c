@@ -311,6 +311,15 @@ int can_link_new(struct can_link **ret, sd_event *event, const char *ifname,
                 return -ENOMEM;
         }
 
+        /* Before libsocketcan, which prints its own noise for a missing device. */
+        idx = if_nametoindex(ifname);
+        if (idx == 0) {
+                r = log_error_errno(-ENODEV, "CAN interface %s not found: check [Bus] Interface= in stcispd.conf "
+                                    "or --interface ('ip -br link' lists the interfaces)", ifname);
+                goto fail;
+        }
+        addr.can_ifindex = (int) idx;
+
         configure(l, bitrate, restart_ms);
 
         l->fd = socket(PF_CAN, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, CAN_RAW);
@@ -319,12 +328,6 @@ int can_link_new(struct can_link **ret, sd_event *event, const char *ifname,
                                     errno == EAFNOSUPPORT ? " (the kernel has no CAN support)" : "");
                 goto fail;
         }
-        idx = if_nametoindex(ifname);
-        if (idx == 0) {
-                r = log_error_errno(-ENODEV, "CAN interface %s not found", ifname);
-                goto fail;
-        }
-        addr.can_ifindex = (int) idx;
 
         if (setsockopt(l->fd, SOL_CAN_RAW, CAN_RAW_FILTER, &filter, sizeof(filter)) < 0 ||
             setsockopt(l->fd, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &err_mask, sizeof(err_mask)) < 0) {
