@@ -156,6 +156,26 @@ class Extended(unittest.TestCase):
                 g.wait()
         self.assertEqual(e.flash_file(3), expected_flash(BLINK, before))
 
+    def test_link_down_pauses_the_job(self):
+        """The interface goes down mid-programming: the job pauses, the
+        daemon says so, and it resumes and succeeds when the link is back."""
+        e = self.env
+        before = e.flash_file(2)
+        job = e.flash("node2", BIG)
+        e.wait_for("programming", lambda: e.job(job, "Phase") == "program" and e.job(job, "BytesDone") > 1000, 120)
+        e.run(["ip", "link", "set", e.interface, "down"])
+        try:
+            e.wait_for("the daemon to see the link down",
+                       lambda: e.call("Status", "s", "")["data"][0]["LinkState"]["data"] == "down", 30)
+            time.sleep(2 * SLOW)
+            self.assertEqual(e.job(job, "State"), "running")
+        finally:
+            e.run(["ip", "link", "set", e.interface, "up"])
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.call("Status", "s", "")["data"][0]["LinkState"]["data"], "up")
+        self.assertEqual(e.flash_file(2), expected_flash(BIG, before))
+        self.assertIn("link is down, pausing", e.log("stcispd.log"))
+
     def test_cancel(self):
         e = self.env
         job = e.flash("node2", BIG)
