@@ -14,7 +14,7 @@
  * bits from SOF to the end of the CRC field (54 + 8N bits, at most
  * floor((53 + 8N) / 4) stuff bits). They are computed from the frame's
  * identifier, DLC, data and its CRC-15, exactly as a controller would.
- * An 8-byte frame takes 134 bits with no stuffing, 163 at worst.
+ * An 8-byte frame takes 131 bits with no stuffing, 160 at worst.
  */
 
 /* Stuff bits of an extended data frame (the ID's flag bits are ignored). */
