@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "isp-frame.h"
+#include "hex-writer.h"
 #include "isp-image.h"
 #include "isp-node-ram.h"
 #include "isp-node.h"
@@ -461,57 +462,6 @@ out:
 /* ------------------------------------------------------------------------ */
 /* Images */
 
-struct hexfile {
-        char *text;
-        size_t len, cap;
-        long upper;
-        int error;
-};
-
-static void hex_record(struct hexfile *h, uint16_t addr, uint8_t type, const uint8_t *data, size_t n) {
-        uint8_t sum = (uint8_t) (n + (addr >> 8) + (addr & 0xFF) + type);
-
-        if (h->error)
-                return;
-        if (h->len + 64 > h->cap) {
-                size_t cap = h->cap ? h->cap * 2 : 65536;
-                char *p = realloc(h->text, cap);
-
-                if (!p) {
-                        h->error = -ENOMEM;
-                        return;
-                }
-                h->text = p;
-                h->cap = cap;
-        }
-        h->len += (size_t) sprintf(h->text + h->len, ":%02X%04X%02X", (unsigned) n, addr, type);
-        for (size_t i = 0; i < n; i++) {
-                h->len += (size_t) sprintf(h->text + h->len, "%02X", data[i]);
-                sum = (uint8_t) (sum + data[i]);
-        }
-        h->len += (size_t) sprintf(h->text + h->len, "%02X\n", (uint8_t) -sum);
-}
-
-/* Data at a logical address (FE:xxxx, FF:xxxx), 16 bytes a record. */
-static void hex_data(struct hexfile *h, uint32_t addr, const uint8_t *data, size_t n) {
-        while (n > 0) {
-                size_t k = n < 16 ? n : 16;
-
-                if ((long) (addr >> 16) != h->upper) {
-                        uint8_t up[2] = { (uint8_t) (addr >> 24), (uint8_t) (addr >> 16) };
-
-                        h->upper = (long) (addr >> 16);
-                        hex_record(h, 0, 0x04, up, 2);
-                }
-                if ((addr & 0xFFFF) + k > 0x10000)
-                        k = 0x10000 - (addr & 0xFFFF);
-                hex_record(h, (uint16_t) addr, 0x00, data, k);
-                addr += (uint32_t) k;
-                data += k;
-                n -= k;
-        }
-}
-
 static uint64_t splitmix64(uint64_t *state) {
         uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
 
@@ -529,7 +479,7 @@ static uint64_t splitmix64(uint64_t *state) {
 static int make_image(unsigned kib, struct isp_image **ret) {
         static const uint8_t blink[8] = { 0xB2, 0x90, 0x7F, 0x00, 0xDF, 0xFE, 0x80, 0xF8 };
         static const uint8_t ljmp[3] = { 0x02, 0x11, 0x00 };
-        struct hexfile h = { .upper = -1 };
+        struct hex_writer h = HEX_WRITER_INIT;
         struct isp_image_error e;
         struct isp_image *img;
         size_t filler_len = (size_t) kib * 1024 - 0x300;
@@ -551,12 +501,12 @@ static int make_image(unsigned kib, struct isp_image **ret) {
                 table[i] = (uint8_t) (127.5 + 127.5 * sin(2 * M_PI * (i % 256) / 256));
         snprintf(version, sizeof(version), "stcisp example blink %u KiB", kib);
 
-        hex_data(&h, 0xFF0000, ljmp, sizeof(ljmp));
-        hex_data(&h, 0xFF1100, blink, sizeof(blink));
-        hex_data(&h, 0xFF1200, (const uint8_t *) version, strlen(version) + 1);
-        hex_data(&h, 0xFF1300, filler, filler_len);
-        hex_data(&h, 0xFE0000, table, sizeof(table));
-        hex_record(&h, 0, 0x01, NULL, 0);
+        hex_writer_data(&h, 0xFF0000, ljmp, sizeof(ljmp));
+        hex_writer_data(&h, 0xFF1100, blink, sizeof(blink));
+        hex_writer_data(&h, 0xFF1200, (const uint8_t *) version, strlen(version) + 1);
+        hex_writer_data(&h, 0xFF1300, filler, filler_len);
+        hex_writer_data(&h, 0xFE0000, table, sizeof(table));
+        hex_writer_eof(&h);
         free(filler);
 
         r = h.error;

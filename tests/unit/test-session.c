@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "isp-frame.h"
+#include "hex-writer.h"
 #include "isp-image.h"
 #include "isp-node-ram.h"
 #include "isp-node.h"
@@ -218,47 +219,6 @@ static const struct session_ops ops = {
 /* ------------------------------------------------------------------------ */
 /* Images */
 
-struct hexfile {
-        char *text;
-        size_t len, cap;
-        int upper;              /* current type-04 value, -1 none */
-};
-
-static void hex_line(struct hexfile *h, uint16_t addr, uint8_t type, const uint8_t *data, size_t n) {
-        uint8_t sum = (uint8_t) (n + (addr >> 8) + (addr & 0xFF) + type);
-
-        if (h->len + 600 > h->cap) {
-                h->cap = h->cap ? h->cap * 2 : 65536;
-                h->text = realloc(h->text, h->cap);
-                assert_non_null(h->text);
-        }
-        h->len += (size_t) sprintf(h->text + h->len, ":%02X%04X%02X", (unsigned) n, addr, type);
-        for (size_t i = 0; i < n; i++) {
-                h->len += (size_t) sprintf(h->text + h->len, "%02X", data[i]);
-                sum = (uint8_t) (sum + data[i]);
-        }
-        h->len += (size_t) sprintf(h->text + h->len, "%02X\n", (uint8_t) -sum);
-}
-
-/* Data at a full HEX address (0x0000xxxx = FF:xxxx, or 0xFExxxx/0xFFxxxx). */
-static void hex_data(struct hexfile *h, uint32_t addr, const uint8_t *data, size_t n) {
-        while (n > 0) {
-                size_t k = n < 16 ? n : 16;
-                uint8_t up[2] = { (uint8_t) (addr >> 24), (uint8_t) (addr >> 16) };
-
-                if ((int) (addr >> 16) != h->upper) {
-                        h->upper = (int) (addr >> 16);
-                        hex_line(h, 0, 0x04, up, 2);
-                }
-                if ((addr & 0xFFFF) + k > 0x10000)
-                        k = 0x10000 - (addr & 0xFFFF);
-                hex_line(h, (uint16_t) addr, 0x00, data, k);
-                addr += (uint32_t) k;
-                data += k;
-                n -= k;
-        }
-}
-
 static uint32_t lcg(uint32_t *state) {
         *state = *state * 1103515245u + 12345u;
         return *state >> 16;
@@ -269,7 +229,7 @@ static uint32_t lcg(uint32_t *state) {
  * it, and a run of them), a 1 KiB table in the low bank at FE:0000, and 8
  * bytes at the very end of the flash. `variant` changes the bytes. */
 static struct isp_image *make_image(unsigned variant) {
-        struct hexfile h = { .upper = -1 };
+        struct hex_writer h = HEX_WRITER_INIT;
         struct isp_image_error e;
         struct isp_image *img;
         uint8_t buf[1024];
@@ -279,32 +239,33 @@ static struct isp_image *make_image(unsigned variant) {
         char str[32];
         int r;
 
-        hex_data(&h, 0x0000, ljmp, 3);
+        hex_writer_data(&h, 0x0000, ljmp, 3);
 
         memcpy(buf, blink, 8);
         for (unsigned i = 8; i < 100; i++)
                 buf[i] = (uint8_t) (lcg(&rng) + variant);
-        hex_data(&h, 0x1100, buf, 100);
+        hex_writer_data(&h, 0x1100, buf, 100);
 
         snprintf(str, sizeof(str), "stcisp test image v%u", variant);
-        hex_data(&h, 0x1200, (const uint8_t *) str, strlen(str) + 1);
+        hex_writer_data(&h, 0x1200, (const uint8_t *) str, strlen(str) + 1);
 
         for (unsigned i = 0; i < 1024; i++)
                 buf[i] = (i % 13 == 5 || (i >= 300 && i < 316)) ? 0xFF : (uint8_t) lcg(&rng);
-        hex_data(&h, 0x1300, buf, 1024);
+        hex_writer_data(&h, 0x1300, buf, 1024);
 
         for (unsigned i = 0; i < 1024; i++) {
                 buf[i] = (uint8_t) (128 + (int) (100.0 * ((i * 7 + variant) % 64) / 64.0) - 50);
                 if (buf[i] == 0xFF)
                         buf[i] = 0xFE;
         }
-        hex_data(&h, 0xFE0000, buf, 1024);
+        hex_writer_data(&h, 0xFE0000, buf, 1024);
 
         for (unsigned i = 0; i < 8; i++)
                 buf[i] = (uint8_t) (0xA0 + i + variant);
-        hex_data(&h, 0xFFFFF8, buf, 8);
+        hex_writer_data(&h, 0xFFFFF8, buf, 8);
 
-        hex_line(&h, 0, 0x01, NULL, 0);
+        hex_writer_eof(&h);
+        assert_int_equal(h.error, 0);
 
         img = malloc(sizeof(*img));
         assert_non_null(img);
