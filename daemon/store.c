@@ -6,8 +6,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "read-file.h"
 #include "store.h"
 #include "util.h"
@@ -71,4 +73,17 @@ int unlink_durable(int dir_fd, const char *name) {
         if (unlinkat(dir_fd, name, 0) < 0 && errno != ENOENT)
                 return -errno;
         return fsync(dir_fd) < 0 ? -errno : 0;
+}
+
+int quarantine_file(int dir_fd, const char *dir_path, const char *name, const char *why) {
+        char aside[256];
+
+        if ((size_t) snprintf(aside, sizeof(aside), "%s.damaged-%lld", name, (long long) time(NULL)) >= sizeof(aside))
+                return -ENAMETOOLONG;
+        if (renameat(dir_fd, name, dir_fd, aside) < 0)
+                return log_warning_errno(-errno, "%s/%s is damaged (%s) and cannot be set aside: %m",
+                                         dir_path, name, why);
+        (void) fsync(dir_fd);
+        log_warning("%s/%s is damaged (%s): set aside as %s/%s", dir_path, name, why, dir_path, aside);
+        return 0;
 }

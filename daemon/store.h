@@ -14,3 +14,9 @@ int read_file_at(int dir_fd, const char *name, size_t max, char **ret, size_t *r
 
 /* Remove dir/name; a missing file is fine. The directory is fsync()ed. */
 int unlink_durable(int dir_fd, const char *name);
+
+/* Set a damaged dir/name aside as "name.damaged-<unix time>", so that
+ * nothing is silently dropped and the daemon starts; logs a warning that
+ * names both files (`dir_path` is how messages call dir_fd) and `why`.
+ * Returns 0 or a negative errno. */
+int quarantine_file(int dir_fd, const char *dir_path, const char *name, const char *why);
