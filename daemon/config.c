@@ -56,7 +56,7 @@ static const char *const section_names[] = {
 enum key_type {
         KEY_U32,                /* uint32_t in struct config */
         KEY_UINT,               /* unsigned in struct config */
-        KEY_IFNAME,             /* char * */
+        KEY_IFNAMES,            /* char *: interface names, single spaces between */
         KEY_GROUP,              /* char * */
 };
 
@@ -71,7 +71,7 @@ struct key {
 };
 
 static const struct key keys[] = {
-        { SECTION_BUS, "Interface", KEY_IFNAME, offsetof(struct config, interface) },
+        { SECTION_BUS, "Interface", KEY_IFNAMES, offsetof(struct config, interface) },
         { SECTION_BUS, "Bitrate", KEY_U32, offsetof(struct config, bitrate),
           10000, 1000000, "leave the interface as it is", "bit/s" },
         { SECTION_BUS, "RestartMs", KEY_U32, offsetof(struct config, restart_ms),
@@ -89,6 +89,8 @@ static const struct key keys[] = {
         { SECTION_ACCESS, "FlashGroup", KEY_GROUP, offsetof(struct config, flash_group) },
         { SECTION_DAEMON, "History", KEY_UINT, offsetof(struct config, history),
           0, 100000, NULL, "jobs" },
+        { SECTION_DAEMON, "MaxAttempts", KEY_UINT, offsetof(struct config, max_attempts),
+          1, 1000, NULL, "starts" },
 };
 
 struct parser {
@@ -305,20 +307,113 @@ static int set_string(struct parser *p, char **field, const char *value) {
         return 0;
 }
 
+static int parse_key_into(struct parser *p, const struct key *k, const char *value, struct config *c);
+
+/* Splits a list of interface names at white space into `words`
+ * (pointing into `buf`). Returns the count, or -E2BIG past `max`. */
+static int split_words(char *buf, char **words, unsigned max) {
+        unsigned n = 0;
+
+        for (char *w = strtok(buf, " \t"); w; w = strtok(NULL, " \t")) {
+                if (n >= max)
+                        return -E2BIG;
+                words[n++] = w;
+        }
+        return (int) n;
+}
+
+static int parse_interfaces(struct parser *p, const struct key *k, char **field, const char *value) {
+        _cleanup_free_ char *buf = strdup(value), *joined = NULL;
+        char *words[CONFIG_LINES_MAX];
+        size_t len = 0;
+        int n;
+
+        if (!buf || !(joined = malloc(strlen(value) + 1)))
+                return p->error = -ENOMEM;
+        n = split_words(buf, words, CONFIG_LINES_MAX);
+        if (n < 0) {
+                file_error(p, "%s=%s: more than %d interfaces", k->name, value, CONFIG_LINES_MAX);
+                return -EINVAL;
+        }
+        for (int i = 0; i < n; i++) {
+                if (!is_ifname_valid(words[i])) {
+                        file_error(p, "%s=%s: expected a network interface name, 1-%d characters without '/' or ':'",
+                                   k->name, words[i], IFNAMSIZ - 1);
+                        return -EINVAL;
+                }
+                for (int j = 0; j < i; j++)
+                        if (strcmp(words[i], words[j]) == 0) {
+                                file_error(p, "%s=%s: %s is named twice", k->name, value, words[i]);
+                                return -EINVAL;
+                        }
+                len += (size_t) sprintf(joined + len, "%s%s", i ? " " : "", words[i]);
+        }
+        free(*field);
+        *field = TAKE_PTR(joined);
+        return 0;
+}
+
+static struct config_override *override_get(struct config *c, const char *ifname) {
+        struct config_override *o;
+
+        for (unsigned i = 0; i < c->n_overrides; i++)
+                if (strcmp(c->overrides[i].interface, ifname) == 0)
+                        return &c->overrides[i];
+        o = realloc(c->overrides, (c->n_overrides + 1) * sizeof(*o));
+        if (!o)
+                return NULL;
+        c->overrides = o;
+        o = &c->overrides[c->n_overrides];
+        *o = (struct config_override) { .interface = strdup(ifname) };
+        if (!o->interface)
+                return NULL;
+        c->n_overrides++;
+        return o;
+}
+
+/* "Bitrate.can1=250000": the key's range and messages, for one interface. */
+static int parse_override(struct parser *p, const struct key *k, const char *name, const char *ifname,
+                          const char *value) {
+        bool is_bitrate = k->offset == offsetof(struct config, bitrate);
+        struct config_override *o;
+        struct config tmp = {};
+        struct key one = *k;
+        int r;
+
+        if (!is_ifname_valid(ifname)) {
+                file_error(p, "%s=%s: \"%s\" is not a network interface name", name, value, ifname);
+                return -EINVAL;
+        }
+        one.name = name;
+        r = parse_key_into(p, &one, value, &tmp);
+        if (r < 0)
+                return r;
+        o = override_get(p->c, ifname);
+        if (!o)
+                return p->error = -ENOMEM;
+        if (is_bitrate) {
+                o->has_bitrate = true;
+                o->bitrate = tmp.bitrate;
+        } else {
+                o->has_restart_ms = true;
+                o->restart_ms = tmp.restart_ms;
+        }
+        return 0;
+}
+
 static int parse_key(struct parser *p, const struct key *k, const char *value) {
-        char *field = (char *) p->c + k->offset;
+        return parse_key_into(p, k, value, p->c);
+}
+
+static int parse_key_into(struct parser *p, const struct key *k, const char *value, struct config *c) {
+        char *field = (char *) c + k->offset;
         char range[128];
         uint32_t v;
         int r;
 
         switch (k->type) {
-        case KEY_IFNAME:
-                if (!is_ifname_valid(value)) {
-                        file_error(p, "%s=%s: expected a network interface name, 1-%d characters without '/' or ':'",
-                                   k->name, value, IFNAMSIZ - 1);
-                        return -EINVAL;
-                }
-                return set_string(p, (char **) field, value);
+        case KEY_IFNAMES:
+                return parse_interfaces(p, k, (char **) field, value);
 
         case KEY_GROUP:
                 if (!is_group_valid(value)) {
@@ -479,6 +574,15 @@ static int on_key(void *userdata, const char *section, const char *name, const c
                 if (k->section == p->section && strcmp(k->name, name) == 0)
                         return parse_key(p, k, value) >= 0;
 
+        /* Bitrate.IF= and RestartMs.IF=: the [Bus] numbers, per interface. */
+        for (const struct key *k = keys; k < keys + ELEMENTSOF(keys); k++) {
+                size_t n = strlen(k->name);
+
+                if (k->section == SECTION_BUS && k->type == KEY_U32 &&
+                    strncmp(name, k->name, n) == 0 && name[n] == '.')
+                        return parse_override(p, k, name, name + n + 1, value) >= 0;
+        }
+
         list_keys(p->section, known, sizeof(known));
         file_error(p, "unknown key %s= in [%s], expected %s", name, section_names[p->section], known);
         return 0;
@@ -490,7 +594,18 @@ static int config_copy(struct config *dst, const struct config *src) {
         c.interface = c.flash_group = c.state_dir = NULL;
         c.names = NULL;
         c.n_names = 0;
+        c.overrides = NULL;
+        c.n_overrides = 0;
 
+        for (unsigned i = 0; i < src->n_overrides; i++) {
+                struct config_override *o = override_get(&c, src->overrides[i].interface);
+
+                if (!o)
+                        return -ENOMEM;
+                *o = (struct config_override) { .interface = o->interface,
+                        .has_bitrate = src->overrides[i].has_bitrate, .bitrate = src->overrides[i].bitrate,
+                        .has_restart_ms = src->overrides[i].has_restart_ms, .restart_ms = src->overrides[i].restart_ms };
+        }
         if ((src->interface && !(c.interface = strdup(src->interface))) ||
             (src->flash_group && !(c.flash_group = strdup(src->flash_group))) ||
             (src->state_dir && !(c.state_dir = strdup(src->state_dir))))
@@ -518,6 +633,7 @@ int config_init(struct config *c) {
                 .flash_group = strdup(CONFIG_DEFAULT_GROUP),
                 .state_dir = strdup(CONFIG_DEFAULT_STATE_DIR),
                 .history = CONFIG_DEFAULT_HISTORY,
+                .max_attempts = CONFIG_DEFAULT_MAX_ATTEMPTS,
         };
         session_config_init(&c->session);
 
@@ -537,6 +653,11 @@ void config_done(struct config *c) {
         for (unsigned i = 0; i < c->n_names; i++)
                 free(c->names[i].name);
         free(c->names);
+        for (unsigned i = 0; i < c->n_overrides; i++)
+                free(c->overrides[i].interface);
+        free(c->overrides);
+        c->overrides = NULL;
+        c->n_overrides = 0;
         c->interface = c->flash_group = c->state_dir = NULL;
         c->names = NULL;
         c->n_names = 0;
@@ -597,4 +718,81 @@ const char *config_node_name(const struct config *c, uint8_t node) {
                 if (c->names[i].node == node)
                         return c->names[i].name;
         return NULL;
+}
+
+int config_set_interfaces(struct config *c, char *const *names, unsigned n) {
+        _cleanup_free_ char *joined = NULL;
+        size_t len = 0, size = 1;
+
+        if (n == 0 || n > CONFIG_LINES_MAX)
+                return log_error_errno(-EINVAL, "--interface: between 1 and %d interfaces", CONFIG_LINES_MAX);
+        for (unsigned i = 0; i < n; i++) {
+                if (!is_ifname_valid(names[i]))
+                        return log_error_errno(-EINVAL, "--interface %s: expected a network interface name, "
+                                               "1-%d characters without '/' or ':'", names[i], IFNAMSIZ - 1);
+                for (unsigned j = 0; j < i; j++)
+                        if (strcmp(names[i], names[j]) == 0)
+                                return log_error_errno(-EINVAL, "--interface %s: named twice", names[i]);
+                size += strlen(names[i]) + 1;
+        }
+        joined = malloc(size);
+        if (!joined)
+                return -ENOMEM;
+        for (unsigned i = 0; i < n; i++)
+                len += (size_t) sprintf(joined + len, "%s%s", i ? " " : "", names[i]);
+        free(c->interface);
+        c->interface = TAKE_PTR(joined);
+        return 0;
+}
+
+void config_lines_free(struct config_line *lines, unsigned n) {
+        for (unsigned i = 0; lines && i < n; i++)
+                free(lines[i].interface);
+        free(lines);
+}
+
+int config_get_lines(const struct config *c, struct config_line **ret, unsigned *ret_n) {
+        _cleanup_free_ char *buf = strdup(c->interface ? c->interface : CONFIG_DEFAULT_INTERFACE);
+        char *words[CONFIG_LINES_MAX];
+        struct config_line *lines;
+        int n;
+
+        if (!buf)
+                return -ENOMEM;
+        n = split_words(buf, words, CONFIG_LINES_MAX);
+        if (n <= 0)
+                return -EINVAL;
+        lines = calloc((size_t) n, sizeof(*lines));
+        if (!lines)
+                return -ENOMEM;
+        for (int i = 0; i < n; i++) {
+                lines[i] = (struct config_line) {
+                        .interface = strdup(words[i]),
+                        .bitrate = c->bitrate,
+                        .restart_ms = c->restart_ms,
+                };
+                if (!lines[i].interface) {
+                        config_lines_free(lines, (unsigned) n);
+                        return -ENOMEM;
+                }
+        }
+        for (unsigned o = 0; o < c->n_overrides; o++) {
+                const struct config_override *ov = &c->overrides[o];
+                int i;
+
+                for (i = 0; i < n && strcmp(lines[i].interface, ov->interface) != 0; i++)
+                        ;
+                if (i == n) {
+                        log_warning("Bitrate.%s=/RestartMs.%s= name an interface stcispd does not use (%s), ignoring",
+                                    ov->interface, ov->interface, c->interface);
+                        continue;
+                }
+                if (ov->has_bitrate)
+                        lines[i].bitrate = ov->bitrate;
+                if (ov->has_restart_ms)
+                        lines[i].restart_ms = ov->restart_ms;
+        }
+        *ret = lines;
+        *ret_n = (unsigned) n;
+        return 0;
 }

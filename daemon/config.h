@@ -16,19 +16,38 @@
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/stcispd"
 #define CONFIG_DEFAULT_GROUP     "stcisp"
 #define CONFIG_DEFAULT_HISTORY   100
+#define CONFIG_DEFAULT_MAX_ATTEMPTS 3
+#define CONFIG_LINES_MAX         16
 
 struct config_node_name {
         char *name;             /* e.g. "pump-controller" */
         uint8_t node;           /* 0 = legacy, 1-254 */
 };
 
+/* [Bus] Bitrate.IF= and RestartMs.IF=: one interface's own values. */
+struct config_override {
+        char *interface;
+        bool has_bitrate, has_restart_ms;
+        uint32_t bitrate, restart_ms;
+};
+
+/* One CAN interface the daemon owns, with the values that apply to it. */
+struct config_line {
+        char *interface;
+        uint32_t bitrate;       /* 0 = leave the interface as it is */
+        uint32_t restart_ms;    /* 0 = leave as it is */
+};
+
 struct config {
-        char *interface;        /* [Bus] Interface= */
+        char *interface;        /* [Bus] Interface=: one or more names, separated by single spaces */
         uint32_t bitrate;       /* [Bus] Bitrate=, 0 = leave the interface as it is */
         uint32_t restart_ms;    /* [Bus] RestartMs=, 0 = leave as it is */
+        struct config_override *overrides;      /* [Bus] Bitrate.IF= RestartMs.IF= */
+        unsigned n_overrides;
         char *flash_group;      /* [Access] FlashGroup= */
         char *state_dir;        /* not in the file: --state-dir */
         unsigned history;       /* [Daemon] History= finished jobs kept */
+        unsigned max_attempts;  /* [Daemon] MaxAttempts= starts of a job the daemon's end interrupted */
         struct session_config session;  /* [Protocol] Timeout= EraseTimeout= Retries= Window= DiscoverTime= */
         struct config_node_name *names;  /* [Nodes] name = id */
         unsigned n_names;
@@ -44,6 +63,17 @@ void config_done(struct config *c);
  * "FILE:LINE: message" and return -EINVAL; an unreadable file returns
  * its negative errno with a message. */
 int config_load(struct config *c, const char *path, bool must_exist);
+
+/* Replace the interface list (stcispd --interface, which may repeat).
+ * Returns 0, -EINVAL for an invalid or repeated name (logged), -ENOMEM. */
+int config_set_interfaces(struct config *c, char *const *names, unsigned n);
+
+/* The lines: one per interface, with its bitrate and restart time (its
+ * own where Bitrate.IF=/RestartMs.IF= name it). An override for an
+ * interface that is not in the list is logged and ignored. Free with
+ * config_lines_free(). Returns 0 or -ENOMEM. */
+int config_get_lines(const struct config *c, struct config_line **ret, unsigned *ret_n);
+void config_lines_free(struct config_line *lines, unsigned n);
 
 /* Node id for a configured name, or -ENOENT. */
 int config_lookup_name(const struct config *c, const char *name);

@@ -149,6 +149,72 @@ static void test_defaults(void **state) {
         config_done(&c);  /* twice is fine */
 }
 
+/* Several interfaces, each with its own bitrate where one is given. */
+static void test_lines(void **state) {
+        struct config_line *lines = NULL;
+        unsigned n = 0;
+        struct config c;
+        char *err;
+
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(config_get_lines(&c, &lines, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(lines[0].interface, "can0");
+        config_lines_free(lines, n);
+
+        assert_int_equal(load_text(&c,
+                "[Bus]\n"
+                "Interface=can0   can1\tvcan2 # three lines\n"
+                "Bitrate=500000\n"
+                "Bitrate.can1=250000\n"
+                "RestartMs.vcan2=100\n"
+                "[Daemon]\n"
+                "MaxAttempts=5\n", &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+        assert_string_equal(c.interface, "can0 can1 vcan2");
+        assert_int_equal(c.max_attempts, 5);
+        assert_int_equal(config_get_lines(&c, &lines, &n), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(lines[0].interface, "can0");
+        assert_int_equal(lines[0].bitrate, 500000);
+        assert_int_equal(lines[0].restart_ms, 0);
+        assert_string_equal(lines[1].interface, "can1");
+        assert_int_equal(lines[1].bitrate, 250000);
+        assert_string_equal(lines[2].interface, "vcan2");
+        assert_int_equal(lines[2].bitrate, 500000);
+        assert_int_equal(lines[2].restart_ms, 100);
+        config_lines_free(lines, n);
+
+        /* --interface replaces the list; an override of a line not used is ignored */
+        assert_int_equal(config_set_interfaces(&c, (char *[]) { "vcan0", "can1" }, 2), 0);
+        assert_string_equal(c.interface, "vcan0 can1");
+        assert_int_equal(config_get_lines(&c, &lines, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(lines[0].bitrate, 500000);
+        assert_int_equal(lines[1].bitrate, 250000);
+        config_lines_free(lines, n);
+        assert_int_equal(config_set_interfaces(&c, (char *[]) { "vcan0", "vcan0" }, 2), -EINVAL);
+        assert_int_equal(config_set_interfaces(&c, (char *[]) { "a/b" }, 1), -EINVAL);
+        assert_string_equal(c.interface, "vcan0 can1");
+
+        assert_int_equal(load_text(&c, "[Bus]\nInterface=can0 can0\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:2: Interface=can0 can0: can0 is named twice\n");
+        free(err);
+        assert_int_equal(load_text(&c, "[Bus]\nBitrate.can1=12\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:2: Bitrate.can1=12: out of range, expected 0 (leave the interface as it is) "
+                                 "or 10000-1000000 bit/s\n");
+        free(err);
+        assert_int_equal(load_text(&c, "[Bus]\nInterface=can0 bad/name\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:2: Interface=bad/name: expected a network interface name, "
+                                 "1-15 characters without '/' or ':'\n");
+        free(err);
+        assert_int_equal(load_text(&c, "[Daemon]\nMaxAttempts=0\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:2: MaxAttempts=0: out of range, expected 1-1000 starts\n");
+        free(err);
+        config_done(&c);
+}
+
 static void test_every_key(void **state) {
         struct config c;
         char *err;
@@ -356,7 +422,7 @@ static const struct bad bad_files[] = {
         { "[Access]\nGroup=wheel\n",
           "FILE:2: unknown key Group= in [Access], expected FlashGroup=\n" },
         { "[Daemon]\nHistory=1\nStateDirectory=/tmp\n",
-          "FILE:3: unknown key StateDirectory= in [Daemon], expected History=\n" },
+          "FILE:3: unknown key StateDirectory= in [Daemon], expected History= or MaxAttempts=\n" },
         { "[Bus]\nInterface=can0\n[Busses]\nInterface=can1\nBitrate=1\n",
           "FILE:3: unknown section [Busses], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n" },
         { "[bus]\nInterface=can1\n",
@@ -622,6 +688,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_every_key),
+                cmocka_unit_test(test_lines),
                 cmocka_unit_test(test_range_limits),
                 cmocka_unit_test(test_comments_and_layout),
                 cmocka_unit_test(test_errors),
