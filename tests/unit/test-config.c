@@ -674,7 +674,7 @@ static void test_example_file(void **state) {
                 }
                 o += sprintf(o, "%s\n", line);
         }
-        assert_int_equal(uncommented, 10);  /* every key */
+        assert_int_equal(uncommented, 11);  /* every key */
         path = write_conf(out, strlen(out));
         assert_int_equal(load_captured(&c, path, true, &err), 0);
         assert_string_equal(err, "");
