@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ispctl.h"
+#include "stcisp-dbus.h"
 #include "util.h"
 
 int ispctl_connect(const struct ispctl_args *args, sd_bus **ret) {
@@ -50,16 +51,16 @@ int ispctl_bus_error(const struct ispctl_args *args, const char *what, const sd_
                              "stcispd is not reachable (%s): is it running? 'systemctl status stcispd' tells", msg);
                 return ISPCTL_EXIT_UNREACHABLE;
         }
-        if (strcmp(name, "org.stcisp.ispd1.Error.NodeNotFound") == 0) {
+        if (strcmp(name, STCISP_ERROR_NODE_NOT_FOUND) == 0) {
                 ispctl_error(args, NULL, 0, false, "%s", msg);
                 return ISPCTL_EXIT_NODE_NOT_FOUND;
         }
-        if (strcmp(name, "org.stcisp.ispd1.Error.AccessDenied") == 0 ||
+        if (strcmp(name, STCISP_ERROR_ACCESS_DENIED) == 0 ||
             strcmp(name, "org.freedesktop.DBus.Error.AccessDenied") == 0) {
                 ispctl_error(args, NULL, 0, false, "%s: access denied: %s", what, msg);
                 return ISPCTL_EXIT_ACCESS_DENIED;
         }
-        if (strcmp(name, "org.stcisp.ispd1.Error.InvalidImage") == 0) {
+        if (strcmp(name, STCISP_ERROR_INVALID_IMAGE) == 0) {
                 ispctl_error(args, NULL, 0, false, "%s: the daemon refused the image: %s", what, msg);
                 return ISPCTL_EXIT_INVALID_IMAGE;
         }

@@ -13,14 +13,11 @@
 #include <unistd.h>
 
 #include "isp-image.h"
+#include "stcisp-dbus.h"
 #include "ispctl.h"
 #include "output.h"
 #include "util.h"
 
-#define BUS_NAME "org.stcisp.ispd1"
-#define OBJECT_PATH "/org/stcisp/ispd1"
-#define MANAGER_IFACE "org.stcisp.ispd1.Manager"
-#define JOB_IFACE "org.stcisp.ispd1.Job"
 #define REDRAW_USEC (100 * 1000ULL)
 
 struct watched_job {
@@ -127,8 +124,8 @@ static int fetch_job(struct waiter *w, struct watched_job *j) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         int r;
 
-        r = sd_bus_call_method(w->bus, BUS_NAME, j->path, "org.freedesktop.DBus.Properties", "GetAll",
-                               &error, &reply, "s", JOB_IFACE);
+        r = sd_bus_call_method(w->bus, STCISP_BUS_NAME, j->path, "org.freedesktop.DBus.Properties", "GetAll",
+                               &error, &reply, "s", STCISP_JOB_IFACE);
         if (r < 0)
                 return ispctl_bus_error(w->args, "Reading the job", &error, r);
         r = read_job_props(reply, j);
@@ -226,7 +223,7 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
         struct watched_job *j = find_job(w, sd_bus_message_get_path(m));
         const char *iface;
 
-        if (!j || sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, JOB_IFACE) != 0)
+        if (!j || sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, STCISP_JOB_IFACE) != 0)
                 return 0;
         if (read_job_props(m, j) < 0)
                 return 0;
@@ -282,7 +279,7 @@ static int waiter_init(struct waiter *w, const struct ispctl_args *args, sd_bus 
         if (r < 0)
                 return r;
         /* Subscribed before the first job exists, so no change is missed. */
-        return sd_bus_match_signal(bus, NULL, BUS_NAME, NULL, "org.freedesktop.DBus.Properties",
+        return sd_bus_match_signal(bus, NULL, STCISP_BUS_NAME, NULL, "org.freedesktop.DBus.Properties",
                                    "PropertiesChanged", on_properties_changed, w);
 }
 
@@ -413,7 +410,7 @@ static int collect_targets(const struct ispctl_args *args, sd_bus *bus, char **a
                 uint8_t id;
                 const char *name, *form;
 
-                r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "ListNodes", &error, &reply, "");
+                r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "ListNodes", &error, &reply, "");
                 if (r < 0)
                         return ispctl_bus_error(args, "Listing the nodes", &error, r);
                 r = sd_bus_message_enter_container(reply, 'a', "(ysssyyts)");
@@ -444,7 +441,7 @@ static int check_targets(const struct ispctl_args *args, sd_bus *bus, const stru
         for (size_t i = 0; i < t->n; i++) {
                 _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
                 _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-                int r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Status", &error, &reply,
+                int r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Status", &error, &reply,
                                            "s", t->v[i]);
                 if (r < 0)
                         return ispctl_bus_error(args, t->v[i], &error, r);
@@ -509,6 +506,7 @@ finish:
 
 struct flash_call {
         const struct isp_image *img;
+        const char *name;               /* the file's name, for the daemon's records */
         const char *data;
         size_t size;
 };
@@ -518,14 +516,15 @@ static int make_flash_call(sd_bus *bus, const char *target, const struct ispctl_
         const struct flash_call *c = userdata;
         int r;
 
-        r = sd_bus_message_new_method_call(bus, ret, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Flash");
+        r = sd_bus_message_new_method_call(bus, ret, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Flash");
         if (r >= 0)
                 r = sd_bus_message_append(*ret, "s", target);
         if (r >= 0)
                 r = sd_bus_message_append_array(*ret, 'y', c->data, c->size);
         if (r >= 0)
-                r = sd_bus_message_append(*ret, "a{sv}", 3,
+                r = sd_bus_message_append(*ret, "a{sv}", 4,
                                           "format", "s", c->img->format == ISP_IMAGE_HEX ? "hex" : "bin",
+                                          "name", "s", c->name,
                                           "reboot", "b", !args->no_reboot,
                                           "verify", "b", !args->no_verify);
         return r;
@@ -548,12 +547,13 @@ int verb_flash(int argc, char *argv[], const struct ispctl_args *args) {
                 return r;
 
         return queue_and_follow(args, argv + 1, argc - 2, "Flashing", make_flash_call,
-                                &(struct flash_call) { .img = img, .data = data, .size = size });
+                                &(struct flash_call) { .img = img, .name = basename(argv[argc - 1]),
+                                                      .data = data, .size = size });
 }
 
 static int make_reboot_call(sd_bus *bus, const char *target, const struct ispctl_args *args,
                             void *userdata, sd_bus_message **ret) {
-        int r = sd_bus_message_new_method_call(bus, ret, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Reboot");
+        int r = sd_bus_message_new_method_call(bus, ret, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Reboot");
 
         if (r >= 0)
                 r = sd_bus_message_append(*ret, "sa{sv}", target, 0);
@@ -584,7 +584,7 @@ int verb_scan(int argc, char *argv[], const struct ispctl_args *args) {
         r = ispctl_connect(args, &bus);
         if (r != 0)
                 return r;
-        r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Scan", &error, &reply, "");
+        r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Scan", &error, &reply, "");
         if (r >= 0)
                 r = sd_bus_message_read(reply, "o", &path);
         if (r < 0)

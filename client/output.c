@@ -5,6 +5,7 @@
 #include <time.h>
 
 #include "output.h"
+#include "stcisp-dbus.h"
 #include "util.h"
 
 void output_json(json_object *o) {
@@ -77,7 +78,7 @@ int output_node_table(const struct ispctl_args *args, sd_bus *bus, json_object *
         unsigned n = 0;
         int r;
 
-        r = sd_bus_call_method(bus, "org.stcisp.ispd1", "/org/stcisp/ispd1", "org.stcisp.ispd1.Manager",
+        r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE,
                                "ListNodes", &error, &reply, "");
         if (r < 0) {
                 json_object_put(arr);

@@ -10,27 +10,59 @@
 #include <time.h>
 
 #include "ispctl.h"
+#include "stcisp-dbus.h"
 #include "output.h"
 #include "util.h"
 
-#define BUS_NAME "org.stcisp.ispd1"
-#define OBJECT_PATH "/org/stcisp/ispd1"
-#define MANAGER_IFACE "org.stcisp.ispd1.Manager"
-#define JOB_IFACE "org.stcisp.ispd1.Job"
 
-/* One Status() value, kept for display. */
+/* One Status() value, kept for display. "Lines" (a{sa{sv}}) holds one
+ * list of values per line: `sub`, named by `s`, chained through `next`. */
 struct status_value {
         char key[32];
         char type;
         char *s;
         int64_t i;
         uint64_t u;
+        struct status_value *sub;
+        size_t n_sub;
+        struct status_value *next;
 };
 
 static void status_values_free(struct status_value *v, size_t n) {
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 free(v[i].s);
+                status_values_free(v[i].sub, v[i].n_sub);
+                if (v[i].next)
+                        status_values_free(v[i].next, 1);
+        }
         free(v);
+}
+
+static int read_status(sd_bus_message *m, struct status_value **ret, size_t *ret_n);
+
+/* Lines: a{sa{sv}}, into a chain of entries whose `sub` is a line's status. */
+static int read_lines(sd_bus_message *m, struct status_value *v) {
+        struct status_value **tail = &v->next;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "{sa{sv}}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(m, 'e', "sa{sv}")) > 0) {
+                const char *name;
+                struct status_value *line = calloc(1, sizeof(*line));
+
+                if (!line)
+                        return -ENOMEM;
+                *tail = line;
+                tail = &line->next;
+                r = sd_bus_message_read(m, "s", &name);
+                if (r >= 0 && !(line->s = strdup(name)))
+                        r = -ENOMEM;
+                if (r >= 0)
+                        r = read_status(m, &line->sub, &line->n_sub);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
+        }
+        return r < 0 ? r : sd_bus_message_exit_container(m);
 }
 
 static const struct status_value *status_get(const struct status_value *v, size_t n, const char *key) {
@@ -80,7 +112,18 @@ static int read_status(sd_bus_message *m, struct status_value **ret, size_t *ret
                 case 'i': { int32_t x; r = sd_bus_message_read_basic(m, 'i', &x); v[n].i = x; break; }
                 case 'y': { uint8_t x; r = sd_bus_message_read_basic(m, 'y', &x); v[n].u = x; break; }
                 case 't': { uint64_t x; r = sd_bus_message_read_basic(m, 't', &x); v[n].u = x; break; }
-                default:  r = sd_bus_message_skip(m, contents); break;
+                case 'a':
+                        if (strcmp(contents, "a{sa{sv}}") == 0 && strcmp(key, "Lines") == 0) {
+                                v[n].type = 'L';
+                                r = read_lines(m, &v[n]);
+                                break;
+                        }
+                        _fallthrough_;
+                default:
+                        /* a newer daemon's value this client does not know */
+                        r = sd_bus_message_skip(m, contents);
+                        v[n].type = 0;
+                        break;
                 }
                 n++;
                 if (r < 0)
@@ -100,21 +143,36 @@ static int read_status(sd_bus_message *m, struct status_value **ret, size_t *ret
         return 0;
 }
 
-static void status_json(const struct status_value *v, size_t n, const char *target) {
+static json_object *status_to_json(const struct status_value *v, size_t n) {
         json_object *o = json_object_new_object();
 
-        if (target)
-                json_object_object_add(o, "target", json_object_new_string(target));
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; o && i < n; i++) {
                 char key[48];
 
                 camel_to_snake(v[i].key, key, sizeof(key));
                 switch (v[i].type) {
+                case 0:   break;
                 case 's': json_object_object_add(o, key, json_object_new_string(v[i].s)); break;
                 case 'i': json_object_object_add(o, key, json_object_new_int64(v[i].i)); break;
+                case 'L': {
+                        json_object *lines = json_object_new_object();
+
+                        for (const struct status_value *l = v[i].next; l; l = l->next)
+                                json_object_object_add(lines, l->s, status_to_json(l->sub, l->n_sub));
+                        json_object_object_add(o, key, lines);
+                        break;
+                }
                 default:  json_object_object_add(o, key, json_object_new_int64((int64_t) v[i].u)); break;
                 }
         }
+        return o;
+}
+
+static void status_json(const struct status_value *v, size_t n, const char *target) {
+        json_object *o = status_to_json(v, n);
+
+        if (target && o)
+                json_object_object_add(o, "target", json_object_new_string(target));
         output_json(o);
 }
 
@@ -122,10 +180,10 @@ static void status_json(const struct status_value *v, size_t n, const char *targ
 #define U(k) (status_get(v, n, k) ? (unsigned long long) status_get(v, n, k)->u : 0ULL)
 #define I(k) (status_get(v, n, k) ? (long long) status_get(v, n, k)->i : -1LL)
 
-static void status_bus_human(const struct status_value *v, size_t n) {
+/* One line's block: the interface, its bus and its queue. */
+static void status_line_human(const struct status_value *v, size_t n) {
         char counters[64];
 
-        printf("     Daemon: stcispd %s\n", S("Version"));
         printf("  Interface: %s (link %s)\n", S("Interface"), S("LinkState"));
         if (U("Bitrate"))
                 printf("    Bitrate: %llu bit/s\n", U("Bitrate"));
@@ -144,6 +202,21 @@ static void status_bus_human(const struct status_value *v, size_t n) {
                        U("RunningJob"));
         else
                 printf("      Queue: %llu job%s, none running\n", U("QueueLength"), U("QueueLength") == 1 ? "" : "s");
+}
+
+static void status_bus_human(const struct status_value *v, size_t n) {
+        const struct status_value *lines = status_get(v, n, "Lines");
+
+        printf("     Daemon: stcispd %s\n", S("Version"));
+        /* The top level is the first line's; with several, each its own. */
+        if (!lines || !lines->next || !lines->next->next)
+                status_line_human(v, n);
+        else
+                for (const struct status_value *l = lines->next; l; l = l->next) {
+                        status_line_human(l->sub, l->n_sub);
+                        if (l->next)
+                                printf("\n");
+                }
         printf("    History: %llu finished job%s kept\n", U("HistoryLength"), U("HistoryLength") == 1 ? "" : "s");
 }
 
@@ -188,7 +261,7 @@ int verb_status(int argc, char *argv[], const struct ispctl_args *args) {
         r = ispctl_connect(args, &bus);
         if (r != 0)
                 return r;
-        r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "Status", &error, &reply, "s", target);
+        r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Status", &error, &reply, "s", target);
         if (r < 0)
                 return ispctl_bus_error(args, *target ? target : "Status", &error, r);
         r = read_status(reply, &v, &n);
@@ -247,7 +320,7 @@ int verb_jobs(int argc, char *argv[], const struct ispctl_args *args) {
                 json_object_put(arr);
                 return r;
         }
-        r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "ListJobs", &error, &reply, "");
+        r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "ListJobs", &error, &reply, "");
         if (r < 0) {
                 json_object_put(arr);
                 return ispctl_bus_error(args, "Listing the jobs", &error, r);
@@ -329,11 +402,11 @@ int verb_cancel(int argc, char *argv[], const struct ispctl_args *args) {
                 char what[64];
 
                 snprintf(what, sizeof(what), "Cancelling job %u", id);
-                r = sd_bus_call_method(bus, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "CancelJob", &error, NULL, "u", id);
+                r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "CancelJob", &error, NULL, "u", id);
                 if (r < 0) {
                         json_object_put(arr);
-                        if (sd_bus_error_has_name(&error, "org.stcisp.ispd1.Error.NoSuchJob") ||
-                            sd_bus_error_has_name(&error, "org.stcisp.ispd1.Error.JobFinished")) {
+                        if (sd_bus_error_has_name(&error, STCISP_ERROR_NO_SUCH_JOB) ||
+                            sd_bus_error_has_name(&error, STCISP_ERROR_JOB_FINISHED)) {
                                 ispctl_error(args, NULL, 0, false, "%s", error.message);
                                 return ISPCTL_EXIT_USAGE;
                         }
@@ -425,9 +498,9 @@ static int on_job_changed(sd_bus_message *m, void *userdata, sd_bus_error *e) {
         struct timespec ts;
         int r;
 
-        if (!path || strncmp(path, OBJECT_PATH "/job/", strlen(OBJECT_PATH "/job/")) != 0)
+        if (!path || strncmp(path, STCISP_OBJECT_PATH "/job/", strlen(STCISP_OBJECT_PATH "/job/")) != 0)
                 return 0;
-        if (sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, JOB_IFACE) != 0)
+        if (sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, STCISP_JOB_IFACE) != 0)
                 return 0;
         slash = strrchr(path, '/');
         id = (uint32_t) strtoul(slash + 1, NULL, 10);
@@ -511,7 +584,7 @@ int verb_monitor(int argc, char *argv[], const struct ispctl_args *args) {
                 return r;
         /* Fail now, not silently later, when the daemon is not there. */
         r = sd_bus_call_method(bus, "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus",
-                               "GetNameOwner", &error, NULL, "s", BUS_NAME);
+                               "GetNameOwner", &error, NULL, "s", STCISP_BUS_NAME);
         if (r < 0)
                 return ispctl_bus_error(args, "Monitoring", &error, r);
 
@@ -528,11 +601,11 @@ int verb_monitor(int argc, char *argv[], const struct ispctl_args *args) {
         if (r >= 0)
                 r = sd_bus_attach_event(bus, event, 0);
         if (r >= 0)
-                r = sd_bus_match_signal(bus, NULL, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "JobNew", on_job_new, &mon);
+                r = sd_bus_match_signal(bus, NULL, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "JobNew", on_job_new, &mon);
         if (r >= 0)
-                r = sd_bus_match_signal(bus, NULL, BUS_NAME, OBJECT_PATH, MANAGER_IFACE, "JobRemoved", on_job_removed, &mon);
+                r = sd_bus_match_signal(bus, NULL, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "JobRemoved", on_job_removed, &mon);
         if (r >= 0)
-                r = sd_bus_match_signal(bus, NULL, BUS_NAME, NULL, "org.freedesktop.DBus.Properties",
+                r = sd_bus_match_signal(bus, NULL, STCISP_BUS_NAME, NULL, "org.freedesktop.DBus.Properties",
                                         "PropertiesChanged", on_job_changed, &mon);
         if (r < 0) {
                 sd_event_unref(event);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "can-link.h"
+#include "isp-socketcan.h"
 #include "log.h"
 #include "util.h"
 
@@ -44,26 +45,38 @@ struct can_link {
         const char *state_from_errors;
         uint64_t error_frames, bus_off, restarts;
         uint64_t frames_sent, frames_received, send_queue_waits;
+        uint32_t rx_dropped;            /* the kernel's SO_RXQ_OVFL counter */
         char last_error[96];
 };
 
-static void to_isp_frame(const struct can_frame *cf, struct isp_can_frame *f) {
-        *f = (struct isp_can_frame) {
-                .id = cf->can_id & ((cf->can_id & CAN_EFF_FLAG) ? CAN_EFF_MASK : CAN_SFF_MASK),
-                .flags = (uint8_t) (((cf->can_id & CAN_EFF_FLAG) ? ISP_FRAME_EXTENDED : 0) |
-                                    ((cf->can_id & CAN_RTR_FLAG) ? ISP_FRAME_FLAG_RTR : 0)),
-                .len = cf->len > 8 ? 8 : cf->len,
+/* One frame, and the kernel's drop counter from its control message. */
+static ssize_t read_frame(struct can_link *l, int fd, struct can_frame *cf) {
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(uint32_t))];
+        } control;
+        struct iovec iov = { .iov_base = cf, .iov_len = sizeof(*cf) };
+        struct msghdr msg = {
+                .msg_iov = &iov,
+                .msg_iovlen = 1,
+                .msg_control = &control,
+                .msg_controllen = sizeof(control),
         };
-        memcpy(f->data, cf->data, f->len);
-}
+        ssize_t n = recvmsg(fd, &msg, 0);
 
-static void from_isp_frame(const struct isp_can_frame *f, struct can_frame *cf) {
-        *cf = (struct can_frame) {
-                .can_id = f->id | ((f->flags & ISP_FRAME_EXTENDED) ? CAN_EFF_FLAG : 0) |
-                          ((f->flags & ISP_FRAME_FLAG_RTR) ? CAN_RTR_FLAG : 0),
-                .len = f->len,
-        };
-        memcpy(cf->data, f->data, f->len);
+        if (n < 0)
+                return n;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL) {
+                        uint32_t dropped;
+
+                        memcpy(&dropped, CMSG_DATA(c), sizeof(dropped));
+                        if (dropped != l->rx_dropped)
+                                log_warning("%s: the kernel dropped %u received frame(s) (receive queue full)",
+                                            l->ifname, dropped - l->rx_dropped);
+                        l->rx_dropped = dropped;
+                }
+        return n;
 }
 
 static int link_watch(struct can_link *l, uint32_t events) {
@@ -161,7 +174,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 struct isp_can_frame f;
                 ssize_t n;
 
-                n = read(fd, &cf, sizeof(cf));
+                n = read_frame(l, fd, &cf);
                 if (n < 0) {
                         if (errno == EAGAIN || errno == EINTR)
                                 return 0;
@@ -182,7 +195,7 @@ static int on_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
                 l->frames_received++;
                 if (!l->up)
                         link_set_up(l, true);
-                to_isp_frame(&cf, &f);
+                isp_frame_from_socketcan(&cf, &f);
                 l->ops->frame(l->userdata, &f);
         }
         return 0;
@@ -334,6 +347,12 @@ int can_link_new(struct can_link **ret, sd_event *event, const char *ifname,
                 r = log_error_errno(-errno, "%s: cannot set CAN filters: %m", ifname);
                 goto fail;
         }
+        /* The kernel counts the frames it dropped for us (a full receive
+         * queue), as candump reports them. */
+        if (setsockopt(l->fd, SOL_SOCKET, SO_RXQ_OVFL, &(int) { 1 }, sizeof(int)) < 0) {
+                r = log_error_errno(-errno, "%s: cannot enable SO_RXQ_OVFL: %m", ifname);
+                goto fail;
+        }
         if (bind(l->fd, (struct sockaddr *) &addr, sizeof(addr)) < 0) {
                 r = log_error_errno(-errno, "%s: cannot bind CAN socket: %m", ifname);
                 goto fail;
@@ -380,7 +399,7 @@ int can_link_send(struct can_link *l, const struct isp_can_frame *frame) {
                 return log_error_errno(-ENOBUFS, "%s: send queue full (%d frames): is the bus working?",
                                        l->ifname, SEND_QUEUE_MAX);
 
-        from_isp_frame(frame, &l->queue[(l->queue_head + l->queue_len) % SEND_QUEUE_MAX]);
+        isp_frame_to_socketcan(frame, &l->queue[(l->queue_head + l->queue_len) % SEND_QUEUE_MAX]);
         l->queue_len++;
         if (l->queue_len > 1)
                 return 0;       /* already waiting for POLLOUT */
@@ -391,7 +410,7 @@ bool can_link_is_up(const struct can_link *l) {
         return l->up;
 }
 
-void can_link_get_status(struct can_link *l, struct can_link_status *ret) {
+void can_link_get_status(struct can_link *l, bool query_driver, struct can_link_status *ret) {
         static const char *const states[] = {
                 [CAN_STATE_ERROR_ACTIVE]  = "error-active",
                 [CAN_STATE_ERROR_WARNING] = "error-warning",
@@ -416,9 +435,12 @@ void can_link_get_status(struct can_link *l, struct can_link_status *ret) {
                 .frames_sent = l->frames_sent,
                 .frames_received = l->frames_received,
                 .send_queue_waits = l->send_queue_waits,
+                .rx_dropped = l->rx_dropped,
                 .last_error = l->last_error,
         };
 
+        if (!query_driver)
+                return;
         /* Drivers without these (vcan) simply fail: the values stay unknown. */
         if (can_get_state(l->ifname, &state) == 0 && state >= 0 &&
             (size_t) state < ELEMENTSOF(states) && states[state])

@@ -28,6 +28,7 @@ struct can_link_status {
         uint64_t restarts;              /* controller restarts done by us */
         uint64_t frames_sent, frames_received;
         uint64_t send_queue_waits;      /* times the kernel queue was full (ENOBUFS) */
+        uint32_t rx_dropped;            /* frames the kernel dropped on receive (SO_RXQ_OVFL) */
         const char *last_error;         /* last decoded error frame, "" if none */
 };
 
@@ -53,4 +54,6 @@ struct can_link *can_link_free(struct can_link *l);
 int can_link_send(struct can_link *l, const struct isp_can_frame *frame);
 
 bool can_link_is_up(const struct can_link *l);
-void can_link_get_status(struct can_link *l, struct can_link_status *ret);
+/* query_driver: also ask libsocketcan for bitrate, controller state and
+ * error counters (netlink requests); else those are left unknown. */
+void can_link_get_status(struct can_link *l, bool query_driver, struct can_link_status *ret);

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,7 +22,8 @@ static void help(void) {
                "  -h --help             Show this help\n"
                "     --version          Show the version\n"
                "  -c --config FILE      Configuration file (default: " CONFIG_DEFAULT_PATH ")\n"
-               "  -i --interface IF     CAN interface (overrides [Bus] Interface=)\n"
+               "  -i --interface IF     CAN interface; repeat it for several (overrides\n"
+               "                        [Bus] Interface=)\n"
                "     --state-dir DIR    Where the job queue and history live\n"
                "                        (default: $STATE_DIRECTORY, else " CONFIG_DEFAULT_STATE_DIR ")\n"
                "  -d --debug            Log debug messages\n"
@@ -41,7 +43,9 @@ int main(int argc, char *argv[]) {
                 { "debug",     no_argument,       NULL, 'd'           },
                 {}
         };
-        const char *config_path = NULL, *interface = NULL, *state_dir = NULL;
+        const char *config_path = NULL, *state_dir = NULL;
+        char *interfaces[CONFIG_LINES_MAX];
+        unsigned n_interfaces = 0;
         struct config config;
         Manager *m = NULL;
         sigset_t mask;
@@ -59,7 +63,11 @@ int main(int argc, char *argv[]) {
                         config_path = optarg;
                         break;
                 case 'i':
-                        interface = optarg;
+                        if (n_interfaces >= CONFIG_LINES_MAX) {
+                                fprintf(stderr, "stcispd: at most %d --interface options\n", CONFIG_LINES_MAX);
+                                return 2;
+                        }
+                        interfaces[n_interfaces++] = optarg;
                         break;
                 case ARG_STATE_DIR:
                         state_dir = optarg;
@@ -89,8 +97,15 @@ int main(int argc, char *argv[]) {
         }
         if (!state_dir)
                 state_dir = getenv("STATE_DIRECTORY");  /* systemd's StateDirectory= */
-        if (interface && !(free(config.interface), config.interface = strdup(interface)))
-                goto oom;
+        if (n_interfaces > 0) {
+                r = config_set_interfaces(&config, interfaces, n_interfaces);
+                if (r == -ENOMEM)
+                        goto oom;
+                if (r < 0) {
+                        config_done(&config);
+                        return 2;
+                }
+        }
         if (state_dir && !(free(config.state_dir), config.state_dir = strdup(state_dir)))
                 goto oom;
 

@@ -1,393 +1,68 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
+#include "bus.h"
 #include "log.h"
 #include "manager.h"
-#include "store.h"
+#include "stcisp-dbus.h"
 #include "util.h"
 
-#define PROGRESS_INTERVAL_USEC (100 * 1000ULL)  /* BytesDone at most 10 times a second */
-#define IMAGE_FILE_MAX (16u << 20)
+#define LINE_STATUS_INTERVAL_USEC (1000 * 1000ULL)
 
 static uint64_t now_realtime(void) {
         struct timespec ts;
+
         clock_gettime(CLOCK_REALTIME, &ts);
         return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
 }
 
-static uint64_t now_monotonic(Manager *m) {
-        uint64_t t;
-        if (sd_event_now(m->event, CLOCK_MONOTONIC, &t) < 0) {
-                struct timespec ts;
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                t = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-        }
-        return t;
+static unsigned line_index(Manager *m, const Line *l) {
+        for (unsigned i = 0; i < m->n_lines; i++)
+                if (m->lines[i] == l)
+                        return i;
+        return 0;
 }
 
-static struct isp_image *mfree_image(struct isp_image *p) {
-        free(p);
+static uint32_t all_lines_mask(Manager *m) {
+        return m->n_lines >= 32 ? UINT32_MAX : (1u << m->n_lines) - 1;
+}
+
+Line *manager_find_line(Manager *m, const char *interface) {
+        for (unsigned i = 0; i < m->n_lines; i++)
+                if (strcmp(m->lines[i]->interface, interface) == 0)
+                        return m->lines[i];
         return NULL;
 }
 
-const char *node_state_to_string(enum node_state s) {
-        static const char *const table[_NODE_STATE_MAX] = {
-                [NODE_UNKNOWN]        = "unknown",
-                [NODE_ISP]            = "isp",
-                [NODE_APPLICATION]    = "application",
-                [NODE_NOT_ANSWERING]  = "not-answering",
-        };
-        return s < _NODE_STATE_MAX ? table[s] : "unknown";
+/* The line a flash or reboot job runs on; a record from before lines
+ * existed names none and means the first. NULL: not configured (any
+ * more). Scan jobs (interface NULL) run on every line. */
+static Line *job_line(Manager *m, const Job *j) {
+        if (!j->interface)
+                return m->n_lines > 0 ? m->lines[0] : NULL;
+        return manager_find_line(m, j->interface);
 }
 
-/* ---- the two job lists ---- */
-
-static void list_append(Job **head, Job **tail, Job *j) {
-        j->next = NULL;
-        j->prev = *tail;
-        if (*tail)
-                (*tail)->next = j;
-        else
-                *head = j;
-        *tail = j;
-}
-
-static void list_remove(Job **head, Job **tail, Job *j) {
-        if (j->prev)
-                j->prev->next = j->next;
-        else
-                *head = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
-        else
-                *tail = j->prev;
-        j->next = j->prev = NULL;
+static bool job_is_all_lines(const Job *j) {
+        return j->kind == SESSION_SCAN && !j->interface;
 }
 
 Job *manager_find_job(Manager *m, uint32_t id) {
-        for (Job *j = m->queue_head; j; j = j->next)
-                if (j->id == id)
-                        return j;
-        for (Job *j = m->history_head; j; j = j->next)
-                if (j->id == id)
-                        return j;
-        return NULL;
+        return job_store_find(m->store, id);
 }
 
-/* ---- persistence: jobs/<id>.json, jobs/<id>.image, history.json, next-id ---- */
+unsigned manager_line_queue_length(Manager *m, const Line *l) {
+        unsigned n = 0;
 
-static int job_save(Manager *m, Job *j) {
-        _cleanup_free_ char *json = job_to_json(j);
-        char name[32];
-        int r;
-
-        if (!json)
-                return -ENOMEM;
-        snprintf(name, sizeof(name), "%u.json", j->id);
-        r = write_file_atomic(m->jobs_dir_fd, name, json, strlen(json));
-        if (r < 0)
-                return log_error_errno(r, "Cannot save job %u in %s/jobs: %m", j->id, m->config.state_dir);
-        return 0;
-}
-
-static int history_save(Manager *m) {
-        json_object *o = json_object_new_object(), *a = json_object_new_array();
-        int r;
-
-        if (!o || !a) {
-                json_object_put(o);
-                json_object_put(a);
-                return -ENOMEM;
-        }
-        for (Job *j = m->history_head; j; j = j->next) {
-                _cleanup_free_ char *s = job_to_json(j);
-                json_object *jo = s ? json_tokener_parse(s) : NULL;
-                if (jo)
-                        json_object_array_add(a, jo);
-        }
-        json_object_object_add(o, "next_id", json_object_new_int64(m->next_job_id));
-        json_object_object_add(o, "jobs", a);
-        {
-                const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-                r = write_file_atomic(m->state_dir_fd, "history.json", s, strlen(s));
-        }
-        json_object_put(o);
-        if (r < 0)
-                return log_error_errno(r, "Cannot save the job history in %s: %m", m->config.state_dir);
-        return 0;
-}
-
-static int next_id_save(Manager *m) {
-        char buf[16];
-        int n = snprintf(buf, sizeof(buf), "%u\n", m->next_job_id);
-        int r = write_file_atomic(m->state_dir_fd, "next-id", buf, (size_t) n);
-        if (r < 0)
-                return log_error_errno(r, "Cannot save next-id in %s: %m", m->config.state_dir);
-        return 0;
-}
-
-static void history_add(Manager *m, Job *j) {
-        list_append(&m->history_head, &m->history_tail, j);
-        m->history_len++;
-        while (m->history_len > m->config.history && m->history_head) {
-                Job *old = m->history_head;
-                list_remove(&m->history_head, &m->history_tail, old);
-                m->history_len--;
-                job_free(old);
-        }
-}
-
-static int job_parse_image(Job *j, char **ret_error) {
-        struct isp_image_error e;
-        int format = isp_image_format_from_string(j->format);
-
-        free(j->image);
-        j->image = malloc(sizeof(*j->image));
-        if (!j->image)
-                return -ENOMEM;
-        if (format < 0 ||
-            isp_image_load(j->image, j->image_data, j->image_size, (enum isp_image_format) format, &e) < 0) {
-                if (ret_error && asprintf(ret_error, "stored image no longer loads: %s", format < 0 ? "bad format" : e.message) < 0)
-                        *ret_error = NULL;
-                j->image = mfree_image(j->image);
-                return -EBADMSG;
-        }
-        return 0;
-}
-
-static int load_state(Manager *m) {
-        _cleanup_free_ char *hist = NULL, *nid = NULL;
-        DIR *d;
-        struct dirent *de;
-        Job **loaded = NULL;
-        size_t n_loaded = 0;
-        uint32_t max_id = 0;
-        int r;
-
-        /* history first, so that a job file left in a final state by a crash
-         * between its last write and its removal lands there exactly once */
-        if (read_file_at(m->state_dir_fd, "history.json", 64 << 20, &hist, NULL) >= 0) {
-                json_object *o = json_tokener_parse(hist), *a, *v;
-                if (o && json_object_object_get_ex(o, "jobs", &a) && json_object_is_type(a, json_type_array)) {
-                        for (size_t i = 0; i < json_object_array_length(a); i++) {
-                                Job *j;
-                                if (job_from_json(m, json_object_to_json_string(json_object_array_get_idx(a, i)), &j) < 0)
-                                        continue;
-                                if (j->id > max_id)
-                                        max_id = j->id;
-                                history_add(m, j);
-                        }
-                } else
-                        log_warning("%s/history.json is damaged, starting with an empty history", m->config.state_dir);
-                if (o && json_object_object_get_ex(o, "next_id", &v) && json_object_get_int64(v) > max_id)
-                        max_id = (uint32_t) json_object_get_int64(v) - 1;
-                json_object_put(o);
-        }
-        if (read_file_at(m->state_dir_fd, "next-id", 64, &nid, NULL) >= 0) {
-                unsigned long v = strtoul(nid, NULL, 10);
-                if (v > 0 && v - 1 > max_id && v < UINT32_MAX)
-                        max_id = (uint32_t) v - 1;
-        }
-
-        r = openat(m->jobs_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (r < 0)
-                return -errno;
-        d = fdopendir(r);
-        if (!d) {
-                close(r);
-                return -errno;
-        }
-        while ((de = readdir(d))) {
-                _cleanup_free_ char *json = NULL;
-                char *end;
-                unsigned long id = strtoul(de->d_name, &end, 10);
-                Job *j, **p;
-
-                if (de->d_name[0] == '.' || id == 0 || strcmp(end, ".json") != 0)
-                        continue;
-                if (read_file_at(m->jobs_dir_fd, de->d_name, 1 << 20, &json, NULL) < 0 ||
-                    job_from_json(m, json, &j) < 0) {
-                        log_warning("%s/jobs/%s is damaged, ignoring it", m->config.state_dir, de->d_name);
-                        continue;
-                }
-                p = realloc(loaded, (n_loaded + 1) * sizeof(*loaded));
-                if (!p) {
-                        job_free(j);
-                        closedir(d);
-                        free(loaded);
-                        return -ENOMEM;
-                }
-                loaded = p;
-                loaded[n_loaded++] = j;
-        }
-        closedir(d);
-
-        /* Queue order is id order: ids grow with every Flash/Reboot/Scan call. */
-        for (size_t a = 1; a < n_loaded; a++)
-                for (size_t b = a; b > 0 && loaded[b - 1]->id > loaded[b]->id; b--) {
-                        Job *t = loaded[b];
-                        loaded[b] = loaded[b - 1];
-                        loaded[b - 1] = t;
-                }
-
-        for (size_t i = 0; i < n_loaded; i++) {
-                Job *j = loaded[i];
-                char name[32];
-
-                if (j->id > max_id)
-                        max_id = j->id;
-                if (manager_find_job(m, j->id)) {
-                        /* already in the history: the crash came after that write */
-                        snprintf(name, sizeof(name), "%u.json", j->id);
-                        (void) unlink_durable(m->jobs_dir_fd, name);
-                        snprintf(name, sizeof(name), "%u.image", j->id);
-                        (void) unlink_durable(m->jobs_dir_fd, name);
-                        job_free(j);
-                        continue;
-                }
-                if (job_state_is_final(j->state)) {
-                        history_add(m, j);
-                        continue;
-                }
-                if (j->kind == SESSION_FLASH) {
-                        _cleanup_free_ char *why = NULL;
-                        size_t size;
-
-                        snprintf(name, sizeof(name), "%u.image", j->id);
-                        r = read_file_at(m->jobs_dir_fd, name, IMAGE_FILE_MAX, (char **) &j->image_data, &size);
-                        if (r >= 0) {
-                                j->image_size = size;
-                                r = job_parse_image(j, &why);
-                        }
-                        if (r < 0) {
-                                /* Nothing can be flashed from it: fail it visibly rather than drop it. */
-                                j->state = JOB_FAILED;
-                                free(j->error);
-                                j->error = why ? TAKE_PTR(why) : strdup("stored image is missing or unreadable");
-                                j->finished_usec = now_realtime();
-                                history_add(m, j);
-                                continue;
-                        }
-                }
-                if (j->state == JOB_RUNNING) {
-                        log_notice("Job %u (%s %s) was interrupted in phase %s, restarting it from the beginning",
-                                   j->id, session_kind_to_string(j->kind), j->target, session_phase_to_string(j->phase));
-                        j->state = JOB_QUEUED;
-                        j->phase = SESSION_PHASE_NONE;
-                        j->bytes_done = 0;
-                }
-                list_append(&m->queue_head, &m->queue_tail, j);
-                m->queue_len++;
-        }
-        free(loaded);
-
-        m->next_job_id = max_id + 1;
-        if (m->queue_len > 0)
-                log_info("Loaded %u queued job(s) from %s", m->queue_len, m->config.state_dir);
-        return 0;
-}
-
-static int open_state_dir(Manager *m) {
-        const char *dir = m->config.state_dir;
-
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return log_error_errno(-errno, "Cannot create state directory %s: %m", dir);
-        m->state_dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (m->state_dir_fd < 0)
-                return log_error_errno(-errno, "Cannot open state directory %s: %m", dir);
-        if (mkdirat(m->state_dir_fd, "jobs", 0700) < 0 && errno != EEXIST)
-                return log_error_errno(-errno, "Cannot create %s/jobs: %m", dir);
-        m->jobs_dir_fd = openat(m->state_dir_fd, "jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (m->jobs_dir_fd < 0)
-                return log_error_errno(-errno, "Cannot open %s/jobs: %m", dir);
-        return 0;
-}
-
-/* ---- node table ---- */
-
-const char *manager_node_display_name(Manager *m, uint8_t node, char buf[static 16]) {
-        const char *name = config_node_name(&m->config, node);
-
-        if (name)
-                return name;
-        if (node == ISP_NODE_LEGACY)
-                return "legacy";
-        snprintf(buf, 16, "node%u", node);
-        return buf;
-}
-
-int manager_resolve_target(Manager *m, const char *target, char **ret_canonical) {
-        unsigned long id;
-        const char *digits = target;
-        char *end;
-        int r;
-
-        if (strcmp(target, "legacy") == 0) {
-                id = 0;
-                goto found;
-        }
-        r = config_lookup_name(&m->config, target);
-        if (r >= 0) {
-                id = (unsigned long) r;
-                goto found;
-        }
-        if (strncmp(target, "node", 4) == 0)
-                digits = target + 4;
-        if (*digits < '0' || *digits > '9')
-                return -ENOENT;
-        errno = 0;
-        id = strtoul(digits, &end, 10);
-        if (errno != 0 || *end != '\0' || id < ISP_NODE_MIN || id > ISP_NODE_MAX)
-                return -EINVAL;
-found:
-        if (ret_canonical) {
-                if (id == 0)
-                        *ret_canonical = strdup("legacy");
-                else if (asprintf(ret_canonical, "node%lu", id) < 0)
-                        *ret_canonical = NULL;
-                if (!*ret_canonical)
-                        return -ENOMEM;
-        }
-        return (int) id;
-}
-
-static void node_update_seen(Manager *m, const struct session_node_info *info) {
-        Node *n = &m->nodes[info->node];
-
-        n->known = true;
-        n->id = info->node;
-        n->legacy = info->legacy;
-        if (!info->legacy)
-                n->info = info->info;
-        n->state = NODE_ISP;
-        n->last_seen_usec = now_realtime();
-        manager_emit_node_changed(m, info->node);
-}
-
-/* ---- running a job ---- */
-
-static void session_rearm(Manager *m) {
-        uint64_t deadline;
-
-        if (!m->session || !m->session_timer)
-                return;
-        deadline = session_deadline(m->session);
-        if (deadline == UINT64_MAX) {
-                (void) sd_event_source_set_enabled(m->session_timer, SD_EVENT_OFF);
-                return;
-        }
-        (void) sd_event_source_set_time(m->session_timer, deadline);
-        (void) sd_event_source_set_enabled(m->session_timer, SD_EVENT_ONESHOT);
+        for (Job *j = m->store->queue_head; j; j = j->next)
+                if (job_is_all_lines(j) ? !(j->lines_done & (1u << line_index(m, l))) : job_line(m, j) == l)
+                        n++;
+        return n;
 }
 
 static void schedule_dispatch(Manager *m) {
@@ -395,173 +70,321 @@ static void schedule_dispatch(Manager *m) {
                 (void) sd_event_source_set_enabled(m->dispatch, SD_EVENT_ONESHOT);
 }
 
-static void emit_progress(Manager *m, Job *j) {
-        j->progress_pending = false;
-        j->progress_emitted_usec = now_monotonic(m);
-        manager_emit_job_changed(m, j, "BytesDone", "BytesTotal", NULL);
+static void schedule_nodes_save(Manager *m) {
+        if (m->nodes_save)
+                (void) sd_event_source_set_enabled(m->nodes_save, SD_EVENT_ONESHOT);
 }
 
-static int on_progress_timer(sd_event_source *s, uint64_t usec, void *userdata) {
-        Manager *m = userdata;
+/* ---- names ---- */
 
-        if (m->current && m->current->progress_pending)
-                emit_progress(m, m->current);
-        return 0;
-}
-
-static int session_send(void *userdata, const struct isp_can_frame *frame) {
-        Manager *m = userdata;
-        int r = can_link_send(m->link, frame);
-
-        /* While the link is down the session is paused and re-sends on resume. */
-        return r == -ENETDOWN ? 0 : r;
-}
-
-static void session_phase_changed(void *userdata, enum session_phase phase) {
-        Manager *m = userdata;
-        Job *j = m->current;
-
-        if (!j)
-                return;
-        if (j->progress_pending)
-                emit_progress(m, j);
-        j->phase = phase;
-        j->bytes_done = 0;
-        j->bytes_total = 0;
-        log_info("Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target, session_phase_to_string(phase));
-        manager_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", NULL);
-}
-
-static void session_progress(void *userdata, uint64_t done, uint64_t total) {
-        Manager *m = userdata;
-        Job *j = m->current;
-        uint64_t now;
-
-        if (!j)
-                return;
-        j->bytes_done = done;
-        j->bytes_total = total;
-        now = now_monotonic(m);
-        if (done == total || now >= j->progress_emitted_usec + PROGRESS_INTERVAL_USEC) {
-                emit_progress(m, j);
-                return;
-        }
-        if (!j->progress_pending) {
-                j->progress_pending = true;
-                (void) sd_event_source_set_time(m->progress_timer, j->progress_emitted_usec + PROGRESS_INTERVAL_USEC);
-                (void) sd_event_source_set_enabled(m->progress_timer, SD_EVENT_ONESHOT);
-        }
-}
-
-static void session_node_seen(void *userdata, const struct session_node_info *info) {
-        node_update_seen(userdata, info);
-}
-
-static void job_finish(Manager *m, Job *j, enum job_state state, const char *error) {
-        char name[32];
-        const char *result = job_state_to_string(state);
+char *manager_node_canonical(Manager *m, const Line *line, uint8_t node) {
+        char *s;
         int r;
 
-        if (j->progress_pending)
-                emit_progress(m, j);
+        if (m->n_lines > 1)
+                r = node == ISP_NODE_LEGACY ? asprintf(&s, "%s/legacy", line->interface)
+                                            : asprintf(&s, "%s/node%u", line->interface, node);
+        else
+                r = node == ISP_NODE_LEGACY ? asprintf(&s, "legacy") : asprintf(&s, "node%u", node);
+        return r < 0 ? NULL : s;
+}
 
+char *manager_node_display_name(Manager *m, const Line *line, uint8_t node) {
+        const char *name = config_node_name(&m->config, node);
+
+        if (name)
+                return strdup(name);
+        return manager_node_canonical(m, line, node);
+}
+
+void target_done(struct target *t) {
+        free(t->canonical);
+        *t = (struct target) {};
+}
+
+/* "3", "node3", "legacy" or a configured name: the node id. */
+static int resolve_id(Manager *m, const char *s) {
+        const char *digits = s;
+        unsigned long id;
+        char *end;
+        int r;
+
+        if (strcmp(s, "legacy") == 0)
+                return ISP_NODE_LEGACY;
+        r = config_lookup_name(&m->config, s);
+        if (r >= 0)
+                return r;
+        if (strncmp(s, "node", 4) == 0)
+                digits = s + 4;
+        if (*digits < '0' || *digits > '9')
+                return -ENOENT;
+        errno = 0;
+        id = strtoul(digits, &end, 10);
+        if (errno != 0 || *end != '\0' || id < ISP_NODE_MIN || id > ISP_NODE_MAX)
+                return -EINVAL;
+        return (int) id;
+}
+
+static char *line_list(Manager *m) {
+        char *s = strdup("");
+
+        for (unsigned i = 0; s && i < m->n_lines; i++) {
+                char *t;
+
+                if (asprintf(&t, "%s%s%s", s, i ? ", " : "", m->lines[i]->interface) < 0)
+                        t = NULL;
+                free(s);
+                s = t;
+        }
+        return s;
+}
+
+/* A bare id with several lines: the one line that knows it. */
+static int resolve_line(Manager *m, const char *target, uint8_t id, Line **ret, char **ret_why) {
+        NodeEntry *found[CONFIG_LINES_MAX];
+        _cleanup_free_ char *list = NULL;
+        size_t n;
+
+        if (m->n_lines == 1) {
+                *ret = m->lines[0];
+                return 0;
+        }
+        n = node_table_find_id(m->nodes, id, found, ELEMENTSOF(found));
+        if (n == 1 && manager_find_line(m, found[0]->interface)) {
+                *ret = manager_find_line(m, found[0]->interface);
+                return 0;
+        }
+        for (size_t i = 0; i < (n ? n : m->n_lines) && i < ELEMENTSOF(found); i++) {
+                char *t;
+                const char *ifname = n ? found[i]->interface : m->lines[i]->interface;
+
+                if (asprintf(&t, "%s%s%s/%s", strempty(list), list ? ", " : "", ifname, target) < 0)
+                        return -ENOMEM;
+                free(list);
+                list = t;
+        }
+        if (ret_why && asprintf(ret_why, n ? "'%s' is on several lines: name one of %s"
+                                           : "'%s' has not been seen on any line: name it as one of %s, or run 'ispctl scan'",
+                                target, list) < 0)
+                *ret_why = NULL;
+        return n ? -EADDRINUSE : -ENOENT;
+}
+
+int manager_resolve_target(Manager *m, const char *target, struct target *ret, char **ret_why) {
+        const char *slash = strchr(target, '/'), *node_part = target;
+        Line *line = NULL;
+        int id, r;
+
+        if (slash) {
+                _cleanup_free_ char *ifname = strndup(target, (size_t) (slash - target));
+
+                if (!ifname)
+                        return -ENOMEM;
+                line = manager_find_line(m, ifname);
+                if (!line) {
+                        _cleanup_free_ char *list = line_list(m);
+
+                        if (ret_why && asprintf(ret_why, "No line '%s': stcispd works on %s", ifname, strna(list)) < 0)
+                                *ret_why = NULL;
+                        return -ENOENT;
+                }
+                node_part = slash + 1;
+        }
+        id = resolve_id(m, node_part);
+        if (id < 0)
+                return id;
+        if (!line) {
+                r = resolve_line(m, node_part, (uint8_t) id, &line, ret_why);
+                if (r < 0)
+                        return r;
+        }
+        *ret = (struct target) { .line = line, .node = (uint8_t) id };
+        ret->canonical = manager_node_canonical(m, line, (uint8_t) id);
+        return ret->canonical ? 0 : -ENOMEM;
+}
+
+/* ---- the node table ---- */
+
+static NodeEntry *node_get(Manager *m, Line *l, uint8_t node) {
+        NodeEntry *e;
+
+        if (node_table_add(m->nodes, l->interface, node, &e) < 0) {
+                log_error("%s: out of memory for the node table", l->interface);
+                return NULL;
+        }
+        return e;
+}
+
+static void node_changed(Manager *m, Line *l, NodeEntry *e) {
+        schedule_nodes_save(m);
+        bus_emit_node_changed(m, e);
+}
+
+static void on_node_seen(void *userdata, Line *l, const struct session_node_info *info) {
+        Manager *m = userdata;
+        NodeEntry *e = node_get(m, l, info->node);
+
+        if (!e)
+                return;
+        e->known = true;
+        e->legacy = info->legacy;
+        if (!info->legacy)
+                e->info = info->info;
+        e->state = NODE_ISP;
+        e->last_seen_usec = now_realtime();
+        if (e->first_seen_usec == 0)
+                e->first_seen_usec = e->last_seen_usec;
+        node_changed(m, l, e);
+}
+
+/* A scan on l ended: nodes in ISP there that did not answer it are gone. */
+static void scan_mark_missing(Manager *m, Line *l) {
+        for (size_t i = 0; i < m->nodes->n_entries; i++) {
+                NodeEntry *e = m->nodes->entries[i];
+
+                if (strcmp(e->interface, l->interface) != 0 || !e->known || e->state != NODE_ISP)
+                        continue;
+                if (l->seen[e->id / 8] & (1u << (e->id % 8)))
+                        continue;
+                e->state = NODE_NOT_ANSWERING;
+                node_changed(m, l, e);
+        }
+}
+
+static void record_flash(Manager *m, Line *l, Job *j, enum job_state state, const char *error) {
+        NodeEntry *e = node_get(m, l, j->node);
+
+        if (!e)
+                return;
+        free(e->last_flash_result);
+        if (state == JOB_SUCCEEDED)
+                e->last_flash_result = strdup("succeeded");
+        else if (asprintf(&e->last_flash_result, "%s: %s", job_state_to_string(state), strna(error)) < 0)
+                e->last_flash_result = NULL;
+        e->last_flash_usec = j->finished_usec;
+        if (state == JOB_SUCCEEDED) {
+                e->last_flash_crc = j->app_crc;
+                e->has_flash_crc = true;
+                if (j->opt_reboot) {
+                        e->known = true;
+                        e->state = NODE_APPLICATION;
+                }
+        }
+        node_changed(m, l, e);
+}
+
+static void on_job_target(void *userdata, Line *l, Job *j, const struct session_target_result *r) {
+        Manager *m = userdata;
+        NodeEntry *e = node_table_find(m->nodes, l->interface, r->node);
+
+        /* The session knows why: a node that did not answer is not
+         * answering; a refusal or a failed verify says nothing of that. */
+        if (e && e->known && r->reason == SESSION_REASON_NOT_ANSWERING) {
+                e->state = NODE_NOT_ANSWERING;
+                node_changed(m, l, e);
+        }
+}
+
+/* ---- the life of a job ---- */
+
+static void job_finish(Manager *m, Job *j, enum job_state state, const char *error) {
         j->state = state;
         free(j->error);
         j->error = error ? strdup(error) : NULL;
         j->finished_usec = now_realtime();
 
-        if (j->kind == SESSION_FLASH) {
-                Node *n = &m->nodes[j->node];
-                free(n->last_flash_result);
-                if (state == JOB_SUCCEEDED)
-                        n->last_flash_result = strdup("succeeded");
-                else if (asprintf(&n->last_flash_result, "%s: %s", result, strna(error)) < 0)
-                        n->last_flash_result = NULL;
-                n->last_flash_usec = j->finished_usec;
-                n->id = j->node;
-                if (state == JOB_SUCCEEDED && j->opt_reboot) {
-                        n->known = true;
-                        n->state = NODE_APPLICATION;
-                }
-                manager_emit_node_changed(m, j->node);
-        }
-        if (j->kind == SESSION_REBOOT && state == JOB_SUCCEEDED) {
-                m->nodes[j->node].state = NODE_APPLICATION;
-                manager_emit_node_changed(m, j->node);
-        }
-        if (j->kind != SESSION_SCAN && state == JOB_FAILED && j->phase == SESSION_PHASE_CONNECT &&
-            m->nodes[j->node].known) {
-                m->nodes[j->node].state = NODE_NOT_ANSWERING;
-                manager_emit_node_changed(m, j->node);
-        }
-        if (j->kind == SESSION_SCAN && state == JOB_SUCCEEDED)
-                for (unsigned i = 0; i < 256; i++)
-                        if (m->nodes[i].known && !m->scan_seen[i] && m->nodes[i].state == NODE_ISP) {
-                                m->nodes[i].state = NODE_NOT_ANSWERING;
-                                manager_emit_node_changed(m, (uint8_t) i);
-                        }
-
         if (error)
-                log_warning("Job %u (%s %s) %s: %s", j->id, session_kind_to_string(j->kind), j->target, result, error);
+                log_warning("Job %u (%s %s) %s: %s", j->id, session_kind_to_string(j->kind), j->target,
+                            job_state_to_string(state), error);
         else
-                log_info("Job %u (%s %s) %s", j->id, session_kind_to_string(j->kind), j->target, result);
+                log_info("Job %u (%s %s) %s", j->id, session_kind_to_string(j->kind), j->target,
+                         job_state_to_string(state));
 
-        /* Final state on disk first, then the history, then the files go:
-         * a crash anywhere in between never runs a finished job again. */
-        (void) job_save(m, j);
-        list_remove(&m->queue_head, &m->queue_tail, j);
-        m->queue_len--;
-        free(j->image_data);
-        j->image_data = NULL;
-        j->image = mfree_image(j->image);
-        history_add(m, j);
-        r = history_save(m);
-        if (r >= 0) {
-                snprintf(name, sizeof(name), "%u.json", j->id);
-                (void) unlink_durable(m->jobs_dir_fd, name);
-                snprintf(name, sizeof(name), "%u.image", j->id);
-                (void) unlink_durable(m->jobs_dir_fd, name);
-        }
-
-        manager_emit_job_changed(m, j, "State", "Phase", "Error", "FinishedUSec", NULL);
-        manager_emit_job_removed(m, j);
-}
-
-static void session_finished(void *userdata, enum session_state state, const char *error) {
-        Manager *m = userdata;
-        Job *j = m->current;
-        enum job_state js = state == SESSION_SUCCEEDED ? JOB_SUCCEEDED :
-                            state == SESSION_CANCELLED ? JOB_CANCELLED : JOB_FAILED;
-
-        if (!j)
-                return;
-        m->current = NULL;
-        /* The session is freed from the dispatcher, not from inside its own callback. */
-        job_finish(m, j, js, error);
+        /* On disk first: a job reported finished never runs again. */
+        job_store_finish(m->store, j);
+        bus_emit_job_changed(m, j, "State", "Phase", "Error", "FinishedUSec", NULL);
+        bus_emit_job_removed(m, j);
+        /* Only now may History= drop it. */
+        job_store_trim(m->store);
         schedule_dispatch(m);
 }
 
-static const struct session_ops session_ops = {
-        .send = session_send,
-        .phase = session_phase_changed,
-        .progress = session_progress,
-        .node_seen = session_node_seen,
-        .finished = session_finished,
-};
-
-static int on_session_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+static void on_job_phase(void *userdata, Line *l, Job *j) {
         Manager *m = userdata;
 
-        if (m->session && session_get_state(m->session) == SESSION_RUNNING) {
-                session_timeout(m->session, usec);
-                session_rearm(m);
-        }
-        return 0;
+        log_info("Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target,
+                 session_phase_to_string(j->phase));
+        bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", NULL);
 }
 
-static void job_start(Manager *m, Job *j) {
-        struct session_config cfg = m->config.session;
-        char buf[16];
+static void on_job_progress(void *userdata, Line *l, Job *j) {
+        bus_emit_job_changed(userdata, j, "BytesDone", "BytesTotal", NULL);
+}
+
+static void on_job_done(void *userdata, Line *l, Job *j, enum job_state state, const char *error) {
+        Manager *m = userdata;
+
+        bus_emit_line_changed(m, l, "RunningJob", "QueueLength", NULL);
+
+        if (job_is_all_lines(j)) {
+                /* One line's part of a scan; the job ends with the last,
+                 * as the first part that did not succeed. */
+                j->lines_done |= 1u << line_index(m, l);
+                j->lines_running--;
+                if (state == JOB_SUCCEEDED)
+                        scan_mark_missing(m, l);
+                else if (j->part_state == JOB_SUCCEEDED) {
+                        j->part_state = state;
+                        j->part_error = error ? strdup(error) : NULL;
+                }
+                if (j->lines_done != all_lines_mask(m) || j->lines_running > 0) {
+                        schedule_dispatch(m);
+                        return;
+                }
+                {
+                        _cleanup_free_ char *e = TAKE_PTR(j->part_error);
+
+                        job_finish(m, j, j->part_state, e);
+                }
+                return;
+        }
+
+        if (j->kind == SESSION_SCAN && state == JOB_SUCCEEDED)
+                scan_mark_missing(m, l);
+        if (j->kind == SESSION_FLASH) {
+                j->finished_usec = now_realtime();
+                record_flash(m, l, j, state, error);
+        }
+        if (j->kind == SESSION_REBOOT && state == JOB_SUCCEEDED) {
+                NodeEntry *e = node_get(m, l, j->node);
+
+                if (e) {
+                        e->state = NODE_APPLICATION;
+                        node_changed(m, l, e);
+                }
+        }
+        job_finish(m, j, state, error);
+}
+
+static void on_line_changed(void *userdata, Line *l) {
+        Manager *m = userdata;
+
+        bus_emit_line_changed(m, l, "LinkState", "RunningJob", NULL);
+        schedule_dispatch(m);
+}
+
+static const struct line_ops line_ops = {
+        .job_phase = on_job_phase,
+        .job_progress = on_job_progress,
+        .job_target = on_job_target,
+        .job_done = on_job_done,
+        .node_seen = on_node_seen,
+        .changed = on_line_changed,
+};
+
+/* First start (not a scan's later line): running, on disk before the
+ * first frame, so that a crash from here on restarts it. */
+static int job_begin(Manager *m, Job *j) {
         int r;
 
         j->state = JOB_RUNNING;
@@ -571,158 +394,179 @@ static void job_start(Manager *m, Job *j) {
         j->bytes_done = j->bytes_total = 0;
         free(j->error);
         j->error = NULL;
-        m->current = j;
-        if (j->kind == SESSION_SCAN)
-                memset(m->scan_seen, 0, sizeof(m->scan_seen));
+        j->part_state = JOB_SUCCEEDED;
 
-        /* Running is on disk before the first frame: a crash from here on
-         * restarts the job. */
-        r = job_save(m, j);
+        r = job_store_save(m->store, j);
         if (r < 0) {
-                m->current = NULL;
                 job_finish(m, j, JOB_FAILED, "cannot save the job's state to disk");
-                return;
+                return r;
         }
-        manager_emit_job_changed(m, j, "State", "Phase", "StartedUSec", "Attempts", NULL);
+        if (j->kind == SESSION_FLASH) {
+                _cleanup_free_ char *why = NULL;
+
+                r = job_store_load_image(m->store, j, &why);
+                if (r < 0) {
+                        job_finish(m, j, JOB_FAILED, why ? why : "the stored image cannot be read");
+                        return r;
+                }
+        }
+        bus_emit_job_changed(m, j, "State", "Phase", "StartedUSec", "Attempts", NULL);
         log_info("Job %u (%s %s) started%s", j->id, session_kind_to_string(j->kind), j->target,
                  j->attempts > 1 ? " again" : "");
+        return 0;
+}
 
-        if (j->kind == SESSION_FLASH) {
-                cfg.reboot = j->opt_reboot;
-                cfg.verify = j->opt_verify;
-        }
-        r = session_new(&m->session, j->kind, j->node, manager_node_display_name(m, j->node, buf),
-                        j->kind == SESSION_FLASH ? j->image : NULL, &cfg, &session_ops, m);
-        if (r < 0) {
-                m->current = NULL;
-                job_finish(m, j, JOB_FAILED, "cannot create a protocol session");
+static void job_start_on(Manager *m, Line *l, Job *j) {
+        _cleanup_free_ char *name = NULL;
+
+        if (j->state == JOB_QUEUED && job_begin(m, j) < 0)
                 return;
+        if (job_is_all_lines(j))
+                j->lines_running++;
+        name = j->kind == SESSION_SCAN ? NULL : manager_node_display_name(m, l, j->node);
+        line_start_job(l, j, name);
+        bus_emit_line_changed(m, l, "RunningJob", NULL);
+}
+
+/* The first job in queue order that line l can run now. */
+static Job *next_job_for(Manager *m, Line *l) {
+        uint32_t bit = 1u << line_index(m, l);
+
+        for (Job *j = m->store->queue_head; j; j = j->next) {
+                if (job_is_all_lines(j)) {
+                        if (!(j->lines_done & bit) && !(j->lines_started & bit))
+                                return j;
+                        continue;
+                }
+                if (job_line(m, j) == l)
+                        return j->state == JOB_QUEUED ? j : NULL;
         }
-        r = session_start(m->session, now_monotonic(m));
-        if (r < 0 && m->current == j) {
-                m->current = NULL;
-                job_finish(m, j, JOB_FAILED, session_get_error(m->session) ?: "cannot start the protocol session");
-        }
-        session_rearm(m);
+        return NULL;
 }
 
 static int on_dispatch(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
 
-        if (m->session && (!m->current || session_get_state(m->session) != SESSION_RUNNING)) {
-                m->session = session_free(m->session);
-                (void) sd_event_source_set_enabled(m->session_timer, SD_EVENT_OFF);
-        }
-        if (m->current || !m->link || !can_link_is_up(m->link))
-                return 0;
+        for (unsigned i = 0; i < m->n_lines; i++) {
+                Line *l = m->lines[i];
+                Job *j;
 
-        for (Job *j = m->queue_head; j; j = j->next)
-                if (j->state == JOB_QUEUED) {
-                        job_start(m, j);
-                        break;
-                }
+                if (!line_is_idle(l))
+                        continue;
+                j = next_job_for(m, l);
+                if (!j)
+                        continue;
+                if (job_is_all_lines(j))
+                        j->lines_started |= 1u << i;
+                job_start_on(m, l, j);
+                /* job_start_on may have finished jobs: look again */
+                schedule_dispatch(m);
+                return 0;
+        }
         return 0;
 }
 
 int manager_enqueue(Manager *m, Job *j) {
-        char name[32];
         int r;
 
-        if (m->queue_len >= MANAGER_QUEUE_MAX)
-                return -EBUSY;
-
-        j->id = m->next_job_id++;
         j->state = JOB_QUEUED;
         j->created_usec = now_realtime();
-
-        r = next_id_save(m);
+        r = job_store_enqueue(m->store, j);
         if (r < 0)
                 return r;
-        if (j->kind == SESSION_FLASH) {
-                snprintf(name, sizeof(name), "%u.image", j->id);
-                r = write_file_atomic(m->jobs_dir_fd, name, j->image_data, j->image_size);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot save the image of job %u: %m", j->id);
-        }
-        r = job_save(m, j);
-        if (r < 0) {
-                snprintf(name, sizeof(name), "%u.image", j->id);
-                (void) unlink_durable(m->jobs_dir_fd, name);
-                return r;
-        }
-
-        list_append(&m->queue_head, &m->queue_tail, j);
-        m->queue_len++;
         log_info("Job %u (%s %s) queued", j->id, session_kind_to_string(j->kind), j->target);
-        manager_emit_job_new(m, j);
+        bus_emit_job_new(m, j);
+        for (unsigned i = 0; i < m->n_lines; i++)
+                bus_emit_line_changed(m, m->lines[i], "QueueLength", NULL);
         schedule_dispatch(m);
         return 0;
 }
 
 int manager_cancel_job(Manager *m, uint32_t id) {
         Job *j = manager_find_job(m, id);
+        bool running = false;
 
         if (!j)
                 return -ENOENT;
         if (job_state_is_final(j->state))
                 return -EALREADY;
-        if (j == m->current && m->session) {
-                session_cancel(m->session);
-                /* the session reports SESSION_CANCELLED through finished() */
-                if (m->current == j) {
-                        m->current = NULL;
-                        job_finish(m, j, JOB_CANCELLED, "cancelled");
-                        schedule_dispatch(m);
+        for (unsigned i = 0; i < m->n_lines; i++)
+                if (m->lines[i]->job == j) {
+                        running = true;
+                        if (job_is_all_lines(j))
+                                /* the other lines' parts: not started any more */
+                                j->lines_done = all_lines_mask(m);
+                        line_cancel_job(m->lines[i]);
+                        if (manager_find_job(m, id) != j || job_state_is_final(j->state))
+                                break;
                 }
-                return 0;
-        }
-        job_finish(m, j, JOB_CANCELLED, "cancelled before it started");
+        if (!running)
+                job_finish(m, j, JOB_CANCELLED, "cancelled before it started");
         return 0;
 }
 
-/* ---- the CAN link's callbacks ---- */
+/* ---- periodic and deferred work ---- */
 
-static void on_frame(void *userdata, const struct isp_can_frame *frame) {
+static int on_nodes_save(sd_event_source *s, void *userdata) {
         Manager *m = userdata;
-        struct isp_reply reply;
+        int r = node_table_save(m->nodes);
 
-        if (isp_reply_parse(frame, &reply) >= 0 && m->current && m->current->kind == SESSION_SCAN)
-                m->scan_seen[reply.node] = true;
-
-        if (m->session && session_get_state(m->session) == SESSION_RUNNING) {
-                session_receive(m->session, frame, now_monotonic(m));
-                session_rearm(m);
-                return;
-        }
-
-        /* Between jobs only ANNOUNCE means something: a node (re)started into its ISP. */
-        if (isp_reply_parse(frame, &reply) >= 0 && reply.cmd == ISP_CMD_ENTER_ISP) {
-                struct session_node_info info = { .node = reply.node, .announce = true, .info = reply.u.info };
-                log_info("node%u announced itself (ISP firmware %u)", reply.node, reply.u.info.firmware);
-                node_update_seen(m, &info);
-        }
+        if (r < 0)
+                log_error_errno(r, "Cannot save the node table in %s: %m", m->config.state_dir);
+        return 0;
 }
 
-static void on_link_changed(void *userdata, bool up) {
+static int on_line_status(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
 
-        if (m->session && session_get_state(m->session) == SESSION_RUNNING) {
-                if (up)
-                        session_resume(m->session, now_monotonic(m));
-                else
-                        session_pause(m->session);
-                session_rearm(m);
-        }
-        if (up)
-                schedule_dispatch(m);
+        for (unsigned i = 0; i < m->n_lines; i++)
+                bus_emit_line_counters(m, m->lines[i]);
+        (void) sd_event_source_set_time(s, usec + LINE_STATUS_INTERVAL_USEC);
+        return 0;
 }
 
-static const struct can_link_ops link_ops = {
-        .frame = on_frame,
-        .link_changed = on_link_changed,
-};
+/* A queued job for a line that is no longer configured can never run. */
+static void fail_orphaned_jobs(Manager *m) {
+        Job *next;
+
+        for (Job *j = m->store->queue_head; j; j = next) {
+                _cleanup_free_ char *why = NULL, *list = NULL;
+
+                next = j->next;
+                if (job_is_all_lines(j) || job_line(m, j))
+                        continue;
+                list = line_list(m);
+                if (asprintf(&why, "its line %s is not configured any more (Interface=%s)",
+                             j->interface, strna(list)) < 0)
+                        why = NULL;
+                job_finish(m, j, JOB_FAILED, why ? why : "its line is not configured any more");
+        }
+}
 
 /* ---- life cycle ---- */
+
+static int add_lines(Manager *m) {
+        _cleanup_free_ struct config_line *lines = NULL;
+        unsigned n = 0;
+        int r;
+
+        r = config_get_lines(&m->config, &lines, &n);
+        if (r < 0)
+                return r;
+        m->lines = calloc(n, sizeof(*m->lines));
+        if (!m->lines) {
+                config_lines_free(TAKE_PTR(lines), n);
+                return -ENOMEM;
+        }
+        for (unsigned i = 0; i < n; i++) {
+                r = line_new(&m->lines[i], m->event, &lines[i], &m->config.session, &line_ops, m);
+                if (r < 0)
+                        break;
+                m->n_lines++;
+        }
+        config_lines_free(TAKE_PTR(lines), n);
+        return r < 0 ? r : 0;
+}
 
 int manager_new(Manager **ret, const struct config *config) {
         Manager *m = calloc(1, sizeof(*m));
@@ -730,83 +574,80 @@ int manager_new(Manager **ret, const struct config *config) {
 
         if (!m)
                 return -ENOMEM;
-        m->state_dir_fd = m->jobs_dir_fd = -EBADF;
         m->config = *config;            /* takes the config's allocations */
-        m->next_job_id = 1;
-        for (unsigned i = 0; i < 256; i++) {
-                m->nodes[i].manager = m;
-                m->nodes[i].id = (uint8_t) i;
-        }
 
         r = sd_event_default(&m->event);
-        if (r < 0)
-                goto fail;
-        r = sd_event_add_defer(m->event, &m->dispatch, on_dispatch, m);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_enabled(m->dispatch, SD_EVENT_OFF);
-        r = sd_event_add_time(m->event, &m->session_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_session_timer, m);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_enabled(m->session_timer, SD_EVENT_OFF);
-        r = sd_event_add_time(m->event, &m->progress_timer, CLOCK_MONOTONIC, UINT64_MAX, 10000, on_progress_timer, m);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_enabled(m->progress_timer, SD_EVENT_OFF);
-
+        if (r >= 0)
+                r = access_init(&m->access, m->config.flash_group);
+        if (r >= 0)
+                r = add_lines(m);
+        if (r >= 0)
+                r = sd_event_add_defer(m->event, &m->dispatch, on_dispatch, m);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->dispatch, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_add_defer(m->event, &m->nodes_save, on_nodes_save, m);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->nodes_save, SD_EVENT_OFF);
+        if (r < 0) {
+                manager_free(m);
+                return r;
+        }
         *ret = m;
         return 0;
-fail:
-        manager_free(m);
-        return r;
 }
 
 Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
-        m->session = session_free(m->session);
-        sd_event_source_disable_unref(m->session_timer);
-        sd_event_source_disable_unref(m->progress_timer);
+        /* Lines first: a session must not outlive the job it runs. */
+        for (unsigned i = 0; i < m->n_lines; i++)
+                line_free(m->lines[i]);
+        free(m->lines);
         sd_event_source_disable_unref(m->dispatch);
-        while (m->queue_head) {
-                Job *j = m->queue_head;
-                list_remove(&m->queue_head, &m->queue_tail, j);
-                job_free(j);
-        }
-        while (m->history_head) {
-                Job *j = m->history_head;
-                list_remove(&m->history_head, &m->history_tail, j);
-                job_free(j);
-        }
-        for (unsigned i = 0; i < 256; i++)
-                free(m->nodes[i].last_flash_result);
+        sd_event_source_disable_unref(m->nodes_save);
+        sd_event_source_disable_unref(m->line_status);
+        m->store = job_store_free(m->store);
+        m->nodes = node_table_free(m->nodes);
         sd_bus_flush_close_unref(m->bus);
-        m->link = can_link_free(m->link);
-        if (m->jobs_dir_fd >= 0)
-                close(m->jobs_dir_fd);
-        if (m->state_dir_fd >= 0)
-                close(m->state_dir_fd);
+        access_done(&m->access);
         config_done(&m->config);
         sd_event_unref(m->event);
         free(m);
         return NULL;
 }
 
+static int load_state(Manager *m) {
+        int r;
+
+        r = job_store_new(&m->store, m->config.state_dir, m->config.history, m->config.max_attempts);
+        if (r < 0)
+                return r;
+        r = job_store_load(m->store);
+        if (r < 0)
+                return log_error_errno(r, "Cannot load the job queue from %s: %m", m->config.state_dir);
+        r = node_table_new(&m->nodes, m->store->state_dir_fd, m->config.state_dir);
+        if (r < 0)
+                return log_error_errno(r, "Cannot set up the node table: %m");
+        r = node_table_load(m->nodes);
+        if (r < 0)
+                return log_error_errno(r, "Cannot load the node table from %s/nodes.json: %m", m->config.state_dir);
+        return 0;
+}
+
 int manager_start(Manager *m) {
         int r;
 
-        r = open_state_dir(m);
-        if (r < 0)
-                return r;
         r = load_state(m);
         if (r < 0)
-                return log_error_errno(r, "Cannot load the job queue from %s: %m", m->config.state_dir);
-
-        r = can_link_new(&m->link, m->event, m->config.interface, m->config.bitrate, m->config.restart_ms,
-                         &link_ops, m);
-        if (r < 0)
                 return r;
+        for (unsigned i = 0; i < m->n_lines; i++) {
+                r = line_open(m->lines[i]);
+                if (r < 0)
+                        return r;
+        }
+        fail_orphaned_jobs(m);
 
         r = manager_connect_bus(m);
         if (r < 0)
@@ -817,11 +658,26 @@ int manager_start(Manager *m) {
                 r = sd_event_add_signal(m->event, NULL, SIGINT, NULL, NULL);
         if (r < 0)
                 return log_error_errno(r, "Cannot watch signals: %m");
+        r = sd_event_add_time_relative(m->event, &m->line_status, CLOCK_MONOTONIC, LINE_STATUS_INTERVAL_USEC,
+                                       100 * 1000, on_line_status, m);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(m->line_status, SD_EVENT_ON);
+        if (r < 0)
+                return log_error_errno(r, "Cannot start the line status timer: %m");
 
         r = sd_event_set_watchdog(m->event, true);
         if (r < 0)
                 log_warning_errno(r, "Cannot enable the watchdog, ignoring: %m");
         return 0;
+}
+
+/* Called by the bus glue once the name is ours. */
+void manager_ready(Manager *m) {
+        _cleanup_free_ char *list = line_list(m);
+
+        log_info("Ready: " STCISP_BUS_NAME " on %s, state in %s", strna(list), m->config.state_dir);
+        (void) sd_notifyf(false, "READY=1\nSTATUS=Serving %s, %u job(s) queued", strna(list), m->store->queue_len);
+        schedule_dispatch(m);
 }
 
 int manager_run(Manager *m) {

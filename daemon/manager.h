@@ -1,90 +1,75 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #pragma once
 
+/*
+ * The owner: one per process. It holds the event loop, the bus
+ * connection, the lines (one per CAN interface), the job store and the
+ * node table, and decides which job runs where: each idle line takes the
+ * first queued job that is for it (docs/architecture.md).
+ */
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
 
-#include "can-link.h"
+#include "access.h"
 #include "config.h"
-#include "job.h"
-#include "session.h"
-
-#define MANAGER_QUEUE_MAX 1000
-
-enum node_state {
-        NODE_UNKNOWN,           /* never seen */
-        NODE_ISP,               /* answered CONNECT/DISCOVER or announced itself */
-        NODE_APPLICATION,       /* rebooted into its application by us */
-        NODE_NOT_ANSWERING,     /* known, but did not answer the last scan or job */
-        _NODE_STATE_MAX,
-};
+#include "job-store.h"
+#include "line.h"
+#include "node-table.h"
 
 typedef struct Manager Manager;
-
-typedef struct Node {
-        Manager *manager;
-        bool known;
-        uint8_t id;             /* 0 = legacy */
-        bool legacy;
-        enum node_state state;
-        struct isp_info info;
-        uint64_t last_seen_usec;        /* CLOCK_REALTIME */
-        char *last_flash_result;        /* "succeeded", "failed: ...", NULL */
-        uint64_t last_flash_usec;
-} Node;
 
 struct Manager {
         sd_event *event;
         sd_bus *bus;
-        struct can_link *link;
         struct config config;
-        int state_dir_fd;
-        int jobs_dir_fd;
+        Access access;
 
-        /* Queued and running jobs in queue order; one runs at a time,
-         * because the node selection model allows one session on a bus. */
-        Job *queue_head, *queue_tail;
-        unsigned queue_len;
-        /* Finished jobs, oldest first, at most config.history. */
-        Job *history_head, *history_tail;
-        unsigned history_len;
-        uint32_t next_job_id;
+        Line **lines;                   /* in the order the configuration names them */
+        unsigned n_lines;
 
-        Job *current;
-        struct session *session;
-        sd_event_source *session_timer;
-        sd_event_source *dispatch;      /* deferred: start the next job */
-        sd_event_source *progress_timer;
-
-        Node nodes[256];
-        bool scan_seen[256];    /* nodes that answered the running scan */
+        JobStore *store;
+        NodeTable *nodes;
+        sd_event_source *dispatch;      /* deferred: start what can start */
+        sd_event_source *nodes_save;    /* deferred: write the node table */
+        sd_event_source *line_status;   /* periodic: counters' change signals */
 };
 
 int manager_new(Manager **ret, const struct config *config);
 Manager *manager_free(Manager *m);
 
-/* Open the CAN link, load the queue from disk, connect to the bus, take
- * the name, and say READY=1 once it is ours. */
+/* Load the state, open the lines, connect to the bus, take the name, and
+ * say READY=1 once it is ours. */
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 
-/* Resolve "nodeN", "N", a configured name or "legacy". Returns the node id
- * (0 = legacy) or -ENOENT / -EINVAL. ret_canonical gets "node3"/"legacy". */
-int manager_resolve_target(Manager *m, const char *target, char **ret_canonical);
-const char *manager_node_display_name(Manager *m, uint8_t node, char buf[static 16]);
+/* A resolved target: the line and node id it names. */
+struct target {
+        Line *line;
+        uint8_t node;                   /* 0 = legacy */
+        char *canonical;                /* "node3", or "can1/node3" with several lines */
+};
+void target_done(struct target *t);
 
-/* Queue a job (takes it). It is persisted before this returns 0. */
+/* Resolve "nodeN", "N", "legacy", a configured name, each optionally
+ * prefixed by "IF/". Returns 0, -ENOENT (no such node or line: `ret_why`
+ * says which), -EADDRINUSE (a bare id several lines could mean:
+ * `ret_why` names the candidates), -EINVAL or -ENOMEM. */
+int manager_resolve_target(Manager *m, const char *target, struct target *ret, char **ret_why);
+
+/* How messages and the API call a node: its configured name, else the
+ * canonical target. */
+char *manager_node_display_name(Manager *m, const Line *line, uint8_t node);
+char *manager_node_canonical(Manager *m, const Line *line, uint8_t node);
+Line *manager_find_line(Manager *m, const char *interface);
+unsigned manager_line_queue_length(Manager *m, const Line *l);
+
+/* The bus name is ours: READY=1, and jobs may start. */
+void manager_ready(Manager *m);
+
+/* Queue a job (takes it on success). It is on disk before this returns 0. */
 int manager_enqueue(Manager *m, Job *j);
 int manager_cancel_job(Manager *m, uint32_t id);
 Job *manager_find_job(Manager *m, uint32_t id);
-
-const char *node_state_to_string(enum node_state s);
-
-/* From bus.c: the D-Bus glue. */
-int manager_connect_bus(Manager *m);
-void manager_emit_job_new(Manager *m, Job *j);
-void manager_emit_job_removed(Manager *m, Job *j);
-void manager_emit_job_changed(Manager *m, Job *j, const char *property, ...);
-void manager_emit_node_changed(Manager *m, uint8_t node);

@@ -76,14 +76,24 @@ int unlink_durable(int dir_fd, const char *name) {
 }
 
 int quarantine_file(int dir_fd, const char *dir_path, const char *name, const char *why) {
+        long long now = (long long) time(NULL);
         char aside[256];
 
-        if ((size_t) snprintf(aside, sizeof(aside), "%s.damaged-%lld", name, (long long) time(NULL)) >= sizeof(aside))
-                return -ENAMETOOLONG;
-        if (renameat(dir_fd, name, dir_fd, aside) < 0)
-                return log_warning_errno(-errno, "%s/%s is damaged (%s) and cannot be set aside: %m",
-                                         dir_path, name, why);
-        (void) fsync(dir_fd);
-        log_warning("%s/%s is damaged (%s): set aside as %s/%s", dir_path, name, why, dir_path, aside);
-        return 0;
+        /* Never over an earlier one set aside in the same second: that is
+         * evidence too. */
+        for (unsigned n = 0; n < 100; n++) {
+                int k = n == 0 ? snprintf(aside, sizeof(aside), "%s.damaged-%lld", name, now)
+                               : snprintf(aside, sizeof(aside), "%s.damaged-%lld.%u", name, now, n);
+
+                if ((size_t) k >= sizeof(aside))
+                        return -ENAMETOOLONG;
+                if (renameat2(dir_fd, name, dir_fd, aside, RENAME_NOREPLACE) >= 0) {
+                        (void) fsync(dir_fd);
+                        log_warning("%s/%s is damaged (%s): set aside as %s/%s", dir_path, name, why, dir_path, aside);
+                        return 0;
+                }
+                if (errno != EEXIST)
+                        break;
+        }
+        return log_warning_errno(-errno, "%s/%s is damaged (%s) and cannot be set aside: %m", dir_path, name, why);
 }

@@ -12,6 +12,7 @@
 #define _cleanup_(f) __attribute__((cleanup(f)))
 #define _unused_ __attribute__((unused))
 #define _printf_(a, b) __attribute__((format(printf, a, b)))
+#define _fallthrough_ __attribute__((fallthrough))
 
 #define ELEMENTSOF(x) (sizeof(x) / sizeof((x)[0]))
 
@@ -51,4 +52,8 @@ static inline void fclosep(FILE **f) {
 
 static inline const char *strna(const char *s) {
         return s ? s : "n/a";
+}
+
+static inline const char *strempty(const char *s) {
+        return s ? s : "";
 }

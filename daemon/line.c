@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+#include <time.h>
+
+#include "line.h"
+#include "log.h"
+#include "util.h"
+
+#define PROGRESS_INTERVAL_USEC (100 * 1000ULL)  /* BytesDone at most 10 times a second */
+
+static uint64_t now_monotonic(Line *l) {
+        uint64_t t;
+
+        if (sd_event_now(l->event, CLOCK_MONOTONIC, &t) < 0) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                t = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+        }
+        return t;
+}
+
+static void session_rearm(Line *l) {
+        uint64_t deadline;
+
+        if (!l->session || !l->session_timer)
+                return;
+        deadline = session_deadline(l->session);
+        if (deadline == UINT64_MAX) {
+                (void) sd_event_source_set_enabled(l->session_timer, SD_EVENT_OFF);
+                return;
+        }
+        (void) sd_event_source_set_time(l->session_timer, deadline);
+        (void) sd_event_source_set_enabled(l->session_timer, SD_EVENT_ONESHOT);
+}
+
+static bool session_running(Line *l) {
+        return l->session && session_get_state(l->session) == SESSION_RUNNING;
+}
+
+/* ---- progress, throttled ---- */
+
+static void emit_progress(Line *l) {
+        l->progress_pending = false;
+        l->progress_emitted_usec = now_monotonic(l);
+        if (l->job)
+                l->ops->job_progress(l->userdata, l, l->job);
+}
+
+static int on_progress_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Line *l = userdata;
+
+        if (l->progress_pending)
+                emit_progress(l);
+        return 0;
+}
+
+/* ---- the session's callbacks ---- */
+
+static int session_send(void *userdata, const struct isp_can_frame *frame) {
+        Line *l = userdata;
+        int r = can_link_send(l->link, frame);
+
+        /* While the link is down the session is paused and re-sends on resume. */
+        return r == -ENETDOWN ? 0 : r;
+}
+
+static void session_phase(void *userdata, uint8_t node, enum session_phase phase) {
+        Line *l = userdata;
+        Job *j = l->job;
+
+        if (!j)
+                return;
+        if (l->progress_pending)
+                emit_progress(l);
+        j->phase = phase;
+        j->bytes_done = 0;
+        j->bytes_total = 0;
+        l->ops->job_phase(l->userdata, l, j);
+}
+
+static void session_progress(void *userdata, uint8_t node, uint64_t done, uint64_t total) {
+        Line *l = userdata;
+        Job *j = l->job;
+        uint64_t now;
+
+        if (!j)
+                return;
+        j->bytes_done = done;
+        j->bytes_total = total;
+        now = now_monotonic(l);
+        if (done == total || now >= l->progress_emitted_usec + PROGRESS_INTERVAL_USEC) {
+                emit_progress(l);
+                return;
+        }
+        if (!l->progress_pending) {
+                l->progress_pending = true;
+                (void) sd_event_source_set_time(l->progress_timer, l->progress_emitted_usec + PROGRESS_INTERVAL_USEC);
+                (void) sd_event_source_set_enabled(l->progress_timer, SD_EVENT_ONESHOT);
+        }
+}
+
+static void session_node_seen(void *userdata, const struct session_node_info *info) {
+        Line *l = userdata;
+
+        if (!info->announce)
+                l->seen[info->node / 8] |= (uint8_t) (1u << (info->node % 8));
+        l->ops->node_seen(l->userdata, l, info);
+}
+
+static void session_target_finished(void *userdata, const struct session_target_result *r) {
+        Line *l = userdata;
+
+        if (l->job)
+                l->ops->job_target(l->userdata, l, l->job, r);
+}
+
+static void job_done(Line *l, enum job_state state, const char *error) {
+        Job *j = l->job;
+
+        if (!j)
+                return;
+        if (l->progress_pending)
+                emit_progress(l);
+        l->job = NULL;
+        /* The session may not be freed from inside its own callback. */
+        (void) sd_event_source_set_enabled(l->reap, SD_EVENT_ONESHOT);
+        l->ops->job_done(l->userdata, l, j, state, error);
+}
+
+static void session_finished(void *userdata, enum session_state state, const char *error) {
+        Line *l = userdata;
+
+        job_done(l, state == SESSION_SUCCEEDED ? JOB_SUCCEEDED :
+                    state == SESSION_CANCELLED ? JOB_CANCELLED : JOB_FAILED, error);
+}
+
+static void session_log(void *userdata, int level, const char *message) {
+        Line *l = userdata;
+
+        switch (level) {
+        case LOG_DEBUG:
+                log_debug("%s: %s", l->interface, message);
+                break;
+        case LOG_INFO:
+                log_info("%s: %s", l->interface, message);
+                break;
+        case LOG_NOTICE:
+                log_notice("%s: %s", l->interface, message);
+                break;
+        default:
+                log_warning("%s: %s", l->interface, message);
+                break;
+        }
+}
+
+static const struct session_ops session_ops = {
+        .send = session_send,
+        .phase = session_phase,
+        .progress = session_progress,
+        .node_seen = session_node_seen,
+        .target_finished = session_target_finished,
+        .finished = session_finished,
+        .log = session_log,
+};
+
+/* ---- event sources ---- */
+
+static int on_session_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Line *l = userdata;
+
+        if (session_running(l)) {
+                session_timeout(l->session, usec);
+                session_rearm(l);
+        }
+        return 0;
+}
+
+static int on_reap(sd_event_source *s, void *userdata) {
+        Line *l = userdata;
+
+        if (l->session && !session_running(l)) {
+                l->session = session_free(l->session);
+                (void) sd_event_source_set_enabled(l->session_timer, SD_EVENT_OFF);
+        }
+        l->ops->changed(l->userdata, l);
+        return 0;
+}
+
+/* ---- the CAN link's callbacks ---- */
+
+static void on_frame(void *userdata, const struct isp_can_frame *frame) {
+        Line *l = userdata;
+        struct isp_reply reply;
+
+        if (session_running(l)) {
+                session_receive(l->session, frame, now_monotonic(l));
+                session_rearm(l);
+                return;
+        }
+
+        /* Between jobs only ANNOUNCE means something: a node (re)started into its ISP. */
+        if (isp_reply_parse(frame, &reply) >= 0 && reply.cmd == ISP_CMD_ENTER_ISP) {
+                struct session_node_info info = {
+                        .node = reply.node,
+                        .announce = true,
+                        .info = reply.u.info,
+                };
+
+                log_info("%s: node%u announced itself (ISP firmware %u)", l->interface, reply.node, reply.u.info.firmware);
+                l->ops->node_seen(l->userdata, l, &info);
+        }
+}
+
+static void on_link_changed(void *userdata, bool up) {
+        Line *l = userdata;
+
+        if (session_running(l)) {
+                if (up)
+                        session_resume(l->session, now_monotonic(l));
+                else
+                        session_pause(l->session);
+                session_rearm(l);
+        }
+        l->ops->changed(l->userdata, l);
+}
+
+static const struct can_link_ops link_ops = {
+        .frame = on_frame,
+        .link_changed = on_link_changed,
+};
+
+/* ---- life cycle ---- */
+
+int line_new(Line **ret, sd_event *event, const struct config_line *cfg,
+             const struct session_config *session_config, const struct line_ops *ops, void *userdata) {
+        Line *l;
+        int r;
+
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->interface = strdup(cfg->interface);
+        if (!l->interface) {
+                free(l);
+                return -ENOMEM;
+        }
+        l->bitrate = cfg->bitrate;
+        l->restart_ms = cfg->restart_ms;
+        l->event = sd_event_ref(event);
+        l->session_config = *session_config;
+        l->ops = ops;
+        l->userdata = userdata;
+
+        r = sd_event_add_time(event, &l->session_timer, CLOCK_MONOTONIC, UINT64_MAX, 1000, on_session_timer, l);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->session_timer, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_add_time(event, &l->progress_timer, CLOCK_MONOTONIC, UINT64_MAX, 10000, on_progress_timer, l);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->progress_timer, SD_EVENT_OFF);
+        if (r >= 0)
+                r = sd_event_add_defer(event, &l->reap, on_reap, l);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(l->reap, SD_EVENT_OFF);
+        if (r < 0) {
+                line_free(l);
+                return r;
+        }
+        *ret = l;
+        return 0;
+}
+
+Line *line_free(Line *l) {
+        if (!l)
+                return NULL;
+        l->session = session_free(l->session);
+        sd_event_source_disable_unref(l->session_timer);
+        sd_event_source_disable_unref(l->progress_timer);
+        sd_event_source_disable_unref(l->reap);
+        l->link = can_link_free(l->link);
+        sd_event_unref(l->event);
+        free(l->interface);
+        free(l);
+        return NULL;
+}
+
+int line_open(Line *l) {
+        return can_link_new(&l->link, l->event, l->interface, l->bitrate, l->restart_ms, &link_ops, l);
+}
+
+bool line_is_up(const Line *l) {
+        return l->link && can_link_is_up(l->link);
+}
+
+bool line_is_idle(const Line *l) {
+        return line_is_up(l) && !l->job && !l->session;
+}
+
+void line_start_job(Line *l, Job *j, const char *name) {
+        struct session_config cfg = l->session_config;
+        int r;
+
+        l->job = j;
+        l->progress_pending = false;
+        memset(l->seen, 0, sizeof(l->seen));
+        if (j->kind == SESSION_FLASH) {
+                cfg.reboot = j->opt_reboot;
+                cfg.verify = j->opt_verify;
+        }
+        r = session_new(&l->session, j->kind, j->node, name,
+                        j->kind == SESSION_FLASH ? j->image : NULL, &cfg, &session_ops, l);
+        if (r < 0) {
+                job_done(l, JOB_FAILED, "cannot create a protocol session");
+                return;
+        }
+        r = session_start(l->session, now_monotonic(l));
+        if (r < 0 && l->job == j)
+                /* Reported through the return value, not through finished(). */
+                job_done(l, JOB_FAILED, session_get_error(l->session) ?: "cannot start the protocol session");
+        session_rearm(l);
+}
+
+void line_cancel_job(Line *l) {
+        if (!l->job)
+                return;
+        if (session_running(l))
+                /* finished() reports SESSION_CANCELLED */
+                session_cancel(l->session);
+        if (l->job)
+                job_done(l, JOB_CANCELLED, NULL);
+}
+
+void line_get_status(Line *l, bool query_driver, struct can_link_status *ret) {
+        can_link_get_status(l->link, query_driver, ret);
+        if (ret->bitrate == 0)
+                ret->bitrate = l->bitrate;
+}
