@@ -40,16 +40,6 @@ static struct isp_image *mfree_image(struct isp_image *p) {
         return NULL;
 }
 
-const char *node_state_to_string(enum node_state s) {
-        static const char *const table[_NODE_STATE_MAX] = {
-                [NODE_UNKNOWN]        = "unknown",
-                [NODE_ISP]            = "isp",
-                [NODE_APPLICATION]    = "application",
-                [NODE_NOT_ANSWERING]  = "not-answering",
-        };
-        return s < _NODE_STATE_MAX ? table[s] : "unknown";
-}
-
 /* ---- the two job lists ---- */
 
 static void list_append(Job **head, Job **tail, Job *j) {

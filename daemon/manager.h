@@ -9,17 +9,10 @@
 #include "can-link.h"
 #include "config.h"
 #include "job.h"
+#include "node-table.h"
 #include "session.h"
 
 #define MANAGER_QUEUE_MAX 1000
-
-enum node_state {
-        NODE_UNKNOWN,           /* never seen */
-        NODE_ISP,               /* answered CONNECT/DISCOVER or announced itself */
-        NODE_APPLICATION,       /* rebooted into its application by us */
-        NODE_NOT_ANSWERING,     /* known, but did not answer the last scan or job */
-        _NODE_STATE_MAX,
-};
 
 typedef struct Manager Manager;
 
@@ -79,8 +72,6 @@ const char *manager_node_display_name(Manager *m, uint8_t node, char buf[static 
 int manager_enqueue(Manager *m, Job *j);
 int manager_cancel_job(Manager *m, uint32_t id);
 Job *manager_find_job(Manager *m, uint32_t id);
-
-const char *node_state_to_string(enum node_state s);
 
 /* From bus.c: the D-Bus glue. */
 int manager_connect_bus(Manager *m);
