@@ -417,7 +417,7 @@ static int session_send(void *userdata, const struct isp_can_frame *frame) {
         return r == -ENETDOWN ? 0 : r;
 }
 
-static void session_phase_changed(void *userdata, enum session_phase phase) {
+static void session_phase_changed(void *userdata, uint8_t node, enum session_phase phase) {
         Manager *m = userdata;
         Job *j = m->current;
 
@@ -432,7 +432,7 @@ static void session_phase_changed(void *userdata, enum session_phase phase) {
         manager_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", NULL);
 }
 
-static void session_progress(void *userdata, uint64_t done, uint64_t total) {
+static void session_progress(void *userdata, uint8_t node, uint64_t done, uint64_t total) {
         Manager *m = userdata;
         Job *j = m->current;
         uint64_t now;

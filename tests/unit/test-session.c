@@ -171,7 +171,7 @@ static int on_send(void *userdata, const struct isp_can_frame *f) {
         return 0;
 }
 
-static void on_phase(void *userdata, enum session_phase phase) {
+static void on_phase(void *userdata, uint8_t node, enum session_phase phase) {
         Bench *bb = userdata;
 
         assert_true(bb->n_phases < 64);
@@ -180,7 +180,7 @@ static void on_phase(void *userdata, enum session_phase phase) {
                 bb->phase_hook(bb, phase);
 }
 
-static void on_progress(void *userdata, uint64_t done, uint64_t total) {
+static void on_progress(void *userdata, uint8_t node, uint64_t done, uint64_t total) {
         Bench *bb = userdata;
 
         assert_true(done <= total);
