@@ -226,7 +226,7 @@ static int on_send(void *userdata, const struct isp_can_frame *f) {
         return 0;
 }
 
-static void on_phase(void *userdata, enum session_phase phase) {
+static void on_phase(void *userdata, uint8_t node, enum session_phase phase) {
         struct run *run = userdata;
         SimFleetStats st;
 

@@ -8,9 +8,10 @@
  * frame) feeds it received frames and the current time, arms one timer at
  * session_deadline(), and puts on the bus what ops->send hands it.
  *
- * A session works on a set of target nodes; today that set always holds
- * one node (multicast to a group of nodes is a later step, and the
- * per-node state is kept apart for it).
+ * A session works on a set of target nodes, each with its own state, its
+ * own requests in flight and its own end (ops->target_finished); replies
+ * are routed to the target by node id. Flash and reboot sessions take one
+ * target for now (multicast to a group of nodes is the next step).
  */
 
 #include <stdbool.h>
@@ -57,15 +58,15 @@ struct session_config {
 
 void session_config_init(struct session_config *cfg);  /* the defaults above */
 
-/* Time-outs derived from the configuration:
+/* Time-outs derived from the configuration (per target):
  *   ERASE            timeout_ms + sectors * erase_timeout_ms (full ERASE: 248 sectors)
  *   CRC              timeout_ms + 5 ms per 512-byte sector
  *   ENTER_ISP        wait 2 * timeout_ms for ANNOUNCE, then CONNECT again
  *   after CONNECT    listen min(timeout_ms, 100 ms) for conflicting answers
  *                    before anything is erased
  * A request answered only after a retransmission holds the next request of
- * the same command back for that request's time-out (a second answer must
- * not be taken for the next one's). */
+ * the same command back for that request's time-out, the hold-off (a
+ * second answer must not be taken for the next one's). */
 
 /* What the session learnt about a node: from CONNECT, DISCOVER or an
  * unsolicited ANNOUNCE seen while it ran. */
@@ -85,23 +86,65 @@ struct session_stats {
         uint64_t restarts;              /* the target restarted (ANNOUNCE) and the flash started over */
 };
 
-/* Apart from `finished`, callbacks must not call into the session. */
+enum session_reason {
+        SESSION_REASON_NONE,            /* succeeded */
+        SESSION_REASON_CANCELLED,
+        SESSION_REASON_NOT_ANSWERING,   /* CONNECT (and ENTER_ISP) never answered */
+        SESSION_REASON_NO_REPLY,        /* a later request unanswered after its retries */
+        SESSION_REASON_REFUSED,         /* the node answered with a failure status */
+        SESSION_REASON_VERIFY_FAILED,   /* the node's flash differs from the image */
+        SESSION_REASON_CONFLICT,        /* another node answered in its place (legacy/extended) */
+        SESSION_REASON_PROTOCOL,        /* version mismatch, malformed INFO */
+        SESSION_REASON_NO_APPLICATION,  /* REBOOT: no valid application */
+        SESSION_REASON_RESTARTED,       /* restarted (ANNOUNCE) too often */
+        SESSION_REASON_LINK,            /* the frame could not be sent (ops->send failed) */
+        SESSION_REASON_INTERNAL,
+        _SESSION_REASON_MAX,
+};
+
+/* How one target's work ended. */
+struct session_target_result {
+        uint8_t node;                   /* 0 = legacy */
+        const char *name;               /* as in messages */
+        enum session_state state;       /* SUCCEEDED, FAILED or CANCELLED */
+        enum session_reason reason;
+        enum session_phase phase;       /* the phase it ended in */
+        const char *error;              /* NULL unless failed: the full message, as today */
+        uint32_t offset;                /* where it applies (VERIFY_FAILED, REFUSED, NO_REPLY), else 0 */
+        bool connected;                 /* it answered CONNECT */
+        struct session_node_info info;  /* valid when connected */
+        bool flash_touched;             /* an ERASE went out: its flash may no longer hold what it did */
+};
+
+/* The strings and pointers passed to callbacks are valid during the call
+ * only. Apart from `finished`, callbacks must not call into the session.
+ * `node` is the target's id (0: the legacy node; ISP_NODE_ALL in a
+ * scan). */
 struct session_ops {
         /* Put a frame on the bus. Returns 0, or a negative errno: the link
          * queues frames it cannot send at once (ENOBUFS), so an error here
-         * is final for the session, which then fails. */
+         * is final for the target, which then fails (SESSION_REASON_LINK). */
         int (*send)(void *userdata, const struct isp_can_frame *frame);
-        /* The phase changed. It goes back to SESSION_PHASE_CONNECT when the
-         * target restarted (ANNOUNCE) mid-flash and the flash starts over. */
-        void (*phase)(void *userdata, enum session_phase phase);
-        /* Progress within the current phase, in bytes (program, verify) or
-         * sectors (erase). */
-        void (*progress)(void *userdata, uint64_t done, uint64_t total);
+        /* The target's phase changed. It goes back to SESSION_PHASE_CONNECT
+         * when the target restarted (ANNOUNCE) mid-flash and the flash
+         * starts over. */
+        void (*phase)(void *userdata, uint8_t node, enum session_phase phase);
+        /* The target's progress within its current phase, in bytes
+         * (program, verify) or sectors (erase). */
+        void (*progress)(void *userdata, uint8_t node, uint64_t done, uint64_t total);
         /* A node answered CONNECT or DISCOVER, or sent ANNOUNCE. */
         void (*node_seen)(void *userdata, const struct session_node_info *node);
+        /* One target's work ended. Called once per target, before `finished`
+         * (not for SESSION_SCAN, which has no target; not when
+         * session_start() fails: see session_get_target_result()). Must not
+         * call into the session. */
+        void (*target_finished)(void *userdata, const struct session_target_result *result);
         /* The session ended (state is no longer SESSION_RUNNING). Called
          * once; the session may be freed from inside this callback. */
         void (*finished)(void *userdata, enum session_state state, const char *error);
+        /* A message for the log: level is a syslog LOG_* priority (LOG_DEBUG
+         * for ignored replies, with why they were ignored). May be NULL. */
+        void (*log)(void *userdata, int level, const char *message);
 };
 
 struct session;
@@ -114,6 +157,20 @@ struct session;
 int session_new(struct session **ret, enum session_kind kind, uint8_t node, const char *name,
                 const struct isp_image *image, const struct session_config *cfg,
                 const struct session_ops *ops, void *userdata);
+
+struct session_target_spec {
+        uint8_t node;                   /* 1-254, or 0 for the legacy node */
+        const char *name;               /* NULL: "nodeN" or "legacy" */
+};
+
+/* The same over a set of targets (copied; names duplicated): distinct ids,
+ * the legacy node only alone. SESSION_SCAN takes none (or one, whose name
+ * names the scan). Returns -EOPNOTSUPP for more than one target with
+ * SESSION_FLASH or SESSION_REBOOT, for now. */
+int session_new_targets(struct session **ret, enum session_kind kind,
+                        const struct session_target_spec *targets, unsigned n_targets,
+                        const struct isp_image *image, const struct session_config *cfg,
+                        const struct session_ops *ops, void *userdata);
 struct session *session_free(struct session *s);
 
 /* Send the first request. Returns 0, or a negative errno when that
@@ -123,7 +180,7 @@ struct session *session_free(struct session *s);
 int session_start(struct session *s, uint64_t now_usec);
 
 /* A frame from the bus, any frame (the session ignores and counts what is
- * not for it). */
+ * not for it, and logs ignored replies through ops->log). */
 void session_receive(struct session *s, const struct isp_can_frame *frame, uint64_t now_usec);
 
 /* When the session wants to be woken (absolute, µs, same clock as the
@@ -146,15 +203,27 @@ void session_resume(struct session *s, uint64_t now_usec);
 void session_cancel(struct session *s);
 
 enum session_state session_get_state(const struct session *s);
+/* The phase of the least advanced target still running (else the first
+ * target's). */
 enum session_phase session_get_phase(const struct session *s);
-const char *session_get_error(const struct session *s);        /* NULL unless failed */
+/* NULL unless failed: the first failed target's message. */
+const char *session_get_error(const struct session *s);
 const struct session_stats *session_get_stats(const struct session *s);
 enum session_kind session_get_kind(const struct session *s);
-const char *session_get_name(const struct session *s);          /* as used in messages */
+const char *session_get_name(const struct session *s);          /* the first target's, as used in messages */
 /* The target's INFO once it answered CONNECT (legacy: info all zero).
- * Returns false before that, and always for SESSION_SCAN. */
+ * Returns false before that, and always for SESSION_SCAN. With several
+ * targets: the first one's. */
 bool session_get_target_info(const struct session *s, struct session_node_info *ret);
+/* The targets, in the order given; SESSION_SCAN has none. A result is
+ * final once the target's state is no longer SESSION_RUNNING. Returns false
+ * when i is out of range. */
+unsigned session_get_n_targets(const struct session *s);
+bool session_get_target_result(const struct session *s, unsigned i, struct session_target_result *ret);
 
 const char *session_phase_to_string(enum session_phase phase);  /* "connect", "erase", ... */
 const char *session_kind_to_string(enum session_kind kind);     /* "flash", "reboot", "scan" */
 const char *session_state_to_string(enum session_state state);  /* "running", "succeeded", ... */
+/* "none", "cancelled", "not-answering", "no-reply", "refused", "verify-failed",
+ * "conflict", "protocol", "no-application", "restarted", "link", "internal" */
+const char *session_reason_to_string(enum session_reason r);

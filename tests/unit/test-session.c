@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
 
 #include <cmocka.h>
 
@@ -66,6 +67,16 @@ struct Bench {
         unsigned n_seen;
         uint64_t prog_done, prog_total;
         enum session_phase prog_phase;
+        uint8_t phase_nodes[64];        /* the node each phase change named */
+        uint8_t prog_node;
+        unsigned n_prog_reports;
+        bool prog_node_mixed;           /* progress named different nodes */
+        struct session_target_result results[MAX_NODES];
+        char result_errors[MAX_NODES][512];
+        unsigned n_results;
+        char logs[64][256];             /* the first 64 log messages */
+        int log_levels[64];
+        unsigned n_logs;
 
         /* PROGRAM frames sent and not yet acknowledged to the session */
         int outstanding, max_outstanding;
@@ -171,19 +182,23 @@ static int on_send(void *userdata, const struct isp_can_frame *f) {
         return 0;
 }
 
-static void on_phase(void *userdata, enum session_phase phase) {
+static void on_phase(void *userdata, uint8_t node, enum session_phase phase) {
         Bench *bb = userdata;
 
         assert_true(bb->n_phases < 64);
+        bb->phase_nodes[bb->n_phases] = node;
         bb->phases[bb->n_phases++] = phase;
         if (bb->phase_hook)
                 bb->phase_hook(bb, phase);
 }
 
-static void on_progress(void *userdata, uint64_t done, uint64_t total) {
+static void on_progress(void *userdata, uint8_t node, uint64_t done, uint64_t total) {
         Bench *bb = userdata;
 
         assert_true(done <= total);
+        if (bb->n_prog_reports++ > 0 && node != bb->prog_node)
+                bb->prog_node_mixed = true;
+        bb->prog_node = node;
         bb->prog_done = done;
         bb->prog_total = total;
         bb->prog_phase = session_get_phase(bb->s);
@@ -196,9 +211,36 @@ static void on_node_seen(void *userdata, const struct session_node_info *n) {
         bb->seen[bb->n_seen++] = *n;
 }
 
+static void on_target_finished(void *userdata, const struct session_target_result *result) {
+        Bench *bb = userdata;
+        unsigned i = bb->n_results++;
+
+        assert_true(i < MAX_NODES);
+        assert_int_equal(bb->n_finished, 0);    /* before `finished` */
+        assert_int_not_equal(result->state, SESSION_RUNNING);
+        bb->results[i] = *result;
+        bb->results[i].name = NULL;             /* valid during the call only */
+        assert_non_null(result->name);
+        if (result->error)
+                snprintf(bb->result_errors[i], sizeof(bb->result_errors[i]), "%s", result->error);
+        bb->results[i].error = result->error ? bb->result_errors[i] : NULL;
+}
+
+static void on_log(void *userdata, int level, const char *message) {
+        Bench *bb = userdata;
+
+        if (bb->n_logs < 64) {
+                snprintf(bb->logs[bb->n_logs], sizeof(bb->logs[0]), "%s", message);
+                bb->log_levels[bb->n_logs] = level;
+        }
+        bb->n_logs++;
+}
+
 static void on_finished(void *userdata, enum session_state state, const char *error) {
         Bench *bb = userdata;
 
+        /* every target reported first; a scan has none */
+        assert_int_equal(bb->n_results, session_get_n_targets(bb->s));
         bb->n_finished++;
         bb->fin_state = state;
         if (state == SESSION_FAILED) {
@@ -213,7 +255,9 @@ static const struct session_ops ops = {
         .phase = on_phase,
         .progress = on_progress,
         .node_seen = on_node_seen,
+        .target_finished = on_target_finished,
         .finished = on_finished,
+        .log = on_log,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -1459,6 +1503,321 @@ static void test_scan_legacy(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* Per-target results, node ids in callbacks, logged strays */
+
+/* The one target's end, as ops->target_finished gave it. */
+static const struct session_target_result *assert_target_ended(enum session_state state, enum session_reason reason,
+                                                               enum session_phase phase, uint32_t offset) {
+        const struct session_target_result *res = &b->results[0];
+        struct session_target_result again;
+
+        assert_int_equal(b->n_results, 1);
+        if (res->reason != reason)
+                fail_msg("reason %s, expected %s (%s)", session_reason_to_string(res->reason),
+                         session_reason_to_string(reason), res->error ? res->error : "no error");
+        assert_int_equal(res->state, state);
+        if (phase != _SESSION_PHASE_MAX)        /* any phase */
+                assert_int_equal(res->phase, phase);
+        assert_int_equal(res->offset, offset);
+        if (state == SESSION_FAILED) {
+                assert_non_null(res->error);
+                assert_string_equal(res->error, b->fin_error);
+        } else
+                assert_null(res->error);
+
+        /* the getter says the same */
+        assert_true(session_get_target_result(b->s, 0, &again));
+        assert_int_equal(again.reason, reason);
+        assert_int_equal(again.node, res->node);
+        assert_false(session_get_target_result(b->s, 1, &again));
+        return res;
+}
+
+static void test_result_succeeded(void **state) {
+        const struct session_target_result *res;
+
+        add_node(3, 4);
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        res = assert_target_ended(SESSION_SUCCEEDED, SESSION_REASON_NONE, SESSION_PHASE_REBOOT, 0);
+        assert_int_equal(res->node, 3);
+        assert_true(res->connected);
+        assert_int_equal(res->info.node, 3);
+        assert_false(res->info.legacy);
+        assert_int_equal(res->info.info.rx_depth, 4);
+        assert_int_equal(res->info.info.version, ISP_PROTOCOL_VERSION);
+        assert_true(res->flash_touched);
+}
+
+static void test_result_not_answering(void **state) {
+        const struct session_target_result *res;
+
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        res = assert_target_ended(SESSION_FAILED, SESSION_REASON_NOT_ANSWERING, SESSION_PHASE_CONNECT, 0);
+        assert_int_equal(res->node, 3);
+        assert_false(res->connected);
+        assert_false(res->flash_touched);
+}
+
+static void test_result_refused(void **state) {
+        add_node(3, 4);
+        b->ram[0].fail_program = 1;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        /* FE:0000 */
+        assert_true(assert_target_ended(SESSION_FAILED, SESSION_REASON_REFUSED, SESSION_PHASE_PROGRAM, 0x00000)
+                    ->flash_touched);
+}
+
+static void test_result_refused_erase(void **state) {
+        add_node(3, 4);
+        b->ram[0].fail_erase = 1;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_target_ended(SESSION_FAILED, SESSION_REASON_REFUSED, SESSION_PHASE_ERASE, ISP_ENTRY_OFFSET);
+}
+
+static void test_result_no_reply(void **state) {
+        add_node(0, 1);
+        b->ram[0].fail_program = 1;
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_int_equal(assert_target_ended(SESSION_FAILED, SESSION_REASON_NO_REPLY, SESSION_PHASE_PROGRAM, 0)->node, 0);
+}
+
+static void test_result_protocol(void **state) {
+        add_node(3, 4);
+        b->info_version = 2;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_false(assert_target_ended(SESSION_FAILED, SESSION_REASON_PROTOCOL, SESSION_PHASE_CONNECT, 0)
+                     ->flash_touched);
+}
+
+static void test_result_verify_failed_crc(void **state) {
+        add_node(3, 4);
+        b->phase_hook = corrupt_on_verify;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        /* the sector FF:1200-FF:13FF */
+        assert_target_ended(SESSION_FAILED, SESSION_REASON_VERIFY_FAILED, SESSION_PHASE_VERIFY, 0x11200);
+}
+
+static void test_result_verify_failed_read(void **state) {
+        add_node(0, 1);
+        b->phase_hook = corrupt_on_verify;
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        /* the byte FF:1305 */
+        assert_target_ended(SESSION_FAILED, SESSION_REASON_VERIFY_FAILED, SESSION_PHASE_VERIFY, 0x11305);
+}
+
+static void test_result_conflict(void **state) {
+        const struct session_target_result *res;
+
+        add_node(3, 4);
+        add_node(0, 1);
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        res = assert_target_ended(SESSION_FAILED, SESSION_REASON_CONFLICT, SESSION_PHASE_CONNECT, 0);
+        assert_false(res->flash_touched);
+}
+
+static void test_result_conflict_extended(void **state) {
+        add_node(0, 1);
+        add_node(5, 4);
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_int_equal(assert_target_ended(SESSION_FAILED, SESSION_REASON_CONFLICT, _SESSION_PHASE_MAX, 0)->node, 0);
+}
+
+static void test_result_cancelled(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_FLASH, 3);
+        assert_int_equal(session_start(b->s, b->now), 0);
+        while (count_sent(ISP_CMD_PROGRAM) < 40)
+                run_until(1);
+        session_cancel(b->s);
+
+        assert_int_equal(b->n_finished, 1);
+        assert_true(assert_target_ended(SESSION_CANCELLED, SESSION_REASON_CANCELLED, SESSION_PHASE_PROGRAM, 0)
+                    ->flash_touched);
+}
+
+static void test_result_no_application(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_REBOOT, 3);
+        start_and_run();
+
+        assert_false(assert_target_ended(SESSION_FAILED, SESSION_REASON_NO_APPLICATION, SESSION_PHASE_REBOOT, 0)
+                     ->flash_touched);
+}
+
+static void test_result_link(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_FLASH, 3);
+        assert_int_equal(session_start(b->s, b->now), 0);
+        run_until(50);
+        b->send_error = -ENOBUFS;
+        run();
+
+        assert_target_ended(SESSION_FAILED, SESSION_REASON_LINK, _SESSION_PHASE_MAX, 0);
+}
+
+/* session_start() failing reports nothing through the callbacks, but the
+ * result is there. */
+static void test_result_start_failure(void **state) {
+        struct session_target_result res;
+
+        new_session(SESSION_FLASH, 3);
+        b->send_error = -ENETDOWN;
+        assert_int_equal(session_start(b->s, b->now), -ENETDOWN);
+        assert_int_equal(b->n_results, 0);
+        assert_true(session_get_target_result(b->s, 0, &res));
+        assert_int_equal(res.reason, SESSION_REASON_LINK);
+        assert_int_equal(res.state, SESSION_FAILED);
+        assert_string_equal(res.error, session_get_error(b->s));
+}
+
+static void test_callbacks_name_the_node(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_true(b->n_phases >= 6);
+        for (unsigned i = 0; i < b->n_phases; i++)
+                assert_int_equal(b->phase_nodes[i], 3);
+        assert_true(b->n_prog_reports > 0);
+        assert_false(b->prog_node_mixed);
+        assert_int_equal(b->prog_node, 3);
+}
+
+static void test_callbacks_name_the_legacy_node(void **state) {
+        add_node(0, 1);
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_flashed(0);
+        for (unsigned i = 0; i < b->n_phases; i++)
+                assert_int_equal(b->phase_nodes[i], 0);
+        assert_false(b->prog_node_mixed);
+        assert_int_equal(b->prog_node, 0);
+}
+
+/* Whether a LOG_DEBUG message says all of `a` (and `c`). */
+static bool logged_debug(const char *a, const char *c) {
+        for (unsigned i = 0; i < b->n_logs && i < 64; i++)
+                if (b->log_levels[i] == LOG_DEBUG && strstr(b->logs[i], a) && (!c || strstr(b->logs[i], c)))
+                        return true;
+        return false;
+}
+
+static void assert_logged_debug(const char *a, const char *c) {
+        if (logged_debug(a, c))
+                return;
+        for (unsigned i = 0; i < b->n_logs && i < 64; i++)
+                print_message("# logged <%d> %s\n", b->log_levels[i], b->logs[i]);
+        fail_msg("no LOG_DEBUG message says \"%s\"%s%s", a, c ? " and " : "", c ? c : "");
+}
+
+static void test_stray_replies_logged(void **state) {
+        add_node(3, 4);
+        b->hook = foreign_traffic_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_logged_debug("node3: PROGRAM reply from node7 does not match the target, ignoring", NULL);
+        assert_logged_debug("node3: CONNECT reply from node9 does not match the target, ignoring", NULL);
+        assert_logged_debug("node3: malformed reply", ", ignoring");
+}
+
+static void test_duplicate_ack_logged(void **state) {
+        add_node(3, 4);
+        b->hook = dup_first_ack_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->n_logs, 1);
+        assert_logged_debug("node3: PROGRAM reply from node3 ", "request in flight, ignoring");
+}
+
+/* The late legacy ack comes while the next PROGRAM is held off. */
+static void test_holdoff_stray_logged(void **state) {
+        add_node(0, 1);
+        b->late_nth_program = 10;
+        b->late_usec = 600 * MSEC;
+        b->late_fail_next = true;
+        new_session(SESSION_FLASH, 0);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_logged_debug("legacy: PROGRAM reply from the legacy node during hold-off, ignoring", NULL);
+}
+
+static void test_new_targets(void **state) {
+        static const struct session_target_spec two[] = { { .node = 3 }, { .node = 4, .name = "pump" } };
+        static const struct session_target_spec dup[] = { { .node = 3 }, { .node = 3 } };
+        static const struct session_target_spec with_legacy[] = { { .node = 0 }, { .node = 3 } };
+        static const struct session_target_spec one[] = { { .node = 5, .name = "valve" } };
+        struct session *s = NULL;
+
+        assert_int_equal(session_new_targets(&s, SESSION_FLASH, two, 2, b->img, &b->cfg, &ops, b), -EOPNOTSUPP);
+        assert_int_equal(session_new_targets(&s, SESSION_REBOOT, two, 2, NULL, &b->cfg, &ops, b), -EOPNOTSUPP);
+        assert_int_equal(session_new_targets(&s, SESSION_FLASH, dup, 2, b->img, &b->cfg, &ops, b), -EINVAL);
+        assert_int_equal(session_new_targets(&s, SESSION_FLASH, with_legacy, 2, b->img, &b->cfg, &ops, b), -EINVAL);
+        assert_int_equal(session_new_targets(&s, SESSION_FLASH, NULL, 0, b->img, &b->cfg, &ops, b), -EINVAL);
+
+        assert_int_equal(session_new_targets(&s, SESSION_REBOOT, one, 1, NULL, &b->cfg, &ops, b), 0);
+        assert_string_equal(session_get_name(s), "valve");
+        assert_int_equal(session_get_n_targets(s), 1);
+        s = session_free(s);
+
+        assert_int_equal(session_new_targets(&s, SESSION_SCAN, NULL, 0, NULL, &b->cfg, &ops, b), 0);
+        assert_string_equal(session_get_name(s), "scan");
+        assert_int_equal(session_get_n_targets(s), 0);
+        assert_null(session_free(s));
+}
+
+/* A scan has no target: no target_finished (on_finished checks it), and
+ * its phase names the broadcast id. */
+static void test_scan_no_target_result(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_SCAN, 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->n_results, 0);
+        assert_int_equal(b->n_phases, 1);
+        assert_int_equal(b->phase_nodes[0], ISP_NODE_ALL);
+}
+
+static void test_reason_strings(void **state) {
+        static const char *const names[_SESSION_REASON_MAX] = {
+                "none", "cancelled", "not-answering", "no-reply", "refused", "verify-failed",
+                "conflict", "protocol", "no-application", "restarted", "link", "internal",
+        };
+
+        for (unsigned r = 0; r < _SESSION_REASON_MAX; r++)
+                assert_string_equal(session_reason_to_string(r), names[r]);
+        assert_string_equal(session_reason_to_string(_SESSION_REASON_MAX), "unknown");
+}
+
+/* ------------------------------------------------------------------------ */
 
 static void test_strings_and_args(void **state) {
         struct session *s = NULL;
@@ -1531,6 +1890,28 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_scan_three, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_scan_none, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_scan_legacy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_succeeded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_not_answering, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_refused, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_refused_erase, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_no_reply, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_protocol, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_verify_failed_crc, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_verify_failed_read, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_conflict, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_conflict_extended, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_cancelled, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_no_application, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_link, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_result_start_failure, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_callbacks_name_the_node, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_callbacks_name_the_legacy_node, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_stray_replies_logged, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_duplicate_ack_logged, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_holdoff_stray_logged, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_new_targets, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scan_no_target_result, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reason_strings, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_strings_and_args, setup, teardown),
         };
 

@@ -1,0 +1,270 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The protocol engine: connecting to a target, the conflicts another node
+ * answering in its place means, and the target restarting (ANNOUNCE).
+ */
+
+#include <stdio.h>
+
+#include "session-internal.h"
+
+/* After the first answer to CONNECT, listen this long (at most; never more
+ * than the reply time-out) for a second answer that would be a conflict:
+ * a legacy node next to the target, or extended nodes answering a legacy
+ * CONNECT. Nothing is erased before it ends. */
+#define SESSION_SETTLE_MAX_MS 100u
+
+/* How often the target may restart (ANNOUNCE) during one flash before the
+ * session gives up. */
+#define SESSION_MAX_RESTARTS 2u
+
+/* CONNECTs to an absent id, to deselect extended nodes a legacy CONNECT
+ * selected by mistake. */
+#define SESSION_DESELECT_TRIES 3u
+
+void start_connect(struct session *s, struct session_target *t) {
+        struct isp_request req = {
+                .cmd = ISP_CMD_CONNECT,
+                .u.connect.target = t->id,
+        };
+
+        set_phase(s, t, SESSION_PHASE_CONNECT);
+        target_reset_requests(t);
+        clear_wait(t);
+        t->connected = false;
+        t->step = STEP_CONNECT;
+        (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
+}
+
+void connect_exhausted(struct session *s, struct session_target *t) {
+        unsigned tries = s->cfg.retries + 1;
+
+        target_reset_requests(t);
+
+        if (t->malformed_info) {
+                session_fail(s, t, SESSION_REASON_PROTOCOL, 0,
+                             "%s answered CONNECT only with malformed INFO (not 8 data bytes): "
+                             "is it running an ISP that speaks this protocol?", t->name);
+                return;
+        }
+
+        /* An application that takes part restarts into its ISP on ENTER_ISP
+         * and ANNOUNCEs itself; a legacy node has neither. */
+        if (s->kind == SESSION_FLASH && !t->legacy && !t->entered_isp) {
+                struct isp_request req = {
+                        .cmd = ISP_CMD_ENTER_ISP,
+                        .u.enter_isp.target = t->id,
+                };
+
+                t->entered_isp = true;
+                t->connect_round = 2;
+                t->step = STEP_ENTER_ISP;
+                if (send_request_raw(s, t, &req) < 0)
+                        return;
+                set_wait(s, t, ms_to_usec(2ULL * s->cfg.timeout_ms));
+                return;
+        }
+
+        if (t->connect_round > 1)
+                session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
+                             "%s did not answer CONNECT within %u ms (%u tries, then ENTER_ISP and %u more): "
+                             "is it powered and on the bus? 'ispctl scan' lists the nodes that answer",
+                             t->name, s->cfg.timeout_ms, tries, tries);
+        else if (t->legacy)
+                session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
+                             "%s did not answer CONNECT within %u ms (%u tries): "
+                             "is it powered, in its ISP and on the bus? 'ispctl scan' lists the nodes that answer",
+                             t->name, s->cfg.timeout_ms, tries);
+        else
+                session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
+                             "%s did not answer CONNECT within %u ms (%u tries): "
+                             "is it powered and on the bus (a node running its application does not answer)? "
+                             "'ispctl scan' lists the nodes that answer",
+                             t->name, s->cfg.timeout_ms, tries);
+}
+
+static void after_settle(struct session *s, struct session_target *t) {
+        clear_wait(t);
+        if (s->kind == SESSION_FLASH)
+                start_erase(s, t);
+        else
+                start_reboot(s, t);
+}
+
+static void on_connected(struct session *s, struct session_target *t, const struct isp_reply *r) {
+        target_reset_requests(t);
+
+        if (!t->legacy) {
+                if (r->u.info.version != ISP_PROTOCOL_VERSION) {
+                        session_fail(s, t, SESSION_REASON_PROTOCOL, 0,
+                                     "%s speaks ISP protocol version %u, stcispd speaks version %u: "
+                                     "update stcispd or the node's ISP; nothing was sent to it",
+                                     t->name, r->u.info.version, ISP_PROTOCOL_VERSION);
+                        return;
+                }
+                t->info = r->u.info;
+        }
+        t->connected = true;
+        t->step = STEP_SETTLE;
+        set_wait(s, t, ms_to_usec(s->cfg.timeout_ms < SESSION_SETTLE_MAX_MS ? s->cfg.timeout_ms : SESSION_SETTLE_MAX_MS));
+}
+
+void on_target_connect_reply(struct session *s, struct session_target *t, const struct isp_reply *r) {
+        report_node(s, t, r->node, r, false);
+        if (t->step == STEP_CONNECT || t->step == STEP_ENTER_ISP) {
+                /* In STEP_ENTER_ISP: a late answer to the first round. */
+                on_connected(s, t, r);
+                return;
+        }
+        session_ignore_reply(s, t, r, "with no CONNECT in flight");
+}
+
+/* --- conflicts --- */
+
+static void deselect_next(struct session *s, struct session_target *t) {
+        struct isp_request req = { .cmd = ISP_CMD_CONNECT };
+        unsigned id;
+
+        /* An id that did not answer: CONNECT to it (JOIN clear) deselects
+         * every other extended node in ISP. */
+        for (id = ISP_NODE_MAX; id >= ISP_NODE_MIN; id--)
+                if (!bit_test(t->answered, id))
+                        break;
+
+        t->deselect_id = (uint8_t) id;
+        t->deselect_tries++;
+        req.u.connect.target = (uint8_t) id;
+        if (send_request_raw(s, t, &req) < 0)
+                return;
+        set_wait(s, t, ms_to_usec(s->cfg.timeout_ms));
+}
+
+static void conflict_fail(struct session *s, struct session_target *t, bool deselected) {
+        char other[16];
+
+        snprintf(other, sizeof(other), "node%u", t->conflict_node);
+        session_fail(s, t, SESSION_REASON_CONFLICT, 0,
+                     "%s: conflict: %s, an extended node, answered %s, so the bus has extended nodes in ISP: "
+                     "flash %s by its id, or make the legacy node the only node in ISP on its bus. "
+                     "Stopped%s; %s",
+                     t->name, other,
+                     t->conflict_at_connect ? "the legacy CONNECT" : "while the legacy node was being worked on",
+                     other,
+                     t->erase_sent ? " (the legacy node stays in ISP)" : " before anything was written",
+                     deselected ? "the extended nodes that answered have been deselected again"
+                                : "the extended nodes that answered may still be selected");
+}
+
+/* A reply from an extended node while the target is the legacy node. The
+ * legacy CONNECT (target 0) selects every extended node in ISP, so it
+ * answers and would act on everything that follows. */
+void conflict_extended(struct session *s, struct session_target *t, const struct isp_reply *r) {
+        if (t->step == STEP_DESELECT) {
+                if (r->cmd == ISP_CMD_CONNECT && r->node == t->deselect_id) {
+                        /* that id exists after all, and is selected now */
+                        bit_set(t->answered, r->node);
+                        if (t->deselect_tries >= SESSION_DESELECT_TRIES) {
+                                conflict_fail(s, t, false);
+                                return;
+                        }
+                        deselect_next(s, t);
+                } else
+                        session_ignore_reply(s, t, r, "while deselecting");
+                return;
+        }
+
+        if (r->cmd == ISP_CMD_CONNECT)
+                report_node(s, t, r->node, r, false);
+        bit_set(t->answered, r->node);
+        t->conflict_node = r->node;
+        t->conflict_at_connect = t->step == STEP_CONNECT || t->step == STEP_SETTLE;
+
+        /* Nothing more but the deselecting CONNECTs goes out. */
+        target_reset_requests(t);
+        t->step = STEP_DESELECT;
+        t->deselect_tries = 0;
+        deselect_next(s, t);
+}
+
+/* A legacy reply while the target is an extended node: stop at once. */
+void conflict_legacy(struct session *s, struct session_target *t, const struct isp_reply *r_or_null) {
+        if (r_or_null && r_or_null->cmd == ISP_CMD_CONNECT)
+                report_node(s, t, ISP_NODE_LEGACY, r_or_null, false);
+        session_fail(s, t, SESSION_REASON_CONFLICT, 0,
+                     "%s: conflict: a legacy node (node id 0) answered on the bus. A legacy node acts on every "
+                     "request, so it must be the only node in ISP on its bus; stopped %s",
+                     t->name,
+                     t->erase_sent ? "(the commit rule keeps the nodes in ISP)" : "before anything was written");
+}
+
+/* --- restarts --- */
+
+/* The target restarted into its ISP (power cut or reset): it is no longer
+ * selected and what it was doing is gone. During a flash the session
+ * connects again and starts over from the erase; the commit rule makes
+ * that safe whatever was done before. A node that keeps restarting fails
+ * the job after SESSION_MAX_RESTARTS restarts. */
+void on_target_announce(struct session *s, struct session_target *t) {
+        switch (t->step) {
+        case STEP_ENTER_ISP:
+        case STEP_CONNECT:
+        case STEP_SETTLE:
+                /* not connected yet, or just: CONNECT (again) right away */
+                start_connect(s, t);
+                return;
+
+        case STEP_DESELECT:
+        case STEP_DISCOVER:
+        case STEP_IDLE:
+        case STEP_DONE:
+                return;
+
+        default:
+                break;
+        }
+
+        t->restarts++;
+        s->stats.restarts++;
+        if (t->restarts > SESSION_MAX_RESTARTS) {
+                session_fail(s, t, SESSION_REASON_RESTARTED, 0,
+                             "%s restarted %u times during the %s (power cut or reset?): giving up; "
+                             "it stays in ISP until an update completes",
+                             t->name, t->restarts, session_kind_to_string(s->kind));
+                return;
+        }
+        start_connect(s, t);
+}
+
+/* --- waiting --- */
+
+void on_connect_wait_expired(struct session *s, struct session_target *t) {
+        switch (t->step) {
+        case STEP_ENTER_ISP:
+                /* ANNOUNCE missed or never sent: CONNECT again anyway. */
+                start_connect(s, t);
+                return;
+        case STEP_SETTLE:
+                after_settle(s, t);
+                return;
+        case STEP_DESELECT:
+                /* Nobody answered the absent id: everyone is deselected. */
+                conflict_fail(s, t, true);
+                return;
+        default:
+                return;
+        }
+}
+
+/* The link came back while waiting: what went out unanswered is sent
+ * again (the caller re-arms the wait). */
+void connect_resume(struct session *s, struct session_target *t) {
+        struct isp_request req = { .cmd = ISP_CMD_CONNECT };
+
+        if (t->step == STEP_ENTER_ISP) {
+                req = (struct isp_request) { .cmd = ISP_CMD_ENTER_ISP, .u.enter_isp.target = t->id };
+                (void) send_request_raw(s, t, &req);
+        } else if (t->step == STEP_DESELECT) {
+                req.u.connect.target = t->deselect_id;
+                (void) send_request_raw(s, t, &req);
+        }
+}
