@@ -30,8 +30,6 @@
 #define ERROR_JOB_FINISHED      "org.stcisp.ispd1.Error.JobFinished"
 #define ERROR_STORAGE           "org.stcisp.ispd1.Error.StorageFailed"
 
-#define IMAGE_MAX (16u << 20)
-
 static void node_free_image(struct isp_image **p) {
         free(*p);
 }
@@ -96,7 +94,7 @@ static int reply_job(Manager *m, sd_bus_message *msg, Job *j, sd_bus_error *erro
         if (r == -EBUSY) {
                 job_free(j);
                 return sd_bus_error_setf(error, ERROR_BUSY, "The queue is full (%d jobs): wait for jobs to finish or cancel some",
-                                         MANAGER_QUEUE_MAX);
+                                         JOB_STORE_QUEUE_MAX);
         }
         if (r < 0) {
                 job_free(j);
@@ -109,7 +107,9 @@ static int reply_job(Manager *m, sd_bus_message *msg, Job *j, sd_bus_error *erro
         return sd_bus_reply_method_return(msg, "o", path);
 }
 
-static int read_options(sd_bus_message *msg, Job *j, bool flash, sd_bus_error *error) {
+/* ret_format: the "format" option of a flash job (NULL = auto); it points
+ * into msg. */
+static int read_options(sd_bus_message *msg, Job *j, bool flash, const char **ret_format, sd_bus_error *error) {
         int r;
 
         r = sd_bus_message_enter_container(msg, 'a', "{sv}");
@@ -138,13 +138,19 @@ static int read_options(sd_bus_message *msg, Job *j, bool flash, sd_bus_error *e
                         if (isp_image_format_from_string(f) < 0)
                                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                                          "Unknown image format '%s': use \"hex\", \"bin\" or \"auto\"", f);
-                        free(j->format);
-                        j->format = strdup(f);
-                        if (!j->format)
+                        *ret_format = f;
+                } else if (flash && strcmp(key, "name") == 0) {
+                        const char *name;
+                        r = sd_bus_message_read(msg, "v", "s", &name);
+                        if (r < 0)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option 'name' must be a string (s)");
+                        free(j->image_name);
+                        j->image_name = strdup(name);
+                        if (!j->image_name)
                                 return -ENOMEM;
                 } else
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'%s", key,
-                                                 flash ? " (known: format, reboot, verify)" : "");
+                                                 flash ? " (known: format, name, reboot, verify)" : "");
                 r = sd_bus_message_exit_container(msg);
                 if (r < 0)
                         return r;
@@ -169,7 +175,7 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
         _cleanup_(node_free_image) struct isp_image *img = NULL;
         _cleanup_free_ char *canonical = NULL;
         struct isp_image_error e;
-        const char *target;
+        const char *target, *format_option = NULL;
         const void *data;
         size_t size;
         int node, format, r;
@@ -193,7 +199,7 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
         j = job_new(m, 0, SESSION_FLASH, canonical, (uint8_t) node);
         if (!j)
                 return -ENOMEM;
-        r = read_options(msg, j, true, error);
+        r = read_options(msg, j, true, &format_option, error);
         if (r < 0) {
                 job_free(j);
                 return r;
@@ -201,16 +207,17 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
 
         /* The whole image is validated before it is queued: nothing reaches
          * the bus from an image with an error in it. */
-        if (size > IMAGE_MAX) {
+        if (size > JOB_IMAGE_FILE_MAX) {
                 job_free(j);
-                return sd_bus_error_setf(error, ERROR_INVALID_IMAGE, "Image of %zu bytes is too large for a 128 KiB flash", size);
+                return sd_bus_error_setf(error, ERROR_INVALID_IMAGE, "Image file of %zu bytes is larger than the %u MiB stcispd accepts",
+                                         size, JOB_IMAGE_FILE_MAX >> 20);
         }
         img = malloc(sizeof(*img));
         if (!img) {
                 job_free(j);
                 return -ENOMEM;
         }
-        format = isp_image_format_from_string(j->format);
+        format = isp_image_format_from_string(format_option);
         if (format == ISP_IMAGE_AUTO)
                 format = isp_image_detect_format(NULL, data, size);
         if (isp_image_load(img, data, size, (enum isp_image_format) format, &e) < 0) {
@@ -220,15 +227,8 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 return sd_bus_error_setf(error, ERROR_INVALID_IMAGE, "%s", e.message);
         }
 
-        free(j->format);
-        j->format = strdup(isp_image_format_to_string((enum isp_image_format) format));
-        j->image_data = malloc(size ? size : 1);
-        if (!j->format || !j->image_data) {
-                job_free(j);
-                return -ENOMEM;
-        }
-        memcpy(j->image_data, data, size);
-        j->image_size = size;
+        /* Only the parsed image is kept: the store writes what the node
+         * will hold, never the uploaded file. */
         j->image = TAKE_PTR(img);
         j->requested_by = sender_uid(msg);
 
@@ -254,7 +254,7 @@ static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         j = job_new(m, 0, SESSION_REBOOT, canonical, (uint8_t) node);
         if (!j)
                 return -ENOMEM;
-        r = read_options(msg, j, false, error);
+        r = read_options(msg, j, false, NULL, error);
         if (r < 0) {
                 job_free(j);
                 return r;
@@ -334,9 +334,9 @@ static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *erro
                         "FramesSent", "t", st.frames_sent,
                         "FramesReceived", "t", st.frames_received,
                         "LastError", "s", st.last_error,
-                        "QueueLength", "u", m->queue_len,
+                        "QueueLength", "u", m->store->queue_len,
                         "RunningJob", "u", m->current ? m->current->id : 0,
-                        "HistoryLength", "u", m->history_len);
+                        "HistoryLength", "u", m->store->history_len);
         } else {
                 int node = resolve_target(m, target, NULL, error);
                 if (node < 0)
@@ -401,10 +401,10 @@ static int method_list_jobs(sd_bus_message *msg, void *userdata, sd_bus_error *e
         r = sd_bus_message_open_container(reply, 'a', "(ussssttso)");
         if (r < 0)
                 return r;
-        for (Job *j = m->history_head; j; j = j->next)
+        for (Job *j = m->store->history_head; j; j = j->next)
                 if ((r = append_job_row(reply, j)) < 0)
                         return r;
-        for (Job *j = m->queue_head; j; j = j->next)
+        for (Job *j = m->store->queue_head; j; j = j->next)
                 if ((r = append_job_row(reply, j)) < 0)
                         return r;
         r = sd_bus_message_close_container(reply);
@@ -490,13 +490,13 @@ static int job_enumerate(sd_bus *bus, const char *path, void *userdata, char ***
         char **l;
         size_t n = 0;
 
-        l = calloc(m->queue_len + m->history_len + 1, sizeof(char *));
+        l = calloc(m->store->queue_len + m->store->history_len + 1, sizeof(char *));
         if (!l)
                 return -ENOMEM;
-        for (Job *j = m->history_head; j; j = j->next)
+        for (Job *j = m->store->history_head; j; j = j->next)
                 if ((l[n] = job_object_path(j)))
                         n++;
-        for (Job *j = m->queue_head; j; j = j->next)
+        for (Job *j = m->store->queue_head; j; j = j->next)
                 if ((l[n] = job_object_path(j)))
                         n++;
         *nodes = l;
@@ -715,7 +715,7 @@ static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error 
         }
 
         log_info("Ready: " BUS_NAME " on %s, state in %s", m->config.interface, m->config.state_dir);
-        (void) sd_notifyf(false, "READY=1\nSTATUS=Serving %s, %u job(s) queued", m->config.interface, m->queue_len);
+        (void) sd_notifyf(false, "READY=1\nSTATUS=Serving %s, %u job(s) queued", m->config.interface, m->store->queue_len);
         if (m->dispatch)
                 (void) sd_event_source_set_enabled(m->dispatch, SD_EVENT_ONESHOT);
         return 0;

@@ -37,12 +37,17 @@ struct Job {
         uint32_t requested_by;          /* uid */
         unsigned attempts;              /* starts, counting restarts after a daemon crash */
 
+        char *interface;                /* CAN line the job runs on; NULL = every line (scan) */
+
         /* flash only */
         bool opt_reboot, opt_verify;
-        char *format;                   /* "hex", "bin" or "auto" */
-        uint8_t *image_data;            /* the file as received */
-        size_t image_size;
-        struct isp_image *image;        /* parsed; NULL for a finished job */
+        char *image_name;               /* file name the client gave, may be NULL */
+        uint32_t image_crc;             /* CRC-32 of the stored jobs/<id>.image */
+        uint32_t app_crc;               /* isp_image_app_crc32(): what the node will hold */
+        /* The node image. The raw upload is never kept: the store writes
+         * this to jobs/<id>.image and frees it at enqueue, brings it back
+         * when the job starts and frees it when the job finishes. */
+        struct isp_image *image;
 
         uint64_t progress_emitted_usec; /* throttles BytesDone signals */
         bool progress_pending;

@@ -1,23 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "manager.h"
-#include "store.h"
+#include "job-store.h"
 #include "util.h"
 
 #define PROGRESS_INTERVAL_USEC (100 * 1000ULL)  /* BytesDone at most 10 times a second */
-#define IMAGE_FILE_MAX (16u << 20)
 
 static uint64_t now_realtime(void) {
         struct timespec ts;
@@ -35,11 +30,6 @@ static uint64_t now_monotonic(Manager *m) {
         return t;
 }
 
-static struct isp_image *mfree_image(struct isp_image *p) {
-        free(p);
-        return NULL;
-}
-
 const char *node_state_to_string(enum node_state s) {
         static const char *const table[_NODE_STATE_MAX] = {
                 [NODE_UNKNOWN]        = "unknown",
@@ -50,267 +40,8 @@ const char *node_state_to_string(enum node_state s) {
         return s < _NODE_STATE_MAX ? table[s] : "unknown";
 }
 
-/* ---- the two job lists ---- */
-
-static void list_append(Job **head, Job **tail, Job *j) {
-        j->next = NULL;
-        j->prev = *tail;
-        if (*tail)
-                (*tail)->next = j;
-        else
-                *head = j;
-        *tail = j;
-}
-
-static void list_remove(Job **head, Job **tail, Job *j) {
-        if (j->prev)
-                j->prev->next = j->next;
-        else
-                *head = j->next;
-        if (j->next)
-                j->next->prev = j->prev;
-        else
-                *tail = j->prev;
-        j->next = j->prev = NULL;
-}
-
 Job *manager_find_job(Manager *m, uint32_t id) {
-        for (Job *j = m->queue_head; j; j = j->next)
-                if (j->id == id)
-                        return j;
-        for (Job *j = m->history_head; j; j = j->next)
-                if (j->id == id)
-                        return j;
-        return NULL;
-}
-
-/* ---- persistence: jobs/<id>.json, jobs/<id>.image, history.json, next-id ---- */
-
-static int job_save(Manager *m, Job *j) {
-        _cleanup_free_ char *json = job_to_json(j);
-        char name[32];
-        int r;
-
-        if (!json)
-                return -ENOMEM;
-        snprintf(name, sizeof(name), "%u.json", j->id);
-        r = write_file_atomic(m->jobs_dir_fd, name, json, strlen(json));
-        if (r < 0)
-                return log_error_errno(r, "Cannot save job %u in %s/jobs: %m", j->id, m->config.state_dir);
-        return 0;
-}
-
-static int history_save(Manager *m) {
-        json_object *o = json_object_new_object(), *a = json_object_new_array();
-        int r;
-
-        if (!o || !a) {
-                json_object_put(o);
-                json_object_put(a);
-                return -ENOMEM;
-        }
-        for (Job *j = m->history_head; j; j = j->next) {
-                _cleanup_free_ char *s = job_to_json(j);
-                json_object *jo = s ? json_tokener_parse(s) : NULL;
-                if (jo)
-                        json_object_array_add(a, jo);
-        }
-        json_object_object_add(o, "next_id", json_object_new_int64(m->next_job_id));
-        json_object_object_add(o, "jobs", a);
-        {
-                const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-                r = write_file_atomic(m->state_dir_fd, "history.json", s, strlen(s));
-        }
-        json_object_put(o);
-        if (r < 0)
-                return log_error_errno(r, "Cannot save the job history in %s: %m", m->config.state_dir);
-        return 0;
-}
-
-static int next_id_save(Manager *m) {
-        char buf[16];
-        int n = snprintf(buf, sizeof(buf), "%u\n", m->next_job_id);
-        int r = write_file_atomic(m->state_dir_fd, "next-id", buf, (size_t) n);
-        if (r < 0)
-                return log_error_errno(r, "Cannot save next-id in %s: %m", m->config.state_dir);
-        return 0;
-}
-
-static void history_add(Manager *m, Job *j) {
-        list_append(&m->history_head, &m->history_tail, j);
-        m->history_len++;
-        while (m->history_len > m->config.history && m->history_head) {
-                Job *old = m->history_head;
-                list_remove(&m->history_head, &m->history_tail, old);
-                m->history_len--;
-                job_free(old);
-        }
-}
-
-static int job_parse_image(Job *j, char **ret_error) {
-        struct isp_image_error e;
-        int format = isp_image_format_from_string(j->format);
-
-        free(j->image);
-        j->image = malloc(sizeof(*j->image));
-        if (!j->image)
-                return -ENOMEM;
-        if (format < 0 ||
-            isp_image_load(j->image, j->image_data, j->image_size, (enum isp_image_format) format, &e) < 0) {
-                if (ret_error && asprintf(ret_error, "stored image no longer loads: %s", format < 0 ? "bad format" : e.message) < 0)
-                        *ret_error = NULL;
-                j->image = mfree_image(j->image);
-                return -EBADMSG;
-        }
-        return 0;
-}
-
-static int load_state(Manager *m) {
-        _cleanup_free_ char *hist = NULL, *nid = NULL;
-        DIR *d;
-        struct dirent *de;
-        Job **loaded = NULL;
-        size_t n_loaded = 0;
-        uint32_t max_id = 0;
-        int r;
-
-        /* history first, so that a job file left in a final state by a crash
-         * between its last write and its removal lands there exactly once */
-        if (read_file_at(m->state_dir_fd, "history.json", 64 << 20, &hist, NULL) >= 0) {
-                json_object *o = json_tokener_parse(hist), *a, *v;
-                if (o && json_object_object_get_ex(o, "jobs", &a) && json_object_is_type(a, json_type_array)) {
-                        for (size_t i = 0; i < json_object_array_length(a); i++) {
-                                Job *j;
-                                if (job_from_json(m, json_object_to_json_string(json_object_array_get_idx(a, i)), &j) < 0)
-                                        continue;
-                                if (j->id > max_id)
-                                        max_id = j->id;
-                                history_add(m, j);
-                        }
-                } else
-                        log_warning("%s/history.json is damaged, starting with an empty history", m->config.state_dir);
-                if (o && json_object_object_get_ex(o, "next_id", &v) && json_object_get_int64(v) > max_id)
-                        max_id = (uint32_t) json_object_get_int64(v) - 1;
-                json_object_put(o);
-        }
-        if (read_file_at(m->state_dir_fd, "next-id", 64, &nid, NULL) >= 0) {
-                unsigned long v = strtoul(nid, NULL, 10);
-                if (v > 0 && v - 1 > max_id && v < UINT32_MAX)
-                        max_id = (uint32_t) v - 1;
-        }
-
-        r = openat(m->jobs_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (r < 0)
-                return -errno;
-        d = fdopendir(r);
-        if (!d) {
-                close(r);
-                return -errno;
-        }
-        while ((de = readdir(d))) {
-                _cleanup_free_ char *json = NULL;
-                char *end;
-                unsigned long id = strtoul(de->d_name, &end, 10);
-                Job *j, **p;
-
-                if (de->d_name[0] == '.' || id == 0 || strcmp(end, ".json") != 0)
-                        continue;
-                if (read_file_at(m->jobs_dir_fd, de->d_name, 1 << 20, &json, NULL) < 0 ||
-                    job_from_json(m, json, &j) < 0) {
-                        log_warning("%s/jobs/%s is damaged, ignoring it", m->config.state_dir, de->d_name);
-                        continue;
-                }
-                p = realloc(loaded, (n_loaded + 1) * sizeof(*loaded));
-                if (!p) {
-                        job_free(j);
-                        closedir(d);
-                        free(loaded);
-                        return -ENOMEM;
-                }
-                loaded = p;
-                loaded[n_loaded++] = j;
-        }
-        closedir(d);
-
-        /* Queue order is id order: ids grow with every Flash/Reboot/Scan call. */
-        for (size_t a = 1; a < n_loaded; a++)
-                for (size_t b = a; b > 0 && loaded[b - 1]->id > loaded[b]->id; b--) {
-                        Job *t = loaded[b];
-                        loaded[b] = loaded[b - 1];
-                        loaded[b - 1] = t;
-                }
-
-        for (size_t i = 0; i < n_loaded; i++) {
-                Job *j = loaded[i];
-                char name[32];
-
-                if (j->id > max_id)
-                        max_id = j->id;
-                if (manager_find_job(m, j->id)) {
-                        /* already in the history: the crash came after that write */
-                        snprintf(name, sizeof(name), "%u.json", j->id);
-                        (void) unlink_durable(m->jobs_dir_fd, name);
-                        snprintf(name, sizeof(name), "%u.image", j->id);
-                        (void) unlink_durable(m->jobs_dir_fd, name);
-                        job_free(j);
-                        continue;
-                }
-                if (job_state_is_final(j->state)) {
-                        history_add(m, j);
-                        continue;
-                }
-                if (j->kind == SESSION_FLASH) {
-                        _cleanup_free_ char *why = NULL;
-                        size_t size;
-
-                        snprintf(name, sizeof(name), "%u.image", j->id);
-                        r = read_file_at(m->jobs_dir_fd, name, IMAGE_FILE_MAX, (char **) &j->image_data, &size);
-                        if (r >= 0) {
-                                j->image_size = size;
-                                r = job_parse_image(j, &why);
-                        }
-                        if (r < 0) {
-                                /* Nothing can be flashed from it: fail it visibly rather than drop it. */
-                                j->state = JOB_FAILED;
-                                free(j->error);
-                                j->error = why ? TAKE_PTR(why) : strdup("stored image is missing or unreadable");
-                                j->finished_usec = now_realtime();
-                                history_add(m, j);
-                                continue;
-                        }
-                }
-                if (j->state == JOB_RUNNING) {
-                        log_notice("Job %u (%s %s) was interrupted in phase %s, restarting it from the beginning",
-                                   j->id, session_kind_to_string(j->kind), j->target, session_phase_to_string(j->phase));
-                        j->state = JOB_QUEUED;
-                        j->phase = SESSION_PHASE_NONE;
-                        j->bytes_done = 0;
-                }
-                list_append(&m->queue_head, &m->queue_tail, j);
-                m->queue_len++;
-        }
-        free(loaded);
-
-        m->next_job_id = max_id + 1;
-        if (m->queue_len > 0)
-                log_info("Loaded %u queued job(s) from %s", m->queue_len, m->config.state_dir);
-        return 0;
-}
-
-static int open_state_dir(Manager *m) {
-        const char *dir = m->config.state_dir;
-
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-                return log_error_errno(-errno, "Cannot create state directory %s: %m", dir);
-        m->state_dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (m->state_dir_fd < 0)
-                return log_error_errno(-errno, "Cannot open state directory %s: %m", dir);
-        if (mkdirat(m->state_dir_fd, "jobs", 0700) < 0 && errno != EEXIST)
-                return log_error_errno(-errno, "Cannot create %s/jobs: %m", dir);
-        m->jobs_dir_fd = openat(m->state_dir_fd, "jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (m->jobs_dir_fd < 0)
-                return log_error_errno(-errno, "Cannot open %s/jobs: %m", dir);
-        return 0;
+        return job_store_find(m->store, id);
 }
 
 /* ---- node table ---- */
@@ -458,9 +189,7 @@ static void session_node_seen(void *userdata, const struct session_node_info *in
 }
 
 static void job_finish(Manager *m, Job *j, enum job_state state, const char *error) {
-        char name[32];
         const char *result = job_state_to_string(state);
-        int r;
 
         if (j->progress_pending)
                 emit_progress(m, j);
@@ -506,25 +235,10 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
         else
                 log_info("Job %u (%s %s) %s", j->id, session_kind_to_string(j->kind), j->target, result);
 
-        /* Final state on disk first, then the history, then the files go:
-         * a crash anywhere in between never runs a finished job again. */
-        (void) job_save(m, j);
-        list_remove(&m->queue_head, &m->queue_tail, j);
-        m->queue_len--;
-        free(j->image_data);
-        j->image_data = NULL;
-        j->image = mfree_image(j->image);
-        history_add(m, j);
-        r = history_save(m);
-        if (r >= 0) {
-                snprintf(name, sizeof(name), "%u.json", j->id);
-                (void) unlink_durable(m->jobs_dir_fd, name);
-                snprintf(name, sizeof(name), "%u.image", j->id);
-                (void) unlink_durable(m->jobs_dir_fd, name);
-        }
-
+        /* Signals first: the store may free j (History=0). */
         manager_emit_job_changed(m, j, "State", "Phase", "Error", "FinishedUSec", NULL);
         manager_emit_job_removed(m, j);
+        job_store_finish(m->store, j);
 }
 
 static void session_finished(void *userdata, enum session_state state, const char *error) {
@@ -564,6 +278,16 @@ static void job_start(Manager *m, Job *j) {
         char buf[16];
         int r;
 
+        if (j->kind == SESSION_FLASH) {
+                _cleanup_free_ char *why = NULL;
+
+                r = job_store_load_image(m->store, j, &why);
+                if (r < 0) {
+                        job_finish(m, j, JOB_FAILED, why ?: "cannot load the stored image");
+                        return;
+                }
+        }
+
         j->state = JOB_RUNNING;
         j->attempts++;
         j->started_usec = now_realtime();
@@ -577,7 +301,7 @@ static void job_start(Manager *m, Job *j) {
 
         /* Running is on disk before the first frame: a crash from here on
          * restarts the job. */
-        r = job_save(m, j);
+        r = job_store_save(m->store, j);
         if (r < 0) {
                 m->current = NULL;
                 job_finish(m, j, JOB_FAILED, "cannot save the job's state to disk");
@@ -616,7 +340,7 @@ static int on_dispatch(sd_event_source *s, void *userdata) {
         if (m->current || !m->link || !can_link_is_up(m->link))
                 return 0;
 
-        for (Job *j = m->queue_head; j; j = j->next)
+        for (Job *j = m->store->queue_head; j; j = j->next)
                 if (j->state == JOB_QUEUED) {
                         job_start(m, j);
                         break;
@@ -625,35 +349,12 @@ static int on_dispatch(sd_event_source *s, void *userdata) {
 }
 
 int manager_enqueue(Manager *m, Job *j) {
-        char name[32];
         int r;
 
-        if (m->queue_len >= MANAGER_QUEUE_MAX)
-                return -EBUSY;
-
-        j->id = m->next_job_id++;
-        j->state = JOB_QUEUED;
-        j->created_usec = now_realtime();
-
-        r = next_id_save(m);
+        j->manager = m;
+        r = job_store_enqueue(m->store, j);
         if (r < 0)
                 return r;
-        if (j->kind == SESSION_FLASH) {
-                snprintf(name, sizeof(name), "%u.image", j->id);
-                r = write_file_atomic(m->jobs_dir_fd, name, j->image_data, j->image_size);
-                if (r < 0)
-                        return log_error_errno(r, "Cannot save the image of job %u: %m", j->id);
-        }
-        r = job_save(m, j);
-        if (r < 0) {
-                snprintf(name, sizeof(name), "%u.image", j->id);
-                (void) unlink_durable(m->jobs_dir_fd, name);
-                return r;
-        }
-
-        list_append(&m->queue_head, &m->queue_tail, j);
-        m->queue_len++;
-        log_info("Job %u (%s %s) queued", j->id, session_kind_to_string(j->kind), j->target);
         manager_emit_job_new(m, j);
         schedule_dispatch(m);
         return 0;
@@ -730,9 +431,7 @@ int manager_new(Manager **ret, const struct config *config) {
 
         if (!m)
                 return -ENOMEM;
-        m->state_dir_fd = m->jobs_dir_fd = -EBADF;
         m->config = *config;            /* takes the config's allocations */
-        m->next_job_id = 1;
         for (unsigned i = 0; i < 256; i++) {
                 m->nodes[i].manager = m;
                 m->nodes[i].id = (uint8_t) i;
@@ -769,24 +468,11 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->session_timer);
         sd_event_source_disable_unref(m->progress_timer);
         sd_event_source_disable_unref(m->dispatch);
-        while (m->queue_head) {
-                Job *j = m->queue_head;
-                list_remove(&m->queue_head, &m->queue_tail, j);
-                job_free(j);
-        }
-        while (m->history_head) {
-                Job *j = m->history_head;
-                list_remove(&m->history_head, &m->history_tail, j);
-                job_free(j);
-        }
+        m->store = job_store_free(m->store);
         for (unsigned i = 0; i < 256; i++)
                 free(m->nodes[i].last_flash_result);
         sd_bus_flush_close_unref(m->bus);
         m->link = can_link_free(m->link);
-        if (m->jobs_dir_fd >= 0)
-                close(m->jobs_dir_fd);
-        if (m->state_dir_fd >= 0)
-                close(m->state_dir_fd);
         config_done(&m->config);
         sd_event_unref(m->event);
         free(m);
@@ -796,12 +482,16 @@ Manager *manager_free(Manager *m) {
 int manager_start(Manager *m) {
         int r;
 
-        r = open_state_dir(m);
+        r = job_store_new(&m->store, m->config.state_dir, m->config.history, MANAGER_MAX_ATTEMPTS);
         if (r < 0)
                 return r;
-        r = load_state(m);
+        r = job_store_load(m->store);
         if (r < 0)
                 return log_error_errno(r, "Cannot load the job queue from %s: %m", m->config.state_dir);
+        for (Job *j = m->store->queue_head; j; j = j->next)
+                j->manager = m;
+        for (Job *j = m->store->history_head; j; j = j->next)
+                j->manager = m;
 
         r = can_link_new(&m->link, m->event, m->config.interface, m->config.bitrate, m->config.restart_ms,
                          &link_ops, m);

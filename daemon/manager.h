@@ -8,10 +8,12 @@
 
 #include "can-link.h"
 #include "config.h"
+#include "job-store.h"
 #include "job.h"
 #include "session.h"
 
-#define MANAGER_QUEUE_MAX 1000
+/* Starts of a job the daemon was stopped or crashed in before it fails. */
+#define MANAGER_MAX_ATTEMPTS 3
 
 enum node_state {
         NODE_UNKNOWN,           /* never seen */
@@ -40,17 +42,9 @@ struct Manager {
         sd_bus *bus;
         struct can_link *link;
         struct config config;
-        int state_dir_fd;
-        int jobs_dir_fd;
-
         /* Queued and running jobs in queue order; one runs at a time,
          * because the node selection model allows one session on a bus. */
-        Job *queue_head, *queue_tail;
-        unsigned queue_len;
-        /* Finished jobs, oldest first, at most config.history. */
-        Job *history_head, *history_tail;
-        unsigned history_len;
-        uint32_t next_job_id;
+        JobStore *store;
 
         Job *current;
         struct session *session;
