@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,11 @@
 #include "store.h"
 #include "util.h"
 
-#define IMAGE_FILE_MAX (16u << 20)
+#define RECORD_FILE_MAX  (1u << 20)
+#define HISTORY_FILE_MAX (64u << 20)
+/* 128 KiB of data as HEX: under 2 MiB even with one record a byte */
+#define IMAGE_HEX_MAX    (4u << 20)
+#define NAME_MAX_LEN     32
 
 static uint64_t now_realtime(void) {
         struct timespec ts;
@@ -28,6 +33,11 @@ static uint64_t now_realtime(void) {
 static struct isp_image *mfree_image(struct isp_image *p) {
         free(p);
         return NULL;
+}
+
+static const char *job_file_name(char buf[static NAME_MAX_LEN], uint32_t id, const char *ext) {
+        snprintf(buf, NAME_MAX_LEN, "%u.%s", id, ext);
+        return buf;
 }
 
 static void list_append(Job **head, Job **tail, Job *j) {
@@ -62,48 +72,49 @@ Job *job_store_find(JobStore *s, uint32_t id) {
         return NULL;
 }
 
-static int job_save(JobStore *s, Job *j) {
+/* ---- writing ---- */
+
+static int record_save(JobStore *s, Job *j, bool log) {
         _cleanup_free_ char *json = job_to_json(j);
-        char name[32];
+        char name[NAME_MAX_LEN];
         int r;
 
         if (!json)
-                return -ENOMEM;
-        snprintf(name, sizeof(name), "%u.json", j->id);
-        r = write_file_atomic(s->jobs_dir_fd, name, json, strlen(json));
-        if (r < 0)
+                return log_error_errno(-ENOMEM, "Cannot save job %u: %m", j->id);
+        r = write_file_atomic(s->jobs_dir_fd, job_file_name(name, j->id, "json"), json, strlen(json));
+        if (r < 0 && log)
                 return log_error_errno(r, "Cannot save job %u in %s/jobs: %m", j->id, s->state_dir);
-        return 0;
+        return r;
 }
 
 int job_store_save(JobStore *s, Job *j) {
-        return job_save(s, j);
+        return record_save(s, j, /* log= */ true);
 }
 
 static int history_save(JobStore *s) {
         json_object *o = json_object_new_object(), *a = json_object_new_array();
-        int r;
+        const char *text;
+        int r = 0;
 
         if (!o || !a) {
                 json_object_put(o);
                 json_object_put(a);
-                return -ENOMEM;
-        }
-        for (Job *j = s->history_head; j; j = j->next) {
-                _cleanup_free_ char *str = job_to_json(j);
-                json_object *jo = str ? json_tokener_parse(str) : NULL;
-                if (jo)
-                        json_object_array_add(a, jo);
+                return log_error_errno(-ENOMEM, "Cannot save the job history: %m");
         }
         json_object_object_add(o, "next_id", json_object_new_int64(s->next_id));
         json_object_object_add(o, "jobs", a);
-        {
-                const char *str = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
-                r = write_file_atomic(s->state_dir_fd, "history.json", str, strlen(str));
+        for (Job *j = s->history_head; j && r >= 0; j = j->next) {
+                _cleanup_free_ char *str = job_to_json(j);
+                json_object *jo = str ? json_tokener_parse(str) : NULL;
+
+                /* an entry missing from the file would be a job lost */
+                r = jo ? json_object_array_add(a, jo) : -ENOMEM;
         }
+        text = r >= 0 ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE) : NULL;
+        r = text ? write_file_atomic(s->state_dir_fd, "history.json", text, strlen(text)) : -ENOMEM;
         json_object_put(o);
         if (r < 0)
-                return log_error_errno(r, "Cannot save the job history in %s: %m", s->state_dir);
+                return log_error_errno(r, "Cannot save the job history in %s/history.json: %m", s->state_dir);
         return 0;
 }
 
@@ -111,228 +122,533 @@ static int next_id_save(JobStore *s) {
         char buf[16];
         int n = snprintf(buf, sizeof(buf), "%u\n", s->next_id);
         int r = write_file_atomic(s->state_dir_fd, "next-id", buf, (size_t) n);
+
         if (r < 0)
-                return log_error_errno(r, "Cannot save next-id in %s: %m", s->state_dir);
+                return log_error_errno(r, "Cannot save %s/next-id: %m", s->state_dir);
         return 0;
 }
 
-static void history_add(JobStore *s, Job *j) {
-        list_append(&s->history_head, &s->history_tail, j);
-        s->history_len++;
+static void unlink_job_file(JobStore *s, uint32_t id, const char *ext) {
+        char name[NAME_MAX_LEN];
+        int r = unlink_durable(s->jobs_dir_fd, job_file_name(name, id, ext));
+
+        if (r < 0)
+                log_warning_errno(r, "Cannot remove %s/jobs/%s, ignoring: %m", s->state_dir, name);
+}
+
+/* Frees the oldest finished jobs beyond History=: the caller must not
+ * hold on to a job it has just added. */
+static void history_trim(JobStore *s) {
         while (s->history_len > s->history_max && s->history_head) {
                 Job *old = s->history_head;
+
                 list_remove(&s->history_head, &s->history_tail, old);
                 s->history_len--;
                 job_free(old);
         }
 }
 
-int job_store_load_image(JobStore *s, Job *j, char **ret_error) {
-        _cleanup_free_ char *data = NULL;
-        struct isp_image_error e;
-        char name[32];
-        size_t size;
-        int r;
+/* j is final and in no list: record, history, files, in that order, so
+ * that a crash in between lands it in the history at the next start. A
+ * job reported finished must never run again, even on a full disk: if
+ * neither its final record nor the history can be written, its record
+ * goes, which needs no space. Takes j; it may be freed (History=0). */
+static void finalize(JobStore *s, Job *j) {
+        uint32_t id = j->id;
+        char what[96];
+        int r_record, r_history, r;
 
-        snprintf(name, sizeof(name), "%u.image", j->id);
-        r = read_file_at(s->jobs_dir_fd, name, IMAGE_FILE_MAX, &data, &size);
-        if (r < 0) {
-                if (ret_error && !(*ret_error = strdup("stored image is missing or unreadable")))
-                        return -ENOMEM;
-                return r;
-        }
-        free(j->image);
-        j->image = malloc(sizeof(*j->image));
-        if (!j->image)
-                return -ENOMEM;
-        if (isp_image_load(j->image, data, size, ISP_IMAGE_HEX, &e) < 0) {
-                if (ret_error && asprintf(ret_error, "stored image no longer loads: %s", e.message) < 0)
-                        *ret_error = NULL;
-                j->image = mfree_image(j->image);
-                return -EBADMSG;
-        }
-        return 0;
-}
+        snprintf(what, sizeof(what), "Job %u (%s %s)", id, session_kind_to_string(j->kind), j->target);
+        j->image = mfree_image(j->image);
 
-int job_store_load(JobStore *s) {
-        _cleanup_free_ char *hist = NULL, *nid = NULL;
-        DIR *d;
-        struct dirent *de;
-        Job **loaded = NULL;
-        size_t n_loaded = 0;
-        uint32_t max_id = 0;
-        int r;
-
-        /* history first, so that a job file left in a final state by a crash
-         * between its last write and its removal lands there exactly once */
-        if (read_file_at(s->state_dir_fd, "history.json", 64 << 20, &hist, NULL) >= 0) {
-                json_object *o = json_tokener_parse(hist), *a, *v;
-                if (o && json_object_object_get_ex(o, "jobs", &a) && json_object_is_type(a, json_type_array)) {
-                        for (size_t i = 0; i < json_object_array_length(a); i++) {
-                                Job *j;
-                                if (job_from_json(NULL, json_object_to_json_string(json_object_array_get_idx(a, i)), &j) < 0)
-                                        continue;
-                                if (j->id > max_id)
-                                        max_id = j->id;
-                                history_add(s, j);
-                        }
-                } else
-                        log_warning("%s/history.json is damaged, starting with an empty history", s->state_dir);
-                if (o && json_object_object_get_ex(o, "next_id", &v) && json_object_get_int64(v) > max_id)
-                        max_id = (uint32_t) json_object_get_int64(v) - 1;
-                json_object_put(o);
-        }
-        if (read_file_at(s->state_dir_fd, "next-id", 64, &nid, NULL) >= 0) {
-                unsigned long v = strtoul(nid, NULL, 10);
-                if (v > 0 && v - 1 > max_id && v < UINT32_MAX)
-                        max_id = (uint32_t) v - 1;
+        r_record = record_save(s, j, /* log= */ false);
+        if (r_record < 0) {
+                /* the image is of no use now, and its space may be what the record needs */
+                unlink_job_file(s, id, "image");
+                r_record = record_save(s, j, /* log= */ true);
         }
 
-        r = openat(s->jobs_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (r < 0)
-                return -errno;
-        d = fdopendir(r);
-        if (!d) {
-                close(r);
-                return -errno;
-        }
-        while ((de = readdir(d))) {
-                _cleanup_free_ char *json = NULL;
-                char *end;
-                unsigned long id = strtoul(de->d_name, &end, 10);
-                Job *j, **p;
+        list_append(&s->history_head, &s->history_tail, j);
+        s->history_len++;
+        history_trim(s);
+        j = NULL;                       /* may be freed */
+        r_history = history_save(s);
 
-                if (de->d_name[0] == '.' || id == 0 || strcmp(end, ".json") != 0)
-                        continue;
-                if (read_file_at(s->jobs_dir_fd, de->d_name, 1 << 20, &json, NULL) < 0 ||
-                    job_from_json(NULL, json, &j) < 0) {
-                        log_warning("%s/jobs/%s is damaged, ignoring it", s->state_dir, de->d_name);
-                        continue;
-                }
-                p = realloc(loaded, (n_loaded + 1) * sizeof(*loaded));
-                if (!p) {
-                        job_free(j);
-                        closedir(d);
-                        free(loaded);
-                        return -ENOMEM;
-                }
-                loaded = p;
-                loaded[n_loaded++] = j;
-        }
-        closedir(d);
+        unlink_job_file(s, id, "image");
+        if (r_history < 0 && r_record >= 0)
+                return;                 /* the final record stays: the next start puts it in the history */
 
-        /* Queue order is id order: ids grow with every Flash/Reboot/Scan call. */
-        for (size_t a = 1; a < n_loaded; a++)
-                for (size_t b = a; b > 0 && loaded[b - 1]->id > loaded[b]->id; b--) {
-                        Job *t = loaded[b];
-                        loaded[b] = loaded[b - 1];
-                        loaded[b - 1] = t;
-                }
-
-        for (size_t i = 0; i < n_loaded; i++) {
-                Job *j = loaded[i];
-                char name[32];
-
-                if (j->id > max_id)
-                        max_id = j->id;
-                if (job_store_find(s, j->id)) {
-                        /* already in the history: the crash came after that write */
-                        snprintf(name, sizeof(name), "%u.json", j->id);
-                        (void) unlink_durable(s->jobs_dir_fd, name);
-                        snprintf(name, sizeof(name), "%u.image", j->id);
-                        (void) unlink_durable(s->jobs_dir_fd, name);
-                        job_free(j);
-                        continue;
-                }
-                if (job_state_is_final(j->state)) {
-                        history_add(s, j);
-                        continue;
-                }
-                if (j->state == JOB_RUNNING) {
-                        log_notice("Job %u (%s %s) was interrupted in phase %s, restarting it from the beginning",
-                                   j->id, session_kind_to_string(j->kind), j->target, session_phase_to_string(j->phase));
-                        j->state = JOB_QUEUED;
-                        j->phase = SESSION_PHASE_NONE;
-                        j->bytes_done = 0;
-                }
-                list_append(&s->queue_head, &s->queue_tail, j);
-                s->queue_len++;
-        }
-        free(loaded);
-
-        s->next_id = max_id + 1;
-        if (s->queue_len > 0)
-                log_info("Loaded %u queued job(s) from %s", s->queue_len, s->state_dir);
-        return 0;
+        r = unlink_durable(s->jobs_dir_fd, job_file_name((char[NAME_MAX_LEN]) {}, id, "json"));
+        if (r_history < 0 && r >= 0)
+                log_error("%s finished, but neither its final state nor the history can be written in %s: "
+                          "its record is removed so that it never runs again; it will be missing from the history after a restart",
+                          what, s->state_dir);
+        else if (r < 0)
+                log_error_errno(r, "%s finished, but %s/jobs/%u.json cannot be removed (%m): remove it by hand, "
+                                "or the job may run again after a restart", what, s->state_dir, id);
 }
 
 void job_store_finish(JobStore *s, Job *j) {
-        char name[32];
-        int r;
-
-        /* Final state on disk first, then the history, then the files go:
-         * a crash anywhere in between never runs a finished job again. */
-        (void) job_save(s, j);
         list_remove(&s->queue_head, &s->queue_tail, j);
         s->queue_len--;
-        j->image = mfree_image(j->image);
-        history_add(s, j);
-        r = history_save(s);
-        if (r >= 0) {
-                snprintf(name, sizeof(name), "%u.json", j->id);
-                (void) unlink_durable(s->jobs_dir_fd, name);
-                snprintf(name, sizeof(name), "%u.image", j->id);
-                (void) unlink_durable(s->jobs_dir_fd, name);
-        }
+        finalize(s, j);
 }
 
-static int write_image(JobStore *s, Job *j) {
+/* ---- queueing ---- */
+
+static bool id_in_use(JobStore *s, uint32_t id) {
+        char name[NAME_MAX_LEN];
+
+        return id == 0 || job_store_find(s, id) ||
+               faccessat(s->jobs_dir_fd, job_file_name(name, id, "json"), F_OK, AT_SYMLINK_NOFOLLOW) >= 0 ||
+               faccessat(s->jobs_dir_fd, job_file_name(name, id, "image"), F_OK, AT_SYMLINK_NOFOLLOW) >= 0;
+}
+
+/* Ids wrap around after 2^32 - 1 jobs; 0 is never one (no object path
+ * has it) and neither is an id a job or a file still has. */
+static uint32_t allocate_id(JobStore *s) {
+        uint32_t id;
+
+        do {
+                id = s->next_id;
+                s->next_id = id + 1 ? id + 1 : 1;
+        } while (id_in_use(s, id));
+        return id;
+}
+
+static int image_save(JobStore *s, Job *j) {
         _cleanup_free_ char *hex = NULL;
+        char name[NAME_MAX_LEN];
         size_t len;
-        char name[32];
         int r;
 
         r = isp_image_write_hex(j->image, &hex, &len);
         if (r < 0)
-                return r;
+                return log_error_errno(r, "Cannot save the image of job %u: %m", j->id);
+        r = write_file_atomic(s->jobs_dir_fd, job_file_name(name, j->id, "image"), hex, len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot save the image of job %u in %s/jobs: %m", j->id, s->state_dir);
         j->image_crc = isp_crc32(hex, len);
         j->app_crc = isp_image_app_crc32(j->image);
-        snprintf(name, sizeof(name), "%u.image", j->id);
-        r = write_file_atomic(s->jobs_dir_fd, name, hex, len);
-        if (r < 0)
-                return log_error_errno(r, "Cannot save the image of job %u: %m", j->id);
         return 0;
 }
 
 int job_store_enqueue(JobStore *s, Job *j) {
-        char name[32];
         int r;
 
         if (s->queue_len >= JOB_STORE_QUEUE_MAX)
                 return -EBUSY;
+        if (j->kind == SESSION_FLASH && !j->image)
+                return -EINVAL;
 
-        j->id = s->next_id++;
+        j->id = allocate_id(s);
         j->state = JOB_QUEUED;
         j->created_usec = now_realtime();
 
         r = next_id_save(s);
-        if (r < 0)
-                return r;
-        if (j->kind == SESSION_FLASH) {
-                r = write_image(s, j);
-                if (r < 0)
-                        return r;
+        if (r >= 0 && j->kind == SESSION_FLASH)
+                r = image_save(s, j);
+        if (r >= 0) {
+                r = record_save(s, j, /* log= */ true);
+                if (r < 0 && j->kind == SESSION_FLASH)
+                        unlink_job_file(s, j->id, "image");
         }
-        r = job_save(s, j);
         if (r < 0) {
-                snprintf(name, sizeof(name), "%u.image", j->id);
-                (void) unlink_durable(s->jobs_dir_fd, name);
+                j->id = 0;
                 return r;
         }
 
+        /* on disk now; job_store_load_image() brings it back to run it */
+        j->image = mfree_image(j->image);
         list_append(&s->queue_head, &s->queue_tail, j);
         s->queue_len++;
         log_info("Job %u (%s %s) queued", j->id, session_kind_to_string(j->kind), j->target);
+        return 0;
+}
+
+/* ---- the image, when the job starts ---- */
+
+_Pragma("GCC diagnostic push")
+_Pragma("GCC diagnostic ignored \"-Wformat-nonliteral\"")
+_printf_(3, 4)
+static int image_error(char **ret_error, int error, const char *fmt, ...) {
+        va_list ap;
+
+        if (ret_error) {
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return error;
+}
+_Pragma("GCC diagnostic pop")
+
+int job_store_load_image(JobStore *s, Job *j, char **ret_error) {
+        _cleanup_free_ struct isp_image *img = NULL;
+        _cleanup_free_ char *text = NULL;
+        struct isp_image_error e;
+        char name[NAME_MAX_LEN];
+        uint32_t crc;
+        size_t size;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        job_file_name(name, j->id, "image");
+        r = read_file_at(s->jobs_dir_fd, name, IMAGE_HEX_MAX, &text, &size);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return image_error(ret_error, r, "Cannot read the stored image %s/jobs/%s: %s", s->state_dir, name, strerror(-r));
+
+        crc = isp_crc32(text, size);
+        if (crc != j->image_crc)
+                return image_error(ret_error, -EBADMSG,
+                                   "The stored image %s/jobs/%s is damaged (CRC-32 0x%08X, the job's record says 0x%08X): not flashing it",
+                                   s->state_dir, name, crc, j->image_crc);
+
+        img = malloc(sizeof(*img));
+        if (!img)
+                return -ENOMEM;
+        if (isp_image_load(img, text, size, ISP_IMAGE_HEX, &e) < 0)
+                return image_error(ret_error, -EBADMSG, "The stored image %s/jobs/%s:%u does not load: %s",
+                                   s->state_dir, name, e.line, e.message);
+        crc = isp_image_app_crc32(img);
+        if (crc != j->app_crc)
+                return image_error(ret_error, -EBADMSG,
+                                   "The stored image %s/jobs/%s holds an application with CRC-32 0x%08X, the job's record says 0x%08X: not flashing it",
+                                   s->state_dir, name, crc, j->app_crc);
+
+        free(j->image);
+        j->image = TAKE_PTR(img);
+        return 0;
+}
+
+/* ---- loading ---- */
+
+/* One entry of history.json; a bad one is counted, not fatal. */
+static int history_take_entry(JobStore *s, json_object *entry, unsigned *n_bad) {
+        Job *j = NULL;
+        int r;
+
+        r = job_from_json(NULL, json_object_to_json_string(entry), &j);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || !job_state_is_final(j->state) || job_store_find(s, j->id)) {
+                (*n_bad)++;
+                job_free(j);
+                return 0;
+        }
+        list_append(&s->history_head, &s->history_tail, j);
+        s->history_len++;
+        return 0;
+}
+
+/* Text that is not JSON (cut short, overwritten in part): take every job
+ * object that still parses, from the "jobs" list on. */
+static int history_salvage(JobStore *s, const char *text, size_t size, unsigned *n_bad) {
+        const char *p = strstr(text, "\"jobs\""), *end = text + size;
+        json_tokener *tok = json_tokener_new();
+        int r = 0;
+
+        if (!tok)
+                return -ENOMEM;
+        for (p = p ?: text; r >= 0 && (p = memchr(p, '{', (size_t) (end - p))); ) {
+                json_object *o;
+
+                json_tokener_reset(tok);
+                o = json_tokener_parse_ex(tok, p, (int) (end - p));
+                if (o && json_object_is_type(o, json_type_object)) {
+                        r = history_take_entry(s, o, n_bad);
+                        p += json_tokener_get_parse_end(tok);
+                } else
+                        p++;
+                json_object_put(o);
+        }
+        json_tokener_free(tok);
+        return r;
+}
+
+/* Parsed history.json: ret_next_id gets its "next_id", 0 if none. */
+static int history_parse(JobStore *s, const char *text, size_t size, uint32_t *ret_next_id, char why[static 128]) {
+        json_object *o = json_tokener_parse(text), *a, *v;
+        unsigned n_bad = 0, n_total;
+        int r = 0;
+
+        if (!o || !json_object_object_get_ex(o, "jobs", &a) || !json_object_is_type(a, json_type_array)) {
+                bool json = o != NULL;
+
+                json_object_put(o);
+                r = history_salvage(s, text, size, &n_bad);
+                snprintf(why, 128, "%s; kept the %u job(s) that still parse", json ? "no \"jobs\" list" : "not valid JSON",
+                         s->history_len);
+                return r < 0 ? r : 1;
+        }
+        n_total = (unsigned) json_object_array_length(a);
+        for (unsigned i = 0; i < n_total && r >= 0; i++)
+                r = history_take_entry(s, json_object_array_get_idx(a, i), &n_bad);
+        if (json_object_object_get_ex(o, "next_id", &v)) {
+                int64_t n = json_object_get_int64(v);
+                *ret_next_id = n > 0 && n <= UINT32_MAX ? (uint32_t) n : 0;
+        }
+        json_object_put(o);
+        if (r < 0)
+                return r;
+        if (n_bad == 0)
+                return 0;
+        snprintf(why, 128, "%u of %u entries are not finished jobs or appear twice; kept the others", n_bad, n_total);
+        return 1;
+}
+
+/* Returns 1 when the file was set aside and must be written again. */
+static int history_load(JobStore *s, uint32_t *ret_next_id) {
+        _cleanup_free_ char *text = NULL;
+        char why[128];
+        size_t size;
+        int r;
+
+        *ret_next_id = 0;
+        r = read_file_at(s->state_dir_fd, "history.json", HISTORY_FILE_MAX, &text, &size);
+        if (r == -ENOENT)
+                return 0;
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                /* not damage, but what it holds would be overwritten by the next finished job */
+                log_error_errno(r, "Cannot read %s/history.json (%m): starting with an empty history", s->state_dir);
+                snprintf(why, sizeof(why), "cannot be read: %s", strerror(-r));
+                (void) quarantine_file(s->state_dir_fd, s->state_dir, "history.json", why);
+                return 0;
+        }
+        r = history_parse(s, text, size, ret_next_id, why);
+        if (r <= 0)
+                return r;
+        (void) quarantine_file(s->state_dir_fd, s->state_dir, "history.json", why);
+        return 1;
+}
+
+static uint32_t next_id_load(JobStore *s) {
+        _cleanup_free_ char *text = NULL;
+        unsigned long long v;
+        char *end;
+        int r;
+
+        r = read_file_at(s->state_dir_fd, "next-id", 64, &text, NULL);
+        if (r < 0) {
+                if (r != -ENOENT)
+                        log_warning_errno(r, "Cannot read %s/next-id, taking the next id from the jobs: %m", s->state_dir);
+                return 0;
+        }
+        errno = 0;
+        v = strtoull(text, &end, 10);
+        if (errno != 0 || end == text || (*end != '\n' && *end != '\0') || v == 0 || v > UINT32_MAX) {
+                log_warning("%s/next-id does not hold a job id, taking the next id from the jobs", s->state_dir);
+                return 0;
+        }
+        return (uint32_t) v;
+}
+
+/* 1 and the id for "<id>.json", 0 for what is no record (images,
+ * temporary files, files set aside), -EINVAL for a .json no id names. */
+static int record_name_parse(const char *name, uint32_t *ret_id) {
+        size_t len = strlen(name), digits;
+        unsigned long long v = 0;
+
+        if (name[0] == '.' || len < 5 || strcmp(name + len - 5, ".json") != 0)
+                return 0;
+        digits = len - 5;
+        if (digits == 0 || digits > 10 || name[0] == '0')
+                return -EINVAL;
+        for (size_t i = 0; i < digits; i++) {
+                if (name[i] < '0' || name[i] > '9')
+                        return -EINVAL;
+                v = v * 10 + (unsigned) (name[i] - '0');
+        }
+        if (v > UINT32_MAX)
+                return -EINVAL;
+        *ret_id = (uint32_t) v;
+        return 1;
+}
+
+/* A jobs/ file that does not load: never dropped, never used. Returns 0:
+ * loading goes on (quarantine_file() has told what happened). */
+static int set_aside(JobStore *s, const char *name, const char *why) {
+        _cleanup_free_ char *dir = NULL;
+
+        if (asprintf(&dir, "%s/jobs", s->state_dir) < 0)
+                dir = NULL;
+        (void) quarantine_file(s->jobs_dir_fd, dir ?: "jobs", name, why);
+        return 0;
+}
+
+/* Read jobs/<name>; what does not load is set aside. *ret is NULL then. */
+static int record_load(JobStore *s, const char *name, uint32_t id, Job **ret) {
+        _cleanup_free_ char *json = NULL;
+        char why[128];
+        Job *j = NULL;
+        int r;
+
+        *ret = NULL;
+        r = read_file_at(s->jobs_dir_fd, name, RECORD_FILE_MAX, &json, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0) {
+                log_error_errno(r, "Cannot read %s/jobs/%s: %m", s->state_dir, name);
+                snprintf(why, sizeof(why), "cannot be read: %s", strerror(-r));
+                return set_aside(s, name, why);
+        }
+        r = job_from_json(NULL, json, &j);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return set_aside(s, name, r == -EBADMSG ? "not valid JSON" :
+                                 "not a job record: bad or missing id, kind, target, node or state");
+        if (j->id != id) {
+                /* Trusting either id would drop or run the wrong job's files. */
+                snprintf(why, sizeof(why), "it holds job %u, not job %u", j->id, id);
+                job_free(j);
+                return set_aside(s, name, why);
+        }
+        *ret = j;
+        return 0;
+}
+
+static int records_load(JobStore *s, Job ***ret, size_t *ret_n) {
+        _cleanup_close_ int fd = openat(s->jobs_dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        Job **loaded = NULL;
+        size_t n = 0;
+        struct dirent *de;
+        DIR *d;
+        int r = 0;
+
+        if (fd < 0)
+                return log_error_errno(-errno, "Cannot open %s/jobs: %m", s->state_dir);
+        d = fdopendir(fd);
+        if (!d)
+                return log_error_errno(-errno, "Cannot read %s/jobs: %m", s->state_dir);
+        fd = -EBADF;                    /* the DIR has it */
+        while (r >= 0 && (errno = 0, de = readdir(d))) {
+                uint32_t id = 0;
+                Job *j, **p;
+
+                r = record_name_parse(de->d_name, &id);
+                if (r == -EINVAL)
+                        r = set_aside(s, de->d_name, "not named after a job id");
+                if (r <= 0)
+                        continue;
+                r = record_load(s, de->d_name, id, &j);
+                if (r < 0 || !j)
+                        continue;
+                p = realloc(loaded, (n + 1) * sizeof(*loaded));
+                if (!p) {
+                        job_free(j);
+                        r = -ENOMEM;
+                        break;
+                }
+                loaded = p;
+                loaded[n++] = j;
+        }
+        if (r >= 0 && errno != 0)
+                r = log_error_errno(-errno, "Cannot read %s/jobs: %m", s->state_dir);
+        closedir(d);
+        if (r < 0) {
+                while (n > 0)
+                        job_free(loaded[--n]);
+                free(loaded);
+                return r;
+        }
+        *ret = loaded;
+        *ret_n = n;
+        return 0;
+}
+
+/* Queue order is id order, counted from the next id, so that the ids
+ * that wrapped around after 2^32 - 1 come after the ones before them. */
+static int compare_queue_order(const void *a, const void *b, void *userdata) {
+        uint32_t next = *(const uint32_t *) userdata;
+        uint32_t ka = (*(Job *const *) a)->id - next, kb = (*(Job *const *) b)->id - next;
+
+        return ka < kb ? -1 : ka > kb;
+}
+
+static void record_place(JobStore *s, Job *j) {
+        if (job_store_find(s, j->id)) {
+                /* in the history already: the daemon stopped before the files went */
+                unlink_job_file(s, j->id, "image");
+                unlink_job_file(s, j->id, "json");
+                job_free(j);
+                return;
+        }
+        if (job_state_is_final(j->state)) {
+                finalize(s, j);         /* stopped between its final record and the history */
+                return;
+        }
+        if (j->state == JOB_RUNNING && j->attempts >= s->max_attempts) {
+                free(j->error);
+                if (asprintf(&j->error, "interrupted %u times while it ran (the daemon stopped or crashed): giving up",
+                             j->attempts) < 0)
+                        j->error = NULL;
+                j->state = JOB_FAILED;
+                j->finished_usec = now_realtime();
+                log_warning("Job %u (%s %s) failed: %s", j->id, session_kind_to_string(j->kind), j->target,
+                            strna(j->error));
+                finalize(s, j);
+                return;
+        }
+        if (j->state == JOB_RUNNING) {
+                log_notice("Job %u (%s %s) was interrupted in phase %s, restarting it from the beginning (start %u of %u)",
+                           j->id, session_kind_to_string(j->kind), j->target, session_phase_to_string(j->phase),
+                           j->attempts + 1, s->max_attempts);
+                j->state = JOB_QUEUED;
+                j->phase = SESSION_PHASE_NONE;
+                j->bytes_done = 0;
+        }
+        list_append(&s->queue_head, &s->queue_tail, j);
+        s->queue_len++;
+}
+
+/* next-id is written before every job's files, so it is the one to trust;
+ * without it, one past every id seen. */
+static uint32_t next_id_pick(JobStore *s, uint32_t from_file, uint32_t from_history, Job **loaded, size_t n) {
+        uint32_t max = from_history ? from_history - 1 : 0;
+
+        if (from_file)
+                return from_file;
+        for (Job *j = s->history_head; j; j = j->next)
+                max = j->id > max ? j->id : max;
+        for (size_t i = 0; i < n; i++)
+                max = loaded[i]->id > max ? loaded[i]->id : max;
+        return max + 1 ? max + 1 : 1;
+}
+
+int job_store_load(JobStore *s) {
+        uint32_t history_next_id, file_next_id;
+        Job **loaded = NULL;
+        size_t n = 0;
+        int r, rewrite;
+
+        /* The history first, so that a record left in a final state by a
+         * stop between its last write and its removal lands there once. */
+        rewrite = history_load(s, &history_next_id);
+        if (rewrite < 0)
+                return rewrite;
+        file_next_id = next_id_load(s);
+        r = records_load(s, &loaded, &n);
+        if (r < 0)
+                return r;
+
+        s->next_id = next_id_pick(s, file_next_id, history_next_id, loaded, n);
+        qsort_r(loaded, n, sizeof(*loaded), compare_queue_order, &s->next_id);
+        history_trim(s);
+        if (rewrite)
+                (void) history_save(s);
+        for (size_t i = 0; i < n; i++)
+                record_place(s, loaded[i]);
+        free(loaded);
+
+        if (s->queue_len > 0)
+                log_info("Loaded %u queued job(s) from %s", s->queue_len, s->state_dir);
         return 0;
 }
 

@@ -137,7 +137,7 @@ int job_from_json(Manager *m, const char *json, Job **ret) {
         state_i = job_state_from_string(state);
         if (id <= 0 || id > UINT32_MAX || node < 0 || node > 255 || kind_i < 0 || state_i < 0 || !target) {
                 json_object_put(o);
-                return -EBADMSG;
+                return -EINVAL;
         }
 
         j = job_new(m, (uint32_t) id, (enum session_kind) kind_i, target, (uint8_t) node);

@@ -63,6 +63,8 @@ bool job_state_is_final(enum job_state s);
 /* "/org/stcisp/ispd1/job/<id>" */
 char *job_object_path(const Job *j);
 
-/* (De)serialise the job's record, not the image. */
+/* (De)serialise the job's record, not the image. job_from_json() returns
+ * -EBADMSG for text that is not a JSON object, -EINVAL for an object that
+ * is not a job (bad or missing id, kind, target, node or state). */
 char *job_to_json(const Job *j);
 int job_from_json(Manager *m, const char *json, Job **ret);
