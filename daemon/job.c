@@ -42,8 +42,7 @@ Job *job_new(Manager *m, uint32_t id, enum session_kind kind, const char *target
         j->node = node;
         j->opt_reboot = j->opt_verify = true;
         j->target = strdup(target);
-        j->format = strdup("auto");
-        if (!j->target || !j->format)
+        if (!j->target)
                 return job_free(j);
         return j;
 }
@@ -53,18 +52,12 @@ Job *job_free(Job *j) {
                 return NULL;
         free(j->target);
         free(j->error);
-        free(j->format);
-        free(j->image_data);
+        free(j->interface);
+        free(j->image_name);
         free(j->image);
+        free(j->part_error);
         free(j);
         return NULL;
-}
-
-char *job_object_path(const Job *j) {
-        char *p;
-        if (asprintf(&p, "/org/stcisp/ispd1/job/%u", j->id) < 0)
-                return NULL;
-        return p;
 }
 
 char *job_to_json(const Job *j) {
@@ -88,10 +81,15 @@ char *job_to_json(const Job *j) {
         json_object_object_add(o, "finished_usec", json_object_new_int64((int64_t) j->finished_usec));
         json_object_object_add(o, "requested_by", json_object_new_int64(j->requested_by));
         json_object_object_add(o, "attempts", json_object_new_int64(j->attempts));
+        if (j->interface)
+                json_object_object_add(o, "interface", json_object_new_string(j->interface));
         if (j->kind == SESSION_FLASH) {
                 json_object_object_add(o, "reboot", json_object_new_boolean(j->opt_reboot));
                 json_object_object_add(o, "verify", json_object_new_boolean(j->opt_verify));
-                json_object_object_add(o, "format", json_object_new_string(j->format));
+                if (j->image_name)
+                        json_object_object_add(o, "image_name", json_object_new_string(j->image_name));
+                json_object_object_add(o, "image_crc", json_object_new_int64(j->image_crc));
+                json_object_object_add(o, "app_crc", json_object_new_int64(j->app_crc));
         }
 
         s = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
@@ -112,7 +110,7 @@ static const char *get_str(json_object *o, const char *key) {
 
 int job_from_json(Manager *m, const char *json, Job **ret) {
         json_object *o = json_tokener_parse(json);
-        const char *kind, *target, *state, *error, *format;
+        const char *kind, *target, *state, *error, *interface, *image_name;
         int kind_i = -1, state_i;
         int64_t id, node;
         Job *j;
@@ -133,7 +131,7 @@ int job_from_json(Manager *m, const char *json, Job **ret) {
         state_i = job_state_from_string(state);
         if (id <= 0 || id > UINT32_MAX || node < 0 || node > 255 || kind_i < 0 || state_i < 0 || !target) {
                 json_object_put(o);
-                return -EBADMSG;
+                return -EINVAL;
         }
 
         j = job_new(m, (uint32_t) id, (enum session_kind) kind_i, target, (uint8_t) node);
@@ -155,16 +153,20 @@ int job_from_json(Manager *m, const char *json, Job **ret) {
         error = get_str(o, "error");
         if (error && !(j->error = strdup(error)))
                 goto oom;
+        /* Records from before "interface" existed load with NULL: the
+         * manager runs such a flash or reboot job on its first line. */
+        interface = get_str(o, "interface");
+        if (interface && !(j->interface = strdup(interface)))
+                goto oom;
         if (j->kind == SESSION_FLASH) {
                 json_object *v;
                 j->opt_reboot = json_object_object_get_ex(o, "reboot", &v) ? json_object_get_boolean(v) : true;
                 j->opt_verify = json_object_object_get_ex(o, "verify", &v) ? json_object_get_boolean(v) : true;
-                format = get_str(o, "format");
-                if (format) {
-                        free(j->format);
-                        if (!(j->format = strdup(format)))
-                                goto oom;
-                }
+                image_name = get_str(o, "image_name");
+                if (image_name && !(j->image_name = strdup(image_name)))
+                        goto oom;
+                j->image_crc = (uint32_t) get_int(o, "image_crc", 0);
+                j->app_crc = (uint32_t) get_int(o, "app_crc", 0);
         }
         json_object_put(o);
         *ret = j;

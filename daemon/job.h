@@ -37,15 +37,24 @@ struct Job {
         uint32_t requested_by;          /* uid */
         unsigned attempts;              /* starts, counting restarts after a daemon crash */
 
+        char *interface;                /* CAN line the job runs on; NULL = every line (scan) */
+
         /* flash only */
         bool opt_reboot, opt_verify;
-        char *format;                   /* "hex", "bin" or "auto" */
-        uint8_t *image_data;            /* the file as received */
-        size_t image_size;
-        struct isp_image *image;        /* parsed; NULL for a finished job */
+        char *image_name;               /* file name the client gave, may be NULL */
+        uint32_t image_crc;             /* CRC-32 of the stored jobs/<id>.image */
+        uint32_t app_crc;               /* isp_image_app_crc32(): what the node will hold */
+        /* The node image. The raw upload is never kept: the store writes
+         * this to jobs/<id>.image and frees it at enqueue, brings it back
+         * when the job starts and frees it when the job finishes. */
+        struct isp_image *image;
 
-        uint64_t progress_emitted_usec; /* throttles BytesDone signals */
-        bool progress_pending;
+        /* A scan on every line (interface NULL) runs in parts, one per
+         * line; in memory only (a restarted scan starts over). */
+        uint32_t lines_started, lines_done;     /* bit i: line i */
+        unsigned lines_running;
+        enum job_state part_state;              /* of the first part that did not succeed */
+        char *part_error;
 };
 
 Job *job_new(Manager *m, uint32_t id, enum session_kind kind, const char *target, uint8_t node);
@@ -55,9 +64,8 @@ const char *job_state_to_string(enum job_state s);
 int job_state_from_string(const char *s);
 bool job_state_is_final(enum job_state s);
 
-/* "/org/stcisp/ispd1/job/<id>" */
-char *job_object_path(const Job *j);
-
-/* (De)serialise the job's record, not the image. */
+/* (De)serialise the job's record, not the image. job_from_json() returns
+ * -EBADMSG for text that is not a JSON object, -EINVAL for an object that
+ * is not a job (bad or missing id, kind, target, node or state). */
 char *job_to_json(const Job *j);
 int job_from_json(Manager *m, const char *json, Job **ret);

@@ -627,6 +627,10 @@ static int load_state(Manager *m) {
         r = job_store_load(m->store);
         if (r < 0)
                 return log_error_errno(r, "Cannot load the job queue from %s: %m", m->config.state_dir);
+        for (Job *j = m->store->queue_head; j; j = j->next)
+                j->manager = m;
+        for (Job *j = m->store->history_head; j; j = j->next)
+                j->manager = m;
         r = node_table_new(&m->nodes, m->store->state_dir_fd, m->config.state_dir);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the node table: %m");
