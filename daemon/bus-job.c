@@ -143,16 +143,9 @@ void bus_emit_job_removed(Manager *m, Job *j) {
 
 void bus_emit_job_changed(Manager *m, Job *j, const char *property, ...) {
         _cleanup_free_ char *path = bus_job_path(j);
-        const char *props[16];
-        size_t n = 0;
         va_list ap;
 
-        if (!m->bus || !path)
-                return;
         va_start(ap, property);
-        for (const char *p = property; p && n < ELEMENTSOF(props) - 1; p = va_arg(ap, const char *))
-                props[n++] = p;
+        bus_emit_changed_va(m, path, STCISP_JOB_IFACE, property, ap);
         va_end(ap);
-        props[n] = NULL;
-        (void) sd_bus_emit_properties_changed_strv(m->bus, path, STCISP_JOB_IFACE, (char **) props);
 }

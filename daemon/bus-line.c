@@ -126,18 +126,11 @@ int bus_line_append_status(Manager *m, sd_bus_message *reply, Line *l) {
 
 void bus_emit_line_changed(Manager *m, Line *l, const char *property, ...) {
         _cleanup_free_ char *path = line_path(l);
-        const char *props[16];
-        size_t n = 0;
         va_list ap;
 
-        if (!m->bus || !path)
-                return;
         va_start(ap, property);
-        for (const char *p = property; p && n < ELEMENTSOF(props) - 1; p = va_arg(ap, const char *))
-                props[n++] = p;
+        bus_emit_changed_va(m, path, STCISP_LINE_IFACE, property, ap);
         va_end(ap);
-        props[n] = NULL;
-        (void) sd_bus_emit_properties_changed_strv(m->bus, path, STCISP_LINE_IFACE, (char **) props);
 }
 
 void bus_emit_line_counters(Manager *m, Line *l) {

@@ -419,6 +419,18 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_END
 };
 
+void bus_emit_changed_va(Manager *m, const char *path, const char *interface, const char *property, va_list ap) {
+        const char *props[16];
+        size_t n = 0;
+
+        if (!m->bus || !path)
+                return;
+        for (const char *p = property; p && n < ELEMENTSOF(props) - 1; p = va_arg(ap, const char *))
+                props[n++] = p;
+        props[n] = NULL;
+        (void) sd_bus_emit_properties_changed_strv(m->bus, path, interface, (char **) props);
+}
+
 /* ---- start-up ---- */
 
 static int on_name_acquired(sd_bus_message *reply, void *userdata, sd_bus_error *ret_error) {

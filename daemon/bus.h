@@ -8,6 +8,7 @@
  * dbus/org.stcisp.ispd1.xml and docs/dbus-api.md.
  */
 
+#include <stdarg.h>
 #include <systemd/sd-bus.h>
 
 typedef struct Manager Manager;
@@ -51,6 +52,10 @@ int bus_line_find(sd_bus *bus, const char *path, const char *interface, void *us
 int bus_line_enumerate(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 /* The line's status as a{sv} entries (without the container). */
 int bus_line_append_status(Manager *m, sd_bus_message *reply, Line *l);
+
+/* PropertiesChanged on path for the properties from `property` on, up
+ * to a NULL in `ap`; nothing without a bus. */
+void bus_emit_changed_va(Manager *m, const char *path, const char *interface, const char *property, va_list ap);
 
 /* CancelJob and Job.Cancel: access check, cancel, errors by name. */
 int bus_cancel_job(Manager *m, sd_bus_message *msg, uint32_t id, sd_bus_error *error);

@@ -32,7 +32,14 @@ static void help(void) {
                "See stcispd(8) and stcispd.conf(5).\n");
 }
 
-int main(int argc, char *argv[]) {
+struct arguments {
+        const char *config_path, *state_dir;
+        char *interfaces[CONFIG_LINES_MAX];
+        unsigned n_interfaces;
+};
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_argv(int argc, char *argv[], struct arguments *a) {
         enum { ARG_VERSION = 0x100, ARG_STATE_DIR };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h'           },
@@ -43,13 +50,7 @@ int main(int argc, char *argv[]) {
                 { "debug",     no_argument,       NULL, 'd'           },
                 {}
         };
-        const char *config_path = NULL, *state_dir = NULL;
-        char *interfaces[CONFIG_LINES_MAX];
-        unsigned n_interfaces = 0;
-        struct config config;
-        Manager *m = NULL;
-        sigset_t mask;
-        int c, r;
+        int c;
 
         while ((c = getopt_long(argc, argv, "hc:i:d", options, NULL)) >= 0)
                 switch (c) {
@@ -60,17 +61,17 @@ int main(int argc, char *argv[]) {
                         printf("stcispd " PROJECT_VERSION "\n");
                         return EXIT_SUCCESS;
                 case 'c':
-                        config_path = optarg;
+                        a->config_path = optarg;
                         break;
                 case 'i':
-                        if (n_interfaces >= CONFIG_LINES_MAX) {
+                        if (a->n_interfaces >= CONFIG_LINES_MAX) {
                                 fprintf(stderr, "stcispd: at most %d --interface options\n", CONFIG_LINES_MAX);
                                 return 2;
                         }
-                        interfaces[n_interfaces++] = optarg;
+                        a->interfaces[a->n_interfaces++] = optarg;
                         break;
                 case ARG_STATE_DIR:
-                        state_dir = optarg;
+                        a->state_dir = optarg;
                         break;
                 case 'd':
                         log_max_level = 7;
@@ -83,31 +84,56 @@ int main(int argc, char *argv[]) {
                 fprintf(stderr, "stcispd takes no arguments ('%s'). Try 'stcispd --help'.\n", argv[optind]);
                 return 2;
         }
+        return -1;
+}
 
-        r = config_init(&config);
+/* The file, then the command line over it. Returns -1 to go on, else the
+ * exit status. */
+static int load_config(struct config *config, const struct arguments *a) {
+        const char *state_dir = a->state_dir;
+        int r;
+
+        r = config_init(config);
         if (r < 0)
                 return EXIT_FAILURE;
         /* An explicitly named file must exist; the default one may not. A
          * bad configuration exits with EX_CONFIG, which the unit's
          * RestartPreventExitStatus= keeps from a restart loop. */
-        r = config_load(&config, config_path ? config_path : CONFIG_DEFAULT_PATH, config_path != NULL);
+        r = config_load(config, a->config_path ? a->config_path : CONFIG_DEFAULT_PATH, a->config_path != NULL);
         if (r < 0) {
-                config_done(&config);
+                config_done(config);
                 return EXIT_CONFIG;
         }
         if (!state_dir)
                 state_dir = getenv("STATE_DIRECTORY");  /* systemd's StateDirectory= */
-        if (n_interfaces > 0) {
-                r = config_set_interfaces(&config, interfaces, n_interfaces);
-                if (r == -ENOMEM)
-                        goto oom;
+        if (a->n_interfaces > 0) {
+                r = config_set_interfaces(config, a->interfaces, a->n_interfaces);
                 if (r < 0) {
-                        config_done(&config);
-                        return 2;
+                        config_done(config);
+                        return r == -ENOMEM ? EXIT_FAILURE : 2;
                 }
         }
-        if (state_dir && !(free(config.state_dir), config.state_dir = strdup(state_dir)))
-                goto oom;
+        if (state_dir && !(free(config->state_dir), config->state_dir = strdup(state_dir))) {
+                config_done(config);
+                log_error("Out of memory");
+                return EXIT_FAILURE;
+        }
+        return -1;
+}
+
+int main(int argc, char *argv[]) {
+        struct arguments a = {};
+        struct config config;
+        Manager *m = NULL;
+        sigset_t mask;
+        int r;
+
+        r = parse_argv(argc, argv, &a);
+        if (r >= 0)
+                return r;
+        r = load_config(&config, &a);
+        if (r >= 0)
+                return r;
 
         /* Signals are handled by sd-event, which needs them blocked. */
         sigemptyset(&mask);
@@ -116,9 +142,8 @@ int main(int argc, char *argv[]) {
         sigprocmask(SIG_BLOCK, &mask, NULL);
         signal(SIGPIPE, SIG_IGN);
 
-        r = manager_new(&m, &config);          /* takes config */
+        r = manager_new(&m, &config);          /* takes config, also on failure */
         if (r < 0) {
-                config_done(&config);
                 log_error_errno(r, "Cannot set up: %m");
                 return EXIT_FAILURE;
         }
@@ -127,9 +152,4 @@ int main(int argc, char *argv[]) {
                 r = manager_run(m);
         manager_free(m);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-
-oom:
-        config_done(&config);
-        log_error("Out of memory");
-        return EXIT_FAILURE;
 }

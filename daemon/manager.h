@@ -37,6 +37,7 @@ struct Manager {
         sd_event_source *line_status;   /* periodic: counters' change signals */
 };
 
+/* Takes the configuration's allocations, also on failure. */
 int manager_new(Manager **ret, const struct config *config);
 Manager *manager_free(Manager *m);
 

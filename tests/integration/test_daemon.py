@@ -196,10 +196,11 @@ class Extended(unittest.TestCase):
                 if iface.get("name").startswith("org.stcisp."):
                     live[iface.get("name")] = iface
         node = e.call("ListNodes")["data"][0][0][0]
-        xml = e.run(["busctl", "--system", "introspect", "--xml-interface", BUS, f"{PATH}/node/{node}"]).stdout
-        for iface in ET.fromstring(xml).findall("interface"):
-            if iface.get("name").startswith("org.stcisp."):
-                live[iface.get("name")] = iface
+        for path in (f"{PATH}/node/{node}", f"{PATH}/line/vcan0"):
+            xml = e.run(["busctl", "--system", "introspect", "--xml-interface", BUS, path]).stdout
+            for iface in ET.fromstring(xml).findall("interface"):
+                if iface.get("name").startswith("org.stcisp."):
+                    live[iface.get("name")] = iface
         doc = {i.get("name"): i for i in ET.parse(os.path.join(SRC, "dbus", "org.stcisp.ispd1.xml")).getroot()}
         self.assertEqual(sorted(live), sorted(doc))
 
