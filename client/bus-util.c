@@ -51,7 +51,7 @@ int ispctl_bus_error(const struct ispctl_args *args, const char *what, const sd_
                              "stcispd is not reachable (%s): is it running? 'systemctl status stcispd' tells", msg);
                 return ISPCTL_EXIT_UNREACHABLE;
         }
-        if (strcmp(name, STCISP_ERROR_NODE_NOT_FOUND) == 0) {
+        if (strcmp(name, STCISP_ERROR_NODE_NOT_FOUND) == 0 || strcmp(name, STCISP_ERROR_AMBIGUOUS_NODE) == 0) {
                 ispctl_error(args, NULL, 0, false, "%s", msg);
                 return ISPCTL_EXIT_NODE_NOT_FOUND;
         }

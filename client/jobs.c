@@ -415,10 +415,14 @@ static int collect_targets(const struct ispctl_args *args, sd_bus *bus, char **a
                         return ispctl_bus_error(args, "Listing the nodes", &error, r);
                 r = sd_bus_message_enter_container(reply, 'a', "(ysssyyts)");
                 while (r >= 0 && (r = sd_bus_message_read(reply, "(ysssyyts)", &id, &name, &form, NULL, NULL, NULL, NULL, NULL)) > 0) {
-                        char buf[16];
+                        char buf[64];
                         if (strcmp(form, "extended") != 0)
                                 continue;
-                        snprintf(buf, sizeof(buf), "node%u", id);
+                        /* with several lines the daemon names a node by its line */
+                        if (strchr(name, '/'))
+                                snprintf(buf, sizeof(buf), "%s", name);
+                        else
+                                snprintf(buf, sizeof(buf), "node%u", id);
                         if (targets_add(ret, buf, strlen(buf)) < 0)
                                 return -ENOMEM;
                 }

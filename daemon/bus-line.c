@@ -133,7 +133,7 @@ void bus_emit_line_changed(Manager *m, Line *l, const char *property, ...) {
         va_end(ap);
 }
 
-void bus_emit_line_counters(Manager *m, Line *l) {
+bool bus_emit_line_counters(Manager *m, Line *l) {
         struct can_link_status st, *last = &l->emitted;
         const char *props[10];
         size_t n = 0;
@@ -162,4 +162,5 @@ void bus_emit_line_counters(Manager *m, Line *l) {
                 if (path)
                         (void) sd_bus_emit_properties_changed_strv(m->bus, path, STCISP_LINE_IFACE, (char **) props);
         }
+        return n > 0;
 }

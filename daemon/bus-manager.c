@@ -310,21 +310,29 @@ static int method_status(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return sd_bus_message_send(reply);
 }
 
-static int method_list_nodes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int list_nodes(sd_bus_message *msg, Manager *m, bool ex) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
-        Manager *m = userdata;
         int r;
 
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', "(ysssyyts)");
+                r = sd_bus_message_open_container(reply, 'a', ex ? "(sysssyyyysttstuo)" : "(ysssyyts)");
         for (size_t i = 0; r >= 0 && i < m->nodes->n_entries; i++)
-                r = bus_node_append_row(m, reply, m->nodes->entries[i]);
+                r = ex ? bus_node_append_row_ex(m, reply, m->nodes->entries[i])
+                       : bus_node_append_row(m, reply, m->nodes->entries[i]);
         if (r >= 0)
                 r = sd_bus_message_close_container(reply);
         if (r < 0)
                 return r;
         return sd_bus_message_send(reply);
+}
+
+static int method_list_nodes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return list_nodes(msg, userdata, /* ex= */ false);
+}
+
+static int method_list_nodes_ex(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return list_nodes(msg, userdata, /* ex= */ true);
 }
 
 static int append_job_row(sd_bus_message *reply, Job *j) {
@@ -404,6 +412,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_RESULT("a(ysssyyts)", nodes),
                                 method_list_nodes, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("ListNodesEx",
+                                SD_BUS_NO_ARGS,
+                                SD_BUS_RESULT("a(sysssyyyysttstuo)", nodes),
+                                method_list_nodes_ex, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListJobs",
                                 SD_BUS_NO_ARGS,
                                 SD_BUS_RESULT("a(ussssttso)", jobs),

@@ -192,6 +192,24 @@ int bus_node_append_row(Manager *m, sd_bus_message *reply, const NodeEntry *e) {
                                      e->last_seen_usec, node_flash_result(e));
 }
 
+int bus_node_append_row_ex(Manager *m, sd_bus_message *reply, const NodeEntry *e) {
+        Line *line = manager_find_line(m, e->interface);
+        _cleanup_free_ char *name = NULL, *path = node_path(m, e);
+        char uid[9];
+
+        name = line ? manager_node_display_name(m, line, e->id) : NULL;
+        if (!name && asprintf(&name, "%s/node%u", e->interface, e->id) < 0)
+                return -ENOMEM;
+        if (!path)
+                return -ENOMEM;
+        node_entry_format_uid(e, uid);
+        return sd_bus_message_append(reply, "(sysssyyyysttstuo)", e->interface, e->id, name, node_form(e),
+                                     node_state_to_string(e->state), e->info.version, e->info.firmware,
+                                     e->info.capabilities, e->info.rx_depth, uid, e->first_seen_usec,
+                                     e->last_seen_usec, node_flash_result(e), e->last_flash_usec,
+                                     e->has_flash_crc ? e->last_flash_crc : 0, path);
+}
+
 void bus_emit_node_changed(Manager *m, const NodeEntry *e) {
         _cleanup_free_ char *path = NULL;
 

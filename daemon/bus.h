@@ -9,6 +9,7 @@
  */
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <systemd/sd-bus.h>
 
 typedef struct Manager Manager;
@@ -26,8 +27,9 @@ void bus_emit_job_removed(Manager *m, Job *j);
 void bus_emit_job_changed(Manager *m, Job *j, const char *property, ...) __attribute__((sentinel));
 void bus_emit_node_changed(Manager *m, const NodeEntry *e);
 void bus_emit_line_changed(Manager *m, Line *l, const char *property, ...) __attribute__((sentinel));
-/* The line's counters, when they moved since the last call. */
-void bus_emit_line_counters(Manager *m, Line *l);
+/* The line's counters, when they moved since the last call: returns
+ * whether they did. */
+bool bus_emit_line_counters(Manager *m, Line *l);
 
 /* ---- between the bus-*.c files ---- */
 
@@ -43,8 +45,9 @@ int bus_node_find(sd_bus *bus, const char *path, const char *interface, void *us
 int bus_node_enumerate(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
 /* The node's properties as an a{sv}, for Manager.Status(). */
 int bus_node_append_properties(Manager *m, sd_bus_message *reply, Line *line, uint8_t node);
-/* One ListNodes() row. */
+/* One ListNodes() row, and one ListNodesEx() row. */
 int bus_node_append_row(Manager *m, sd_bus_message *reply, const NodeEntry *e);
+int bus_node_append_row_ex(Manager *m, sd_bus_message *reply, const NodeEntry *e);
 
 extern const sd_bus_vtable bus_line_vtable[];
 int bus_line_find(sd_bus *bus, const char *path, const char *interface, void *userdata,

@@ -70,6 +70,22 @@ static void schedule_dispatch(Manager *m) {
                 (void) sd_event_source_set_enabled(m->dispatch, SD_EVENT_ONESHOT);
 }
 
+static bool line_busy(Manager *m) {
+        for (unsigned i = 0; i < m->n_lines; i++)
+                if (m->lines[i]->job)
+                        return true;
+        return false;
+}
+
+static void arm_line_status(Manager *m) {
+        int enabled = SD_EVENT_OFF;
+
+        if (!m->line_status || sd_event_source_get_enabled(m->line_status, &enabled) < 0 || enabled != SD_EVENT_OFF)
+                return;
+        (void) sd_event_source_set_time_relative(m->line_status, LINE_STATUS_INTERVAL_USEC);
+        (void) sd_event_source_set_enabled(m->line_status, SD_EVENT_ONESHOT);
+}
+
 static void schedule_nodes_save(Manager *m) {
         if (m->nodes_save)
                 (void) sd_event_source_set_enabled(m->nodes_save, SD_EVENT_ONESHOT);
@@ -217,6 +233,7 @@ static NodeEntry *node_get(Manager *m, Line *l, uint8_t node) {
 
 static void node_changed(Manager *m, Line *l, NodeEntry *e) {
         schedule_nodes_save(m);
+        arm_line_status(m);
         bus_emit_node_changed(m, e);
 }
 
@@ -370,6 +387,7 @@ static void on_line_changed(void *userdata, Line *l) {
         Manager *m = userdata;
 
         bus_emit_line_changed(m, l, "LinkState", "RunningJob", NULL);
+        arm_line_status(m);
         schedule_dispatch(m);
 }
 
@@ -426,6 +444,7 @@ static void job_start_on(Manager *m, Line *l, Job *j) {
         name = j->kind == SESSION_SCAN ? NULL : manager_node_display_name(m, l, j->node);
         line_start_job(l, j, name);
         bus_emit_line_changed(m, l, "RunningJob", NULL);
+        arm_line_status(m);
 }
 
 /* The first job in queue order that line l can run now. */
@@ -516,12 +535,18 @@ static int on_nodes_save(sd_event_source *s, void *userdata) {
         return 0;
 }
 
+/* The counters are signalled once a second while they move; an idle
+ * daemon does not wake up for them. */
 static int on_line_status(sd_event_source *s, uint64_t usec, void *userdata) {
         Manager *m = userdata;
+        bool moved = false;
 
         for (unsigned i = 0; i < m->n_lines; i++)
-                bus_emit_line_counters(m, m->lines[i]);
-        (void) sd_event_source_set_time(s, usec + LINE_STATUS_INTERVAL_USEC);
+                moved |= bus_emit_line_counters(m, m->lines[i]);
+        if (moved || line_busy(m)) {
+                (void) sd_event_source_set_time(s, usec + LINE_STATUS_INTERVAL_USEC);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        }
         return 0;
 }
 
@@ -665,7 +690,7 @@ int manager_start(Manager *m) {
         r = sd_event_add_time_relative(m->event, &m->line_status, CLOCK_MONOTONIC, LINE_STATUS_INTERVAL_USEC,
                                        100 * 1000, on_line_status, m);
         if (r >= 0)
-                r = sd_event_source_set_enabled(m->line_status, SD_EVENT_ON);
+                r = sd_event_source_set_enabled(m->line_status, SD_EVENT_ONESHOT);
         if (r < 0)
                 return log_error_errno(r, "Cannot start the line status timer: %m");
 

@@ -49,8 +49,9 @@ class Ispctl(unittest.TestCase):
         p = self.ispctl("scan")
         self.assertEqual(p.returncode, 0, p.stderr)
         lines = p.stdout.splitlines()
-        self.assertEqual(lines[0].split(), ["ID", "NAME", "FORM", "STATE", "PROTO", "ISP", "LAST", "SEEN", "LAST", "FLASH"])
-        self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +isp +1 +1 ")
+        self.assertEqual(lines[0].split(), ["ID", "NAME", "FORM", "STATE", "PROTO", "ISP", "UID", "LAST", "SEEN", "LAST",
+                                            "FLASH"])
+        self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +isp +1 +1 +[0-9A-F]{8} ")
         self.assertRegex(p.stdout, r"(?m)^2 +pump +extended +isp ")
         self.assertIn("3 nodes listed.", p.stdout)     # node4 runs its application: silent
 

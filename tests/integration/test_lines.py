@@ -70,6 +70,17 @@ class TwoLines(unittest.TestCase):
         self.assertLess(s0, f1, "job 0 started after job 1 had finished")
         self.assertLess(s1, f0, "job 1 started after job 0 had finished")
 
+    def test_flash_all_on_both_lines(self):
+        """ispctl flash --all: every node on every line, node3 on each of
+        its two lines, by its canonical name."""
+        e = self.env
+        self.scan()
+        p = e.run([ISPCTL, "--json", "flash", "--all", BLINK], timeout=600)
+        result = json.loads(p.stdout)
+        self.assertEqual(result["result"], "succeeded", p.stdout)
+        self.assertEqual(sorted(j["target"] for j in result["jobs"]),
+                         ["vcan0/node1", "vcan0/node2", "vcan0/node3", "vcan1/node3", "vcan1/node4", "vcan1/node5"])
+
     def test_targets_and_lines(self):
         e = self.env
         self.scan()
@@ -142,6 +153,27 @@ class State(unittest.TestCase):
         self.assertEqual(before[3]["LastFlashResult"]["data"], "succeeded")
         self.assertNotEqual(before[3]["LastFlashCRC"]["data"], 0)
         self.assertEqual(json.loads(e.run([ISPCTL, "--json", "list"]).stdout), listed)
+
+    def test_failed_start_does_not_stall_the_queue(self):
+        """A job that fails as it starts (its stored image no longer
+        matches its CRC) is failed with a message naming the file, and the
+        queue goes on with the next job."""
+        e = self.env
+        e.run(["ip", "link", "set", "vcan0", "down"])
+        e.wait_for("link down", lambda: e.call("Status", "s", "")["data"][0]["LinkState"]["data"] == "down", 30)
+        bad = e.flash("node3", BLINK)
+        good = e.flash("node2", BLINK)
+        image = os.path.join(e.state_dir, "jobs", bad.rsplit("/", 1)[1] + ".image")
+        with open(image, "r+b") as f:
+            text = f.read().replace(b":10", b":0F", 1)     # still HEX, other bytes
+            f.seek(0)
+            f.write(text)
+        before = e.flash_file(2)
+        e.run(["ip", "link", "set", "vcan0", "up"])
+        self.assertEqual(e.wait_job(bad), "failed")
+        self.assertIn(image, e.job(bad, "Error"))
+        self.assertEqual(e.wait_job(good), "succeeded", e.job(good, "Error"))
+        self.assertEqual(e.flash_file(2), expected_flash(BLINK, before))
 
     def test_damaged_state_set_aside(self):
         e = self.env
