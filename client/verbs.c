@@ -143,9 +143,11 @@ static int read_status(sd_bus_message *m, struct status_value **ret, size_t *ret
         return 0;
 }
 
-static json_object *status_to_json(const struct status_value *v, size_t n) {
+static json_object *status_to_json(const struct status_value *v, size_t n, const char *target) {
         json_object *o = json_object_new_object();
 
+        if (target && o)
+                json_object_object_add(o, "target", json_object_new_string(target));
         for (size_t i = 0; o && i < n; i++) {
                 char key[48];
 
@@ -158,7 +160,7 @@ static json_object *status_to_json(const struct status_value *v, size_t n) {
                         json_object *lines = json_object_new_object();
 
                         for (const struct status_value *l = v[i].next; l; l = l->next)
-                                json_object_object_add(lines, l->s, status_to_json(l->sub, l->n_sub));
+                                json_object_object_add(lines, l->s, status_to_json(l->sub, l->n_sub, NULL));
                         json_object_object_add(o, key, lines);
                         break;
                 }
@@ -169,11 +171,7 @@ static json_object *status_to_json(const struct status_value *v, size_t n) {
 }
 
 static void status_json(const struct status_value *v, size_t n, const char *target) {
-        json_object *o = status_to_json(v, n);
-
-        if (target && o)
-                json_object_object_add(o, "target", json_object_new_string(target));
-        output_json(o);
+        output_json(status_to_json(v, n, target));
 }
 
 #define S(k) (status_get(v, n, k) ? strna(status_get(v, n, k)->s) : "n/a")
