@@ -649,7 +649,8 @@ int job_store_load(JobStore *s) {
                 return r;
 
         s->next_id = next_id_pick(s, file_next_id, history_next_id, loaded, n);
-        qsort_r(loaded, n, sizeof(*loaded), compare_queue_order, &s->next_id);
+        if (n > 0)
+                qsort_r(loaded, n, sizeof(*loaded), compare_queue_order, &s->next_id);
         history_trim(s);
         if (rewrite)
                 (void) history_save(s);

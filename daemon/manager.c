@@ -321,6 +321,8 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
         job_store_finish(m->store, j);
         bus_emit_job_changed(m, j, "State", "Phase", "Error", "FinishedUSec", NULL);
         bus_emit_job_removed(m, j);
+        for (unsigned i = 0; i < m->n_lines; i++)
+                bus_emit_line_changed(m, m->lines[i], "QueueLength", NULL);
         /* Only now may History= drop it. */
         job_store_trim(m->store);
         schedule_dispatch(m);
@@ -341,7 +343,7 @@ static void on_job_progress(void *userdata, Line *l, Job *j) {
 static void on_job_done(void *userdata, Line *l, Job *j, enum job_state state, const char *error) {
         Manager *m = userdata;
 
-        bus_emit_line_changed(m, l, "RunningJob", "QueueLength", NULL);
+        bus_emit_line_changed(m, l, "RunningJob", NULL);
 
         if (job_is_all_lines(j)) {
                 /* One line's part of a scan; the job ends with the last,
