@@ -43,6 +43,7 @@ struct waiter {
         unsigned lines_drawn;
         bool dirty;
         bool quiet;             /* no display, no JSON: the caller reports */
+        bool daemon_gone;       /* stcispd left the bus while we followed */
         sd_event_source *redraw;
 };
 
@@ -235,6 +236,20 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
         return 0;
 }
 
+/* The daemon's name lost its owner (stopped, crashed, killed): nothing
+ * more will come, so stop following rather than wait forever. */
+static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        struct waiter *w = userdata;
+        const char *name, *old_owner, *new_owner;
+
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 ||
+            strcmp(name, STCISP_BUS_NAME) != 0 || *new_owner)
+                return 0;
+        w->daemon_gone = true;
+        (void) sd_event_exit(w->event, 0);
+        return 0;
+}
+
 static int on_redraw(sd_event_source *s, uint64_t usec, void *userdata) {
         struct waiter *w = userdata;
 
@@ -278,6 +293,16 @@ static int waiter_init(struct waiter *w, const struct ispctl_args *args, sd_bus 
         r = sd_bus_set_close_on_exit(bus, false);
         if (r < 0)
                 return r;
+        /* A lost connection to the bus ends the loop, too. */
+        r = sd_bus_set_exit_on_disconnect(bus, true);
+        if (r < 0)
+                return r;
+        r = sd_bus_add_match(bus, NULL,
+                             "type='signal',sender='org.freedesktop.DBus',path='/org/freedesktop/DBus',"
+                             "interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='" STCISP_BUS_NAME "'",
+                             on_name_owner_changed, w);
+        if (r < 0)
+                return r;
         /* Subscribed before the first job exists, so no change is missed. */
         return sd_bus_match_signal(bus, NULL, STCISP_BUS_NAME, NULL, "org.freedesktop.DBus.Properties",
                                    "PropertiesChanged", on_properties_changed, w);
@@ -308,6 +333,22 @@ static json_object *job_json(const struct watched_job *j) {
         json_object_object_add(o, "phase", json_object_new_string(*j->phase ? j->phase : "none"));
         json_object_object_add(o, "error", j->error ? json_object_new_string(j->error) : NULL);
         return o;
+}
+
+static int daemon_gone(struct waiter *w) {
+        char ids[128] = "";
+        size_t k = 0;
+
+        for (size_t i = 0; i < w->n_jobs && k < sizeof(ids) - 16; i++)
+                if (!w->jobs[i].final)
+                        k += (size_t) snprintf(ids + k, sizeof(ids) - k, "%s%u", k ? ", " : "", w->jobs[i].id);
+        if (w->tty && w->lines_drawn > 0)
+                printf("\n");
+        ispctl_error(w->args, NULL, 0, false,
+                     "stcispd left the bus while job %s was not finished (the daemon stopped or crashed): "
+                     "its queue is on disk and goes on when stcispd starts again; 'ispctl jobs' shows it then",
+                     ids);
+        return ISPCTL_EXIT_UNREACHABLE;
 }
 
 /* Follow every job to its end. Returns an exit status. */
@@ -343,6 +384,8 @@ static int waiter_run(struct waiter *w) {
         r = sd_event_loop(w->event);
         if (r < 0)
                 return ispctl_bus_error(w->args, "Following the jobs", NULL, r);
+        if (w->daemon_gone)
+                return daemon_gone(w);
 
         /* The last word comes from the job objects themselves. */
         for (size_t i = 0; i < w->n_jobs; i++) {

@@ -9,6 +9,7 @@ import glob
 import json
 import os
 import signal
+import subprocess
 import time
 import unittest
 
@@ -174,6 +175,26 @@ class State(unittest.TestCase):
         self.assertIn(image, e.job(bad, "Error"))
         self.assertEqual(e.wait_job(good), "succeeded", e.job(good, "Error"))
         self.assertEqual(e.flash_file(2), expected_flash(BLINK, before))
+
+    def test_client_does_not_hang_when_the_daemon_dies(self):
+        """kill -9 of stcispd while ispctl flash follows the job: ispctl
+        ends within seconds with the unreachable status and says what
+        happened; the daemon, started again, finishes the job."""
+        e = self.env
+        p = subprocess.Popen([ISPCTL, "flash", "node2", BIG], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=e.env)
+        e.wait_for("programming", lambda: "Job 1 (flash node2): program" in e.log("stcispd.log"), 120)
+        e.kill_daemon(signal.SIGKILL)
+        t0 = time.monotonic()
+        out, err = p.communicate(timeout=30 * SLOW)
+        self.assertLess(time.monotonic() - t0, 5 * SLOW, "ispctl took too long to notice")
+        self.assertEqual(p.returncode, 6, err)
+        self.assertIn("stcispd left the bus while job 1 was not finished (the daemon stopped or crashed): "
+                      "its queue is on disk and goes on when stcispd starts again", err)
+        e.start_daemon()
+        job = PATH + "/job/1"
+        self.assertEqual(e.wait_job(job, timeout=600), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.job(job, "Attempts"), 2)
 
     def test_damaged_state_set_aside(self):
         e = self.env
