@@ -71,7 +71,7 @@ static bool has_gid(sd_bus_creds *creds, const Access *a, uid_t uid) {
         return false;
 }
 
-int access_check(const Access *a, sd_bus_message *msg, sd_bus_error *error) {
+int access_check(const Access *a, sd_bus_message *msg, uid_t *ret_uid, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid;
         int r;
@@ -85,21 +85,11 @@ int access_check(const Access *a, sd_bus_message *msg, sd_bus_error *error) {
                 r = sd_bus_creds_get_uid(creds, &uid);
         if (r < 0)
                 return r;
-        if (uid == 0)
-                return 0;
-        if (a->have_gid && has_gid(creds, a, uid))
+        if (ret_uid)
+                *ret_uid = uid;
+        if (uid == 0 || (a->have_gid && has_gid(creds, a, uid)))
                 return 0;
         return sd_bus_error_setf(error, STCISP_ERROR_ACCESS_DENIED,
                                  "uid %u may not change nodes: only root and members of group '%s' may flash, reboot, scan or cancel",
                                  (unsigned) uid, a->group && *a->group ? a->group : "n/a");
-}
-
-uint32_t access_sender_uid(sd_bus_message *msg) {
-        _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
-        uid_t uid = (uid_t) -1;
-
-        if (sd_bus_query_sender_creds(msg, SD_BUS_CREDS_EUID | SD_BUS_CREDS_UID, &creds) >= 0 &&
-            sd_bus_creds_get_euid(creds, &uid) < 0)
-                (void) sd_bus_creds_get_uid(creds, &uid);
-        return (uint32_t) uid;
 }

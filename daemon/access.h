@@ -24,10 +24,8 @@ typedef struct Access {
 int access_init(Access *a, const char *group);
 void access_done(Access *a);
 
-/* 0 if the sender of msg may change nodes and jobs; otherwise an
- * org.stcisp.ispd1.Error.AccessDenied error in `error` (negative return),
- * or the negative errno of a failed credentials query. */
-int access_check(const Access *a, sd_bus_message *msg, sd_bus_error *error);
-
-/* The sender's uid, (uint32_t) -1 when unknown. */
-uint32_t access_sender_uid(sd_bus_message *msg);
+/* 0 if the sender of msg may change nodes and jobs, with its uid in
+ * ret_uid (may be NULL); otherwise an org.stcisp.ispd1.Error.AccessDenied
+ * error in `error` (negative return), or the negative errno of a failed
+ * credentials query. One query for both: it may be a call to the bus. */
+int access_check(const Access *a, sd_bus_message *msg, uid_t *ret_uid, sd_bus_error *error);

@@ -82,7 +82,7 @@ JOB_PROPERTY(attempts, "u", j->attempts)
 JOB_PROPERTY(requested_by, "u", j->requested_by)
 
 int bus_cancel_job(Manager *m, sd_bus_message *msg, uint32_t id, sd_bus_error *error) {
-        int r = access_check(&m->access, msg, error);
+        int r = access_check(&m->access, msg, NULL, error);
 
         if (r < 0)
                 return r;

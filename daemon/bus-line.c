@@ -103,10 +103,9 @@ const sd_bus_vtable bus_line_vtable[] = {
         SD_BUS_VTABLE_END
 };
 
-int bus_line_append_status(Manager *m, sd_bus_message *reply, Line *l) {
-        struct can_link_status st;
+int bus_line_append_status(Manager *m, sd_bus_message *reply, Line *l, const struct can_link_status *s) {
+        const struct can_link_status st = *s;
 
-        line_get_status(l, true, &st);
         return sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}",
                 "Interface", "s", l->interface,
                 "LinkState", "s", st.up ? "up" : "down",

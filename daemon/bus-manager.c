@@ -140,7 +140,21 @@ static int load_image(const void *data, size_t size, int format, struct isp_imag
         return 0;
 }
 
-static Job *new_node_job(Manager *m, enum session_kind kind, const struct target *t, sd_bus_message *msg) {
+/* Flash and Reboot: who asks, and for which node. */
+static int read_node_call(Manager *m, sd_bus_message *msg, struct target *t, uid_t *ret_uid, sd_bus_error *error) {
+        const char *target;
+        int r;
+
+        r = access_check(&m->access, msg, ret_uid, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &target);
+        if (r < 0)
+                return r;
+        return resolve_target(m, target, t, error);
+}
+
+static Job *new_node_job(Manager *m, enum session_kind kind, const struct target *t, uid_t uid) {
         Job *j = job_new(m, 0, kind, t->canonical, t->node);
 
         if (!j)
@@ -148,7 +162,7 @@ static Job *new_node_job(Manager *m, enum session_kind kind, const struct target
         j->interface = strdup(t->line->interface);
         if (!j->interface)
                 return job_free(j);
-        j->requested_by = access_sender_uid(msg);
+        j->requested_by = (uint32_t) uid;
         return j;
 }
 
@@ -157,21 +171,15 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
         _cleanup_(image_freep) struct isp_image *img = NULL;
         _cleanup_(target_done) struct target t = {};
         struct flash_options o = { .reboot = true, .verify = true, .format = ISP_IMAGE_AUTO };
-        const char *target;
         const void *data;
         size_t size;
+        uid_t uid;
         Job *j;
         int r;
 
-        r = access_check(&m->access, msg, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(msg, "s", &target);
+        r = read_node_call(m, msg, &t, &uid, error);
         if (r >= 0)
                 r = sd_bus_message_read_array(msg, 'y', &data, &size);
-        if (r < 0)
-                return r;
-        r = resolve_target(m, target, &t, error);
         if (r >= 0)
                 r = read_options(msg, true, &o, error);
         if (r >= 0)
@@ -181,7 +189,7 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 return r;
         }
 
-        j = new_node_job(m, SESSION_FLASH, &t, msg);
+        j = new_node_job(m, SESSION_FLASH, &t, uid);
         if (!j) {
                 free(o.name);
                 return -ENOMEM;
@@ -198,22 +206,16 @@ static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         Manager *m = userdata;
         _cleanup_(target_done) struct target t = {};
         struct flash_options o = {};
-        const char *target;
+        uid_t uid;
         Job *j;
         int r;
 
-        r = access_check(&m->access, msg, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(msg, "s", &target);
-        if (r < 0)
-                return r;
-        r = resolve_target(m, target, &t, error);
+        r = read_node_call(m, msg, &t, &uid, error);
         if (r >= 0)
                 r = read_options(msg, false, &o, error);
         if (r < 0)
                 return r;
-        j = new_node_job(m, SESSION_REBOOT, &t, msg);
+        j = new_node_job(m, SESSION_REBOOT, &t, uid);
         if (!j)
                 return -ENOMEM;
         return reply_job(m, msg, j, error);
@@ -221,17 +223,18 @@ static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *erro
 
 static int method_scan(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
+        uid_t uid;
         Job *j;
         int r;
 
-        r = access_check(&m->access, msg, error);
+        r = access_check(&m->access, msg, &uid, error);
         if (r < 0)
                 return r;
         /* interface NULL: every line takes part */
         j = job_new(m, 0, SESSION_SCAN, "bus", 0);
         if (!j)
                 return -ENOMEM;
-        j->requested_by = access_sender_uid(msg);
+        j->requested_by = (uint32_t) uid;
         return reply_job(m, msg, j, error);
 }
 
@@ -245,13 +248,17 @@ static int method_cancel_job(sd_bus_message *msg, void *userdata, sd_bus_error *
 }
 
 /* The first line's status at the top level, as before there were
- * several; "Lines" has every line's. */
+ * several; "Lines" has every line's. The driver is asked once a line. */
 static int append_daemon_status(Manager *m, sd_bus_message *reply) {
+        struct can_link_status st[CONFIG_LINES_MAX];
         int r;
+
+        for (unsigned i = 0; i < m->n_lines; i++)
+                line_get_status(m->lines[i], true, &st[i]);
 
         r = sd_bus_message_open_container(reply, 'a', "{sv}");
         if (r >= 0 && m->n_lines > 0)
-                r = bus_line_append_status(m, reply, m->lines[0]);
+                r = bus_line_append_status(m, reply, m->lines[0], &st[0]);
         if (r >= 0)
                 r = sd_bus_message_append(reply, "{sv}{sv}",
                                           "Version", "s", PROJECT_VERSION,
@@ -271,7 +278,7 @@ static int append_daemon_status(Manager *m, sd_bus_message *reply) {
                 if (r >= 0)
                         r = sd_bus_message_open_container(reply, 'a', "{sv}");
                 if (r >= 0)
-                        r = bus_line_append_status(m, reply, m->lines[i]);
+                        r = bus_line_append_status(m, reply, m->lines[i], &st[i]);
                 if (r >= 0)
                         r = sd_bus_message_close_container(reply);
                 if (r >= 0)

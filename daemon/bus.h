@@ -16,6 +16,7 @@ typedef struct Manager Manager;
 typedef struct Job Job;
 typedef struct Line Line;
 typedef struct NodeEntry NodeEntry;
+struct can_link_status;
 
 /* Connect to the system bus, export every object, request the name; the
  * manager is told through manager_ready() when the name is ours. */
@@ -53,8 +54,9 @@ extern const sd_bus_vtable bus_line_vtable[];
 int bus_line_find(sd_bus *bus, const char *path, const char *interface, void *userdata,
                   void **found, sd_bus_error *error);
 int bus_line_enumerate(sd_bus *bus, const char *path, void *userdata, char ***nodes, sd_bus_error *error);
-/* The line's status as a{sv} entries (without the container). */
-int bus_line_append_status(Manager *m, sd_bus_message *reply, Line *l);
+/* The line's status `st` (line_get_status()) as a{sv} entries, without
+ * the container. */
+int bus_line_append_status(Manager *m, sd_bus_message *reply, Line *l, const struct can_link_status *st);
 
 /* PropertiesChanged on path for the properties from `property` on, up
  * to a NULL in `ap`; nothing without a bus. */
