@@ -47,12 +47,6 @@ struct waiter {
         sd_event_source *redraw;
 };
 
-static uint64_t now_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static bool state_is_final(const char *s) {
         return strcmp(s, "succeeded") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0;
 }
@@ -87,7 +81,7 @@ static int read_job_props(sd_bus_message *m, struct watched_job *j) {
                                 snprintf(j->state, sizeof(j->state), "%s", s);
                         else if (key[0] == 'P') {
                                 if (strcmp(j->phase, s) != 0)
-                                        j->phase_start = now_usec();
+                                        j->phase_start = now_usec(CLOCK_MONOTONIC);
                                 snprintf(j->phase, sizeof(j->phase), "%s", s);
                         } else {
                                 free(j->error);
@@ -146,7 +140,7 @@ static void format_size(uint64_t v, char *buf, size_t n) {
 /* "node3    program    12.0 KiB/16.3 KiB   5.1 KiB/s  ETA 0:01" */
 static void job_line(const struct watched_job *j, char *buf, size_t n) {
         char a[32], b[32], rate[32];
-        uint64_t elapsed = now_usec() - j->phase_start;
+        uint64_t elapsed = now_usec(CLOCK_MONOTONIC) - j->phase_start;
 
         if (j->final) {
                 if (j->error)
@@ -318,7 +312,7 @@ static int waiter_add(struct waiter *w, const char *target, const char *path) {
                 return -ENOMEM;
         j->id = slash ? (uint32_t) strtoul(slash + 1, NULL, 10) : 0;
         snprintf(j->state, sizeof(j->state), "queued");
-        j->phase_start = now_usec();
+        j->phase_start = now_usec(CLOCK_MONOTONIC);
         w->n_jobs++;
         return 0;
 }

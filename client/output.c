@@ -28,15 +28,13 @@ const char *format_timestamp(uint64_t usec, char *buf, size_t n) {
 }
 
 const char *format_ago(uint64_t usec, char *buf, size_t n) {
-        struct timespec ts;
         uint64_t now, d;
 
         if (usec == 0) {
                 snprintf(buf, n, "never");
                 return buf;
         }
-        clock_gettime(CLOCK_REALTIME, &ts);
-        now = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+        now = now_usec(CLOCK_REALTIME);
         d = now > usec ? (now - usec) / 1000000 : 0;
         if (d < 60)
                 snprintf(buf, n, "%llus ago", (unsigned long long) d);

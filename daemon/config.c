@@ -278,16 +278,6 @@ static void describe_range(const struct key *k, char *buf, size_t size) {
                         k->min, k->max, k->unit ? " " : "", k->unit ? k->unit : "");
 }
 
-static bool is_ifname_valid(const char *s) {
-        /* The kernel's dev_valid_name(). */
-        if (s[0] == '\0' || strlen(s) >= IFNAMSIZ || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-                return false;
-        for (; *s; s++)
-                if (*s == '/' || *s == ':' || !isgraph((unsigned char) *s))
-                        return false;
-        return true;
-}
-
 static bool is_group_valid(const char *s) {
         if (!(isascii(s[0]) && (isalpha(s[0]) || s[0] == '_')) || strlen(s) > GROUP_MAX_LEN)
                 return false;
@@ -336,7 +326,7 @@ static int parse_interfaces(struct parser *p, const struct key *k, char **field,
                 return -EINVAL;
         }
         for (int i = 0; i < n; i++) {
-                if (!is_ifname_valid(words[i])) {
+                if (!ifname_is_valid(words[i])) {
                         file_error(p, "%s=%s: expected a network interface name, 1-%d characters without '/' or ':'",
                                    k->name, words[i], IFNAMSIZ - 1);
                         return -EINVAL;
@@ -380,7 +370,7 @@ static int parse_override(struct parser *p, const struct key *k, const char *nam
         struct key one = *k;
         int r;
 
-        if (!is_ifname_valid(ifname)) {
+        if (!ifname_is_valid(ifname)) {
                 file_error(p, "%s=%s: \"%s\" is not a network interface name", name, value, ifname);
                 return -EINVAL;
         }
@@ -727,7 +717,7 @@ int config_set_interfaces(struct config *c, char *const *names, unsigned n) {
         if (n == 0 || n > CONFIG_LINES_MAX)
                 return log_error_errno(-EINVAL, "--interface: between 1 and %d interfaces", CONFIG_LINES_MAX);
         for (unsigned i = 0; i < n; i++) {
-                if (!is_ifname_valid(names[i]))
+                if (!ifname_is_valid(names[i]))
                         return log_error_errno(-EINVAL, "--interface %s: expected a network interface name, "
                                                "1-%d characters without '/' or ':'", names[i], IFNAMSIZ - 1);
                 for (unsigned j = 0; j < i; j++)

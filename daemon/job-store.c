@@ -24,12 +24,6 @@
 #define IMAGE_HEX_MAX    (4u << 20)
 #define NAME_MAX_LEN     32
 
-static uint64_t now_realtime(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static struct isp_image *mfree_image(struct isp_image *p) {
         free(p);
         return NULL;
@@ -253,7 +247,7 @@ int job_store_enqueue(JobStore *s, Job *j) {
 
         j->id = allocate_id(s);
         j->state = JOB_QUEUED;
-        j->created_usec = now_realtime();
+        j->created_usec = now_usec(CLOCK_REALTIME);
 
         r = next_id_save(s);
         if (r >= 0 && j->kind == SESSION_FLASH)
@@ -600,7 +594,7 @@ static void record_place(JobStore *s, Job *j) {
                              j->attempts) < 0)
                         j->error = NULL;
                 j->state = JOB_FAILED;
-                j->finished_usec = now_realtime();
+                j->finished_usec = now_usec(CLOCK_REALTIME);
                 log_warning("Job %u (%s %s) failed: %s", j->id, session_kind_to_string(j->kind), j->target,
                             strna(j->error));
                 finalize(s, j);

@@ -14,12 +14,8 @@
 static uint64_t now_monotonic(Line *l) {
         uint64_t t;
 
-        if (sd_event_now(l->event, CLOCK_MONOTONIC, &t) < 0) {
-                struct timespec ts;
-
-                clock_gettime(CLOCK_MONOTONIC, &ts);
-                t = (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-        }
+        if (sd_event_now(l->event, CLOCK_MONOTONIC, &t) < 0)
+                t = now_usec(CLOCK_MONOTONIC);
         return t;
 }
 
@@ -140,21 +136,10 @@ static void session_finished(void *userdata, enum session_state state, const cha
 
 static void session_log(void *userdata, int level, const char *message) {
         Line *l = userdata;
+        /* the "<N>" prefix log_internal() takes, N the syslog priority */
+        char prefix[] = { '<', (char) ('0' + (level >= LOG_EMERG && level <= LOG_DEBUG ? level : LOG_WARNING)), '>', 0 };
 
-        switch (level) {
-        case LOG_DEBUG:
-                log_debug("%s: %s", l->interface, message);
-                break;
-        case LOG_INFO:
-                log_info("%s: %s", l->interface, message);
-                break;
-        case LOG_NOTICE:
-                log_notice("%s: %s", l->interface, message);
-                break;
-        default:
-                log_warning("%s: %s", l->interface, message);
-                break;
-        }
+        (void) log_internal(prefix, 0, "%s: %s", l->interface, message);
 }
 
 static const struct session_ops session_ops = {

@@ -14,13 +14,6 @@
 
 #define LINE_STATUS_INTERVAL_USEC (1000 * 1000ULL)
 
-static uint64_t now_realtime(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
-}
-
 static unsigned line_index(Manager *m, const Line *l) {
         for (unsigned i = 0; i < m->n_lines; i++)
                 if (m->lines[i] == l)
@@ -141,44 +134,48 @@ static int resolve_id(Manager *m, const char *s) {
         return (int) id;
 }
 
+/* Append to a ", "-separated list; *list NULL starts it. */
+static int list_append(char **list, const char *a, const char *b) {
+        char *t;
+
+        if (asprintf(&t, "%s%s%s%s", strempty(*list), *list ? ", " : "", a, strempty(b)) < 0)
+                return -ENOMEM;
+        free(*list);
+        *list = t;
+        return 0;
+}
+
 static char *line_list(Manager *m) {
-        char *s = strdup("");
+        char *s = NULL;
 
-        for (unsigned i = 0; s && i < m->n_lines; i++) {
-                char *t;
-
-                if (asprintf(&t, "%s%s%s", s, i ? ", " : "", m->lines[i]->interface) < 0)
-                        t = NULL;
-                free(s);
-                s = t;
-        }
+        for (unsigned i = 0; i < m->n_lines; i++)
+                if (list_append(&s, m->lines[i]->interface, NULL) < 0)
+                        return free(s), NULL;
         return s;
 }
 
 /* A bare id with several lines: the one line that knows it. */
 static int resolve_line(Manager *m, const char *target, uint8_t id, Line **ret, char **ret_why) {
-        NodeEntry *found[CONFIG_LINES_MAX];
-        _cleanup_free_ char *list = NULL;
-        size_t n;
+        _cleanup_free_ char *list = NULL, *suffix = NULL;
+        Line *candidates[CONFIG_LINES_MAX];
+        unsigned n = 0;
 
         if (m->n_lines == 1) {
                 *ret = m->lines[0];
                 return 0;
         }
-        n = node_table_find_id(m->nodes, id, found, ELEMENTSOF(found));
-        if (n == 1 && manager_find_line(m, found[0]->interface)) {
-                *ret = manager_find_line(m, found[0]->interface);
+        for (unsigned i = 0; i < m->n_lines; i++)
+                if (node_table_find(m->nodes, m->lines[i]->interface, id))
+                        candidates[n++] = m->lines[i];
+        if (n == 1) {
+                *ret = candidates[0];
                 return 0;
         }
-        for (size_t i = 0; i < (n ? n : m->n_lines) && i < ELEMENTSOF(found); i++) {
-                char *t;
-                const char *ifname = n ? found[i]->interface : m->lines[i]->interface;
-
-                if (asprintf(&t, "%s%s%s/%s", strempty(list), list ? ", " : "", ifname, target) < 0)
+        if (asprintf(&suffix, "/%s", target) < 0)
+                return -ENOMEM;
+        for (unsigned i = 0; i < (n ? n : m->n_lines); i++)
+                if (list_append(&list, (n ? candidates[i] : m->lines[i])->interface, suffix) < 0)
                         return -ENOMEM;
-                free(list);
-                list = t;
-        }
         if (ret_why && asprintf(ret_why, n ? "'%s' is on several lines: name one of %s"
                                            : "'%s' has not been seen on any line: name it as one of %s, or run 'ispctl scan'",
                                 target, list) < 0)
@@ -248,7 +245,7 @@ static void on_node_seen(void *userdata, Line *l, const struct session_node_info
         if (!info->legacy)
                 e->info = info->info;
         e->state = NODE_ISP;
-        e->last_seen_usec = now_realtime();
+        e->last_seen_usec = now_usec(CLOCK_REALTIME);
         if (e->first_seen_usec == 0)
                 e->first_seen_usec = e->last_seen_usec;
         node_changed(m, l, e);
@@ -308,7 +305,7 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
         j->state = state;
         free(j->error);
         j->error = error ? strdup(error) : NULL;
-        j->finished_usec = now_realtime();
+        j->finished_usec = now_usec(CLOCK_REALTIME);
 
         if (error)
                 log_warning("Job %u (%s %s) %s: %s", j->id, session_kind_to_string(j->kind), j->target,
@@ -371,7 +368,7 @@ static void on_job_done(void *userdata, Line *l, Job *j, enum job_state state, c
         if (j->kind == SESSION_SCAN && state == JOB_SUCCEEDED)
                 scan_mark_missing(m, l);
         if (j->kind == SESSION_FLASH) {
-                j->finished_usec = now_realtime();
+                j->finished_usec = now_usec(CLOCK_REALTIME);
                 record_flash(m, l, j, state, error);
         }
         if (j->kind == SESSION_REBOOT && state == JOB_SUCCEEDED) {
@@ -409,7 +406,7 @@ static int job_begin(Manager *m, Job *j) {
 
         j->state = JOB_RUNNING;
         j->attempts++;
-        j->started_usec = now_realtime();
+        j->started_usec = now_usec(CLOCK_REALTIME);
         j->phase = SESSION_PHASE_NONE;
         j->bytes_done = j->bytes_total = 0;
         free(j->error);
@@ -491,7 +488,7 @@ int manager_enqueue(Manager *m, Job *j) {
         int r;
 
         j->state = JOB_QUEUED;
-        j->created_usec = now_realtime();
+        j->created_usec = now_usec(CLOCK_REALTIME);
         r = job_store_enqueue(m->store, j);
         if (r < 0)
                 return r;

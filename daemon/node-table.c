@@ -40,18 +40,6 @@ int node_state_from_string(const char *s) {
         return -EINVAL;
 }
 
-bool interface_name_is_valid(const char *s) {
-        /* Linux's dev_valid_name(): IFNAMSIZ is 16 with the NUL. */
-        if (!s || s[0] == '\0' || strnlen(s, 16) >= 16)
-                return false;
-        if (strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-                return false;
-        for (const char *p = s; *p; p++)
-                if (*p == '/' || *p == ':' || isspace((unsigned char) *p))
-                        return false;
-        return true;
-}
-
 static size_t digit_run(const char *s) {
         size_t n = 0;
 
@@ -240,7 +228,7 @@ int node_table_add(NodeTable *t, const char *interface, uint8_t id, NodeEntry **
         size_t idx;
         int r;
 
-        if (!interface_name_is_valid(interface) || id > ISP_NODE_MAX)
+        if (!ifname_is_valid(interface) || id > ISP_NODE_MAX)
                 return -EINVAL;
         idx = table_search(t, interface, id, &found);
         if (found) {
@@ -281,19 +269,6 @@ int node_table_remove(NodeTable *t, const char *interface, uint8_t id) {
         memmove(t->entries + idx, t->entries + idx + 1, (t->n_entries - idx - 1) * sizeof(*t->entries));
         t->n_entries--;
         return 0;
-}
-
-size_t node_table_find_id(NodeTable *t, uint8_t id, NodeEntry **ret, size_t max) {
-        size_t n = 0;
-
-        for (size_t i = 0; i < t->n_entries; i++) {
-                if (t->entries[i]->id != id)
-                        continue;
-                if (n < max)
-                        ret[n] = t->entries[i];
-                n++;
-        }
-        return n;
 }
 
 /* ---- nodes.json: writing ---- */
@@ -473,7 +448,7 @@ static int parse_key(json_object *o, NodeEntry *e, char why[static WHY_MAX]) {
                 return r;
         if (r == 0)
                 return damaged(why, "no \"interface\"");
-        if (!interface_name_is_valid(interface))
+        if (!ifname_is_valid(interface))
                 return damaged(why, "\"%s\" is not a valid interface name (1-15 bytes, no '/', ':' or whitespace)",
                                interface);
         r = get_uint(o, "id", ISP_NODE_MAX, /* null_ok= */ false, &id, why);

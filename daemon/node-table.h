@@ -83,8 +83,6 @@ NodeEntry *node_table_find(NodeTable *t, const char *interface, uint8_t id);
  * invalid interface name or id 255, -ENOMEM. ret may be NULL. */
 int node_table_add(NodeTable *t, const char *interface, uint8_t id, NodeEntry **ret);
 int node_table_remove(NodeTable *t, const char *interface, uint8_t id);  /* -ENOENT if absent */
-/* The entries with this id on any interface (for resolving a bare "node3"): fills up to `max`, returns the total count. */
-size_t node_table_find_id(NodeTable *t, uint8_t id, NodeEntry **ret, size_t max);
 void node_entry_format_uid(const NodeEntry *e, char buf[static 9]);  /* "A4917069", "" for legacy/unknown */
 
 /* Record a flash outcome: copies result (NULL = forget it) and sets
@@ -92,9 +90,6 @@ void node_entry_format_uid(const NodeEntry *e, char buf[static 9]);  /* "A491706
  * 0 or -ENOMEM (the entry is then unchanged). */
 int node_entry_set_flash_result(NodeEntry *e, const char *result, uint64_t when_usec);
 
-/* A name Linux would accept for a network interface (dev_valid_name()):
- * 1-15 bytes, not "." or "..", no '/', ':' or whitespace. */
-bool interface_name_is_valid(const char *s);
 
 /* The table's order of interface names: digit runs compare as numbers,
  * so "can2" comes before "can10"; a total order (ties broken by bytes). */

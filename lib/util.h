@@ -4,9 +4,14 @@
 /* The few helpers every program here uses: cleanup attributes in the
  * spirit of systemd's, which libsystemd does not export. */
 
+#include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -56,4 +61,24 @@ static inline const char *strna(const char *s) {
 
 static inline const char *strempty(const char *s) {
         return s ? s : "";
+}
+
+/* The clock `clock` now, in µs. */
+static inline uint64_t now_usec(clockid_t clock) {
+        struct timespec ts;
+
+        clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * 1000000ULL + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* A network interface name as the kernel's dev_valid_name() takes it:
+ * 1-15 characters (IFNAMSIZ is 16 with the NUL), not "." or "..", no
+ * '/', ':', white space or control characters. */
+static inline bool ifname_is_valid(const char *s) {
+        if (!s || s[0] == '\0' || strnlen(s, 16) >= 16 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+                return false;
+        for (; *s; s++)
+                if (*s == '/' || *s == ':' || !isgraph((unsigned char) *s))
+                        return false;
+        return true;
 }

@@ -502,31 +502,6 @@ static void test_load_replaces_entries(void **state) {
         node_table_free(t);
 }
 
-static void test_find_id_across_interfaces(void **state) {
-        Fixture *f = *state;
-        NodeEntry *found[4] = {}, *sentinel = (NodeEntry *) &found;
-
-        assert_int_equal(node_table_add(f->t, "can1", 3, NULL), 1);
-        assert_int_equal(node_table_add(f->t, "can0", 4, NULL), 1);
-        assert_int_equal(node_table_add(f->t, "can0", 3, NULL), 1);
-        assert_int_equal(node_table_add(f->t, "vcan0", 3, NULL), 1);
-
-        assert_int_equal(node_table_find_id(f->t, 3, found, 4), 3);
-        assert_string_equal(found[0]->interface, "can0");
-        assert_string_equal(found[1]->interface, "can1");
-        assert_string_equal(found[2]->interface, "vcan0");
-        assert_null(found[3]);
-
-        /* A short buffer still tells that the id is ambiguous. */
-        found[1] = sentinel;
-        assert_int_equal(node_table_find_id(f->t, 3, found, 1), 3);
-        assert_ptr_equal(found[1], sentinel);
-        assert_int_equal(node_table_find_id(f->t, 4, found, 4), 1);
-        assert_int_equal(found[0]->id, 4);
-        assert_int_equal(node_table_find_id(f->t, 5, found, 4), 0);
-        assert_int_equal(node_table_find_id(f->t, 3, NULL, 0), 3);
-}
-
 static void test_sorted_after_random_adds(void **state) {
         static const struct { const char *interface; uint8_t id; } order[] = {
                 { "can0", 0 }, { "can0", 1 }, { "can0", 2 }, { "can0", 10 }, { "can0", 254 },
@@ -673,7 +648,6 @@ int main(void) {
                 T(test_unreadable_is_an_error_not_damage),
                 T(test_save_failure_is_reported),
                 T(test_load_replaces_entries),
-                T(test_find_id_across_interfaces),
                 T(test_sorted_after_random_adds),
                 T(test_add_is_idempotent),
                 T(test_add_rejects_bad_keys),
