@@ -69,5 +69,11 @@ void session_config_init(struct session_config *cfg) {
                 .discover_ms = 300,
                 .verify = true,
                 .reboot = true,
+                .full = false,
+                .quiet = true,
+                .stream_frames = 64,
+                .stream_checkpoints = 3,
+                .repair_rounds = 3,
+                .frame_us = 1300,
         };
 }

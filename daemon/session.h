@@ -10,8 +10,14 @@
  *
  * A session works on a set of target nodes, each with its own state, its
  * own requests in flight and its own end (ops->target_finished); replies
- * are routed to the target by node id. Flash and reboot sessions take one
- * target for now (multicast to a group of nodes is the next step).
+ * are routed to the target by node id.
+ *
+ * A flash of several targets is one multicast where it can be: the
+ * extended nodes with the QUIET capability (and CRC and sector erase) form
+ * a group that is erased, programmed (one PROGRAM stream for all) and
+ * verified together; each member is then repaired, committed and rebooted
+ * on its own. The other targets are flashed one by one in the same
+ * session. A member that fails leaves the group and fails alone.
  */
 
 #include <stdbool.h>
@@ -54,6 +60,13 @@ struct session_config {
         uint32_t discover_ms;           /* how long a scan listens for INFO (default 300) */
         bool verify;                    /* flash: verify before commit (default true) */
         bool reboot;                    /* flash: REBOOT after commit (default true) */
+        bool full;                      /* flash: rewrite every image sector, no differential (default false) */
+        bool quiet;                     /* flash: QUIET streaming and multicast where nodes have it (default true) */
+        unsigned stream_frames;         /* QUIET: PROGRAM frames between two checkpoints (default 64) */
+        unsigned stream_checkpoints;    /* QUIET: checkpoints unanswered at most (default 3) */
+        unsigned repair_rounds;         /* QUIET: rounds of repairing a node's lost frames (default 3) */
+        uint32_t frame_us;              /* time-out allowance per frame queued ahead of a request
+                                         * (default 1300: an 8-byte frame at 125 kbit/s, worst case) */
 };
 
 void session_config_init(struct session_config *cfg);  /* the defaults above */
@@ -114,6 +127,16 @@ struct session_target_result {
         bool connected;                 /* it answered CONNECT */
         struct session_node_info info;  /* valid when connected */
         bool flash_touched;             /* an ERASE went out: its flash may no longer hold what it did */
+
+        /* flash figures, valid while running too */
+        bool multicast;                 /* flashed as a member of a QUIET group */
+        uint64_t bytes_done;            /* PROGRAM bytes sent to it (a group's stream counts for every member) */
+        uint64_t bytes_total;           /* PROGRAM bytes it needs (differential: of the sectors written) */
+        unsigned sectors_written;       /* application sectors programmed (entry sector included) */
+        unsigned sectors_skipped;       /* sectors that already held the image: neither erased nor written */
+        unsigned sectors_erased;
+        unsigned repairs;               /* sectors repaired after verify found them short */
+        uint64_t retransmissions;       /* of requests to it alone */
 };
 
 /* The strings and pointers passed to callbacks are valid during the call
@@ -164,9 +187,8 @@ struct session_target_spec {
 };
 
 /* The same over a set of targets (copied; names duplicated): distinct ids,
- * the legacy node only alone. SESSION_SCAN takes none (or one, whose name
- * names the scan). Returns -EOPNOTSUPP for more than one target with
- * SESSION_FLASH or SESSION_REBOOT, for now. */
+ * the legacy node only alone, at most ISP_NODE_MAX targets. SESSION_SCAN
+ * takes none (or one, whose name names the scan). */
 int session_new_targets(struct session **ret, enum session_kind kind,
                         const struct session_target_spec *targets, unsigned n_targets,
                         const struct isp_image *image, const struct session_config *cfg,
