@@ -507,7 +507,7 @@ static int record_load(JobStore *s, const char *name, uint32_t id, Job **ret) {
                 return r;
         if (r < 0)
                 return set_aside(s, name, r == -EBADMSG ? "not valid JSON" :
-                                 "not a job record: bad or missing id, kind, target, node or state");
+                                 "not a job record: bad or missing id, kind, target, node, state or nodes");
         if (j->id != id) {
                 /* Trusting either id would drop or run the wrong job's files. */
                 snprintf(why, sizeof(why), "it holds job %u, not job %u", j->id, id);
@@ -607,6 +607,7 @@ static void record_place(JobStore *s, Job *j) {
                 j->state = JOB_QUEUED;
                 j->phase = SESSION_PHASE_NONE;
                 j->bytes_done = 0;
+                job_reset_nodes(j);
         }
         list_append(&s->queue_head, &s->queue_tail, j);
         s->queue_len++;

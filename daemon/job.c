@@ -47,9 +47,94 @@ Job *job_new(Manager *m, uint32_t id, enum session_kind kind, const char *target
         return j;
 }
 
+static void job_node_done(struct job_node *n) {
+        free(n->interface);
+        free(n->name);
+        free(n->error);
+}
+
+int job_add_node(Job *j, const char *interface, uint8_t id, const char *name) {
+        struct job_node *v = realloc(j->nodes, (j->n_nodes + 1) * sizeof(*v)), *n;
+
+        if (!v)
+                return -ENOMEM;
+        j->nodes = v;
+        n = &v[j->n_nodes];
+        *n = (struct job_node) { .id = id, .state = JOB_QUEUED };
+        n->interface = interface ? strdup(interface) : NULL;
+        n->name = strdup(name);
+        if ((interface && !n->interface) || !n->name) {
+                job_node_done(n);
+                return -ENOMEM;
+        }
+        j->n_nodes++;
+        return 0;
+}
+
+struct job_node *job_find_node(Job *j, const char *interface, uint8_t id) {
+        for (unsigned i = 0; i < j->n_nodes; i++)
+                if (j->nodes[i].id == id && j->nodes[i].interface && interface &&
+                    strcmp(j->nodes[i].interface, interface) == 0)
+                        return &j->nodes[i];
+        return NULL;
+}
+
+void job_reset_nodes(Job *j) {
+        for (unsigned i = 0; i < j->n_nodes; i++) {
+                struct job_node *n = &j->nodes[i];
+
+                n->state = JOB_QUEUED;
+                n->phase = SESSION_PHASE_NONE;
+                n->bytes_done = n->bytes_total = 0;
+                n->sectors_written = n->sectors_skipped = n->repairs = 0;
+                n->error = mfree(n->error);
+        }
+}
+
+static enum job_state job_state_from_session(enum session_state s) {
+        return s == SESSION_SUCCEEDED ? JOB_SUCCEEDED :
+               s == SESSION_FAILED ? JOB_FAILED :
+               s == SESSION_CANCELLED ? JOB_CANCELLED : JOB_RUNNING;
+}
+
+void job_node_update(struct job_node *n, const struct session_target_result *r, bool with_end) {
+        if (r->bytes_total > 0) {
+                n->bytes_done = r->bytes_done;
+                n->bytes_total = r->bytes_total;
+        }
+        n->sectors_written = r->sectors_written;
+        n->sectors_skipped = r->sectors_skipped;
+        n->repairs = r->repairs;
+        if (!with_end || r->state == SESSION_RUNNING || job_state_is_final(n->state))
+                return;
+        n->state = job_state_from_session(r->state);
+        n->phase = r->phase;
+        free(n->error);
+        n->error = r->error ? strdup(r->error) : NULL;
+}
+
+void job_summarize_nodes(Job *j) {
+        enum session_phase least = _SESSION_PHASE_MAX;
+
+        j->bytes_done = j->bytes_total = 0;
+        for (unsigned i = 0; i < j->n_nodes; i++) {
+                const struct job_node *n = &j->nodes[i];
+
+                j->bytes_done += n->bytes_done;
+                j->bytes_total += n->bytes_total;
+                if (n->state == JOB_RUNNING && n->phase < least)
+                        least = n->phase;
+        }
+        if (least != _SESSION_PHASE_MAX)
+                j->phase = least;
+}
+
 Job *job_free(Job *j) {
         if (!j)
                 return NULL;
+        for (unsigned i = 0; i < j->n_nodes; i++)
+                job_node_done(&j->nodes[i]);
+        free(j->nodes);
         free(j->target);
         free(j->error);
         free(j->interface);
@@ -58,6 +143,27 @@ Job *job_free(Job *j) {
         free(j->part_error);
         free(j);
         return NULL;
+}
+
+static json_object *node_to_json(const struct job_node *n) {
+        json_object *o = json_object_new_object();
+
+        if (!o)
+                return NULL;
+        if (n->interface)
+                json_object_object_add(o, "interface", json_object_new_string(n->interface));
+        json_object_object_add(o, "id", json_object_new_int(n->id));
+        json_object_object_add(o, "name", json_object_new_string(n->name));
+        json_object_object_add(o, "state", json_object_new_string(job_state_to_string(n->state)));
+        json_object_object_add(o, "phase", json_object_new_string(session_phase_to_string(n->phase)));
+        json_object_object_add(o, "bytes_done", json_object_new_int64((int64_t) n->bytes_done));
+        json_object_object_add(o, "bytes_total", json_object_new_int64((int64_t) n->bytes_total));
+        json_object_object_add(o, "sectors_written", json_object_new_int64(n->sectors_written));
+        json_object_object_add(o, "sectors_skipped", json_object_new_int64(n->sectors_skipped));
+        json_object_object_add(o, "repairs", json_object_new_int64(n->repairs));
+        if (n->error)
+                json_object_object_add(o, "error", json_object_new_string(n->error));
+        return o;
 }
 
 char *job_to_json(const Job *j) {
@@ -83,9 +189,29 @@ char *job_to_json(const Job *j) {
         json_object_object_add(o, "attempts", json_object_new_int64(j->attempts));
         if (j->interface)
                 json_object_object_add(o, "interface", json_object_new_string(j->interface));
+        if (j->n_nodes > 0) {
+                json_object *a = json_object_new_array();
+
+                for (unsigned i = 0; a && i < j->n_nodes; i++) {
+                        json_object *n = node_to_json(&j->nodes[i]);
+
+                        /* a record missing a node would be a different job */
+                        if (!n || json_object_array_add(a, n) < 0) {
+                                json_object_put(n);
+                                json_object_put(a);
+                                a = NULL;
+                        }
+                }
+                if (!a) {
+                        json_object_put(o);
+                        return NULL;
+                }
+                json_object_object_add(o, "nodes", a);
+        }
         if (j->kind == SESSION_FLASH) {
                 json_object_object_add(o, "reboot", json_object_new_boolean(j->opt_reboot));
                 json_object_object_add(o, "verify", json_object_new_boolean(j->opt_verify));
+                json_object_object_add(o, "full", json_object_new_boolean(j->opt_full));
                 if (j->image_name)
                         json_object_object_add(o, "image_name", json_object_new_string(j->image_name));
                 json_object_object_add(o, "image_crc", json_object_new_int64(j->image_crc));
@@ -108,10 +234,79 @@ static const char *get_str(json_object *o, const char *key) {
                json_object_get_string(v) : NULL;
 }
 
+static int phase_from_string(const char *s) {
+        for (int p = 0; p < _SESSION_PHASE_MAX; p++)
+                if (s && strcmp(session_phase_to_string((enum session_phase) p), s) == 0)
+                        return p;
+        return SESSION_PHASE_NONE;
+}
+
+static unsigned get_unsigned(json_object *o, const char *key) {
+        int64_t v = get_int(o, key, 0);
+
+        return v > 0 && v <= UINT32_MAX ? (unsigned) v : 0;
+}
+
+/* One entry of "nodes": -EINVAL unless it has an id and a name. */
+static int node_from_json(Job *j, json_object *o) {
+        const char *name = get_str(o, "name"), *error = get_str(o, "error");
+        int64_t id = get_int(o, "id", -1);
+        struct job_node *n;
+        int state, r;
+
+        if (!json_object_is_type(o, json_type_object) || !name || id < 0 || id > 255)
+                return -EINVAL;
+        r = job_add_node(j, get_str(o, "interface"), (uint8_t) id, name);
+        if (r < 0)
+                return r;
+        n = &j->nodes[j->n_nodes - 1];
+        state = job_state_from_string(get_str(o, "state"));
+        n->state = state >= 0 ? (enum job_state) state : JOB_QUEUED;
+        n->phase = (enum session_phase) phase_from_string(get_str(o, "phase"));
+        n->bytes_done = (uint64_t) get_int(o, "bytes_done", 0);
+        n->bytes_total = (uint64_t) get_int(o, "bytes_total", 0);
+        n->sectors_written = get_unsigned(o, "sectors_written");
+        n->sectors_skipped = get_unsigned(o, "sectors_skipped");
+        n->repairs = get_unsigned(o, "repairs");
+        if (error && !(n->error = strdup(error)))
+                return -ENOMEM;
+        return 0;
+}
+
+/* "nodes", or for a record from before it the one node the record names,
+ * which has the job's end. */
+static int nodes_from_json(Job *j, json_object *o) {
+        json_object *a;
+        int r;
+
+        if (j->kind == SESSION_SCAN)
+                return 0;
+        if (!json_object_object_get_ex(o, "nodes", &a)) {
+                r = job_add_node(j, j->interface, j->node, j->target);
+                if (r < 0)
+                        return r;
+                if (job_state_is_final(j->state)) {
+                        j->nodes[0].state = j->state;
+                        j->nodes[0].phase = j->phase;
+                        if (j->error && !(j->nodes[0].error = strdup(j->error)))
+                                return -ENOMEM;
+                }
+                return 0;
+        }
+        if (!json_object_is_type(a, json_type_array) || json_object_array_length(a) == 0)
+                return -EINVAL;
+        for (size_t i = 0; i < json_object_array_length(a); i++) {
+                r = node_from_json(j, json_object_array_get_idx(a, i));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int job_from_json(Manager *m, const char *json, Job **ret) {
         json_object *o = json_tokener_parse(json);
         const char *kind, *target, *state, *error, *interface, *image_name;
-        int kind_i = -1, state_i;
+        int kind_i = -1, state_i, r;
         int64_t id, node;
         Job *j;
 
@@ -140,9 +335,7 @@ int job_from_json(Manager *m, const char *json, Job **ret) {
                 return -ENOMEM;
         }
         j->state = (enum job_state) state_i;
-        for (int p = 0; p < _SESSION_PHASE_MAX; p++)
-                if (strcmp(session_phase_to_string((enum session_phase) p), strna(get_str(o, "phase"))) == 0)
-                        j->phase = (enum session_phase) p;
+        j->phase = (enum session_phase) phase_from_string(get_str(o, "phase"));
         j->bytes_done = (uint64_t) get_int(o, "bytes_done", 0);
         j->bytes_total = (uint64_t) get_int(o, "bytes_total", 0);
         j->created_usec = (uint64_t) get_int(o, "created_usec", 0);
@@ -158,10 +351,17 @@ int job_from_json(Manager *m, const char *json, Job **ret) {
         interface = get_str(o, "interface");
         if (interface && !(j->interface = strdup(interface)))
                 goto oom;
+        r = nodes_from_json(j, o);
+        if (r < 0) {
+                json_object_put(o);
+                job_free(j);
+                return r;
+        }
         if (j->kind == SESSION_FLASH) {
                 json_object *v;
                 j->opt_reboot = json_object_object_get_ex(o, "reboot", &v) ? json_object_get_boolean(v) : true;
                 j->opt_verify = json_object_object_get_ex(o, "verify", &v) ? json_object_get_boolean(v) : true;
+                j->opt_full = json_object_object_get_ex(o, "full", &v) && json_object_get_boolean(v);
                 image_name = get_str(o, "image_name");
                 if (image_name && !(j->image_name = strdup(image_name)))
                         goto oom;

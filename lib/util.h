@@ -51,6 +51,12 @@ static inline void fclosep(FILE **f) {
                 (void) fclose(*f);
 }
 
+/* free() that returns NULL, so that a field is reset in one line. */
+static inline void *mfree(void *p) {
+        free(p);
+        return NULL;
+}
+
 #define _cleanup_free_ _cleanup_(freep)
 #define _cleanup_close_ _cleanup_(closep)
 #define _cleanup_fclose_ _cleanup_(fclosep)

@@ -775,6 +775,181 @@ static void test_record_fields_round_trip(void **state) {
         job_free(k);
 }
 
+/* ---- several nodes in one job ---- */
+
+static Job *fleet_job(uint8_t seed) {
+        Job *j = job_new(NULL, 0, SESSION_FLASH, "can0/node1,can0/node2,can1/node2", 1);
+
+        assert_non_null(j);
+        assert_int_equal(job_add_node(j, "can0", 1, "can0/node1"), 0);
+        assert_int_equal(job_add_node(j, "can0", 2, "can0/node2"), 0);
+        assert_int_equal(job_add_node(j, "can1", 2, "can1/node2"), 0);
+        j->opt_full = true;
+        j->image = make_image(seed);
+        return j;
+}
+
+static void test_nodes_round_trip(void **state) {
+        Job *j = fleet_job(1), *k = NULL;
+        _cleanup_free_ char *json = NULL;
+
+        j->id = 9;
+        j->state = JOB_FAILED;
+        j->nodes[0] = (struct job_node) { .interface = j->nodes[0].interface, .id = 1, .name = j->nodes[0].name,
+                                          .state = JOB_SUCCEEDED, .phase = SESSION_PHASE_REBOOT,
+                                          .bytes_done = 4096, .bytes_total = 4096, .sectors_written = 8,
+                                          .sectors_skipped = 3, .repairs = 1 };
+        j->nodes[2].state = JOB_FAILED;
+        j->nodes[2].phase = SESSION_PHASE_CONNECT;
+        j->nodes[2].error = strdup("node2 did not answer CONNECT within 200 ms");
+        json = job_to_json(j);
+        assert_non_null(json);
+        assert_int_equal(job_from_json(NULL, json, &k), 0);
+
+        assert_true(k->opt_full);
+        assert_string_equal(k->target, "can0/node1,can0/node2,can1/node2");
+        assert_int_equal(k->n_nodes, 3);
+        for (unsigned i = 0; i < 3; i++) {
+                assert_string_equal(k->nodes[i].interface, j->nodes[i].interface);
+                assert_string_equal(k->nodes[i].name, j->nodes[i].name);
+                assert_int_equal(k->nodes[i].id, j->nodes[i].id);
+                assert_int_equal(k->nodes[i].state, j->nodes[i].state);
+                assert_int_equal(k->nodes[i].phase, j->nodes[i].phase);
+        }
+        assert_int_equal(k->nodes[0].bytes_done, 4096);
+        assert_int_equal(k->nodes[0].bytes_total, 4096);
+        assert_int_equal(k->nodes[0].sectors_written, 8);
+        assert_int_equal(k->nodes[0].sectors_skipped, 3);
+        assert_int_equal(k->nodes[0].repairs, 1);
+        assert_null(k->nodes[0].error);
+        assert_int_equal(k->nodes[1].state, JOB_QUEUED);
+        assert_string_equal(k->nodes[2].error, "node2 did not answer CONNECT within 200 ms");
+        assert_ptr_equal(job_find_node(k, "can1", 2), &k->nodes[2]);
+        assert_null(job_find_node(k, "can1", 1));
+        job_free(k);
+        job_free(j);
+
+        /* a node without a name, or an empty list, is no job */
+        assert_int_equal(job_from_json(NULL, "{\"id\": 4, \"kind\": \"flash\", \"target\": \"node3\", \"node\": 3, "
+                                             "\"state\": \"queued\", \"nodes\": [{\"id\": 3}]}", &k), -EINVAL);
+        assert_int_equal(job_from_json(NULL, "{\"id\": 4, \"kind\": \"flash\", \"target\": \"node3\", \"node\": 3, "
+                                             "\"state\": \"queued\", \"nodes\": []}", &k), -EINVAL);
+        assert_int_equal(job_from_json(NULL, "{\"id\": 4, \"kind\": \"flash\", \"target\": \"node3\", \"node\": 3, "
+                                             "\"state\": \"queued\", \"nodes\": [{\"id\": 300, \"name\": \"x\"}]}",
+                                       &k), -EINVAL);
+}
+
+/* Records from before "nodes": the one node they name, with the job's end. */
+static void test_single_target_record_loads_as_one_node(void **state) {
+        Job *k = NULL;
+
+        assert_int_equal(job_from_json(NULL, "{\"id\": 4, \"kind\": \"flash\", \"target\": \"can1/node3\", \"node\": 3, "
+                                             "\"interface\": \"can1\", \"state\": \"failed\", \"phase\": \"verify\", "
+                                             "\"error\": \"node3: verify failed at 0x11200\"}", &k), 0);
+        assert_int_equal(k->n_nodes, 1);
+        assert_string_equal(k->nodes[0].interface, "can1");
+        assert_string_equal(k->nodes[0].name, "can1/node3");
+        assert_int_equal(k->nodes[0].id, 3);
+        assert_int_equal(k->nodes[0].state, JOB_FAILED);
+        assert_int_equal(k->nodes[0].phase, SESSION_PHASE_VERIFY);
+        assert_string_equal(k->nodes[0].error, "node3: verify failed at 0x11200");
+        assert_false(k->opt_full);
+        job_free(k);
+
+        /* before lines too: no interface (the manager gives it the first line) */
+        assert_int_equal(job_from_json(NULL, "{\"id\": 5, \"kind\": \"reboot\", \"target\": \"node3\", "
+                                             "\"node\": 3, \"state\": \"queued\"}", &k), 0);
+        assert_int_equal(k->n_nodes, 1);
+        assert_null(k->nodes[0].interface);
+        assert_int_equal(k->nodes[0].state, JOB_QUEUED);
+        job_free(k);
+
+        /* a scan has no nodes */
+        assert_int_equal(job_from_json(NULL, "{\"id\": 6, \"kind\": \"scan\", \"target\": \"bus\", "
+                                             "\"node\": 0, \"state\": \"succeeded\"}", &k), 0);
+        assert_int_equal(k->n_nodes, 0);
+        job_free(k);
+}
+
+/* A queued fleet job survives a restart whole; one interrupted while it
+ * ran is queued again with every node back to the start; a finished one
+ * keeps its nodes' results in the history. */
+static void test_fleet_job_survives_restart(void **state) {
+        JobStore *s = open_store(10, 3);
+        uint32_t queued = enqueue(s, fleet_job(1)), running = enqueue(s, fleet_job(2)), done = enqueue(s, fleet_job(3));
+        Job *j;
+
+        j = job_store_find(s, running);
+        j->state = JOB_RUNNING;
+        j->attempts = 1;
+        j->nodes[1].state = JOB_RUNNING;
+        j->nodes[1].phase = SESSION_PHASE_PROGRAM;
+        j->nodes[1].bytes_done = 512;
+        j->nodes[0].state = JOB_FAILED;
+        j->nodes[0].error = strdup("node1 did not answer");
+        assert_int_equal(job_store_save(s, j), 0);
+
+        j = job_store_find(s, done);
+        j->nodes[0].state = j->nodes[1].state = JOB_SUCCEEDED;
+        j->nodes[2].state = JOB_FAILED;
+        j->nodes[2].error = strdup("can1/node2: refused");
+        j->nodes[0].sectors_written = 33;
+        fail_job(j, "1 of 3 nodes failed: can1/node2: refused");
+        finish(s, j);
+
+        s = reopen(s);
+        j = job_store_find(s, queued);
+        assert_non_null(j);
+        assert_int_equal(j->state, JOB_QUEUED);
+        assert_int_equal(j->n_nodes, 3);
+        assert_string_equal(j->nodes[2].interface, "can1");
+        assert_true(j->opt_full);
+        assert_int_equal(job_store_load_image(s, j, NULL), 0);
+
+        j = job_store_find(s, running);
+        assert_int_equal(j->state, JOB_QUEUED);
+        for (unsigned i = 0; i < 3; i++) {
+                assert_int_equal(j->nodes[i].state, JOB_QUEUED);
+                assert_int_equal(j->nodes[i].phase, SESSION_PHASE_NONE);
+                assert_int_equal(j->nodes[i].bytes_done, 0);
+                assert_null(j->nodes[i].error);
+        }
+
+        j = job_store_find(s, done);
+        assert_int_equal(count_in(s->history_head, done), 1);
+        assert_int_equal(j->n_nodes, 3);
+        assert_int_equal(j->nodes[0].state, JOB_SUCCEEDED);
+        assert_int_equal(j->nodes[0].sectors_written, 33);
+        assert_int_equal(j->nodes[2].state, JOB_FAILED);
+        assert_string_equal(j->nodes[2].error, "can1/node2: refused");
+        job_store_free(s);
+}
+
+static void test_summary_of_nodes(void **state) {
+        Job *j = fleet_job(1);
+
+        j->phase = SESSION_PHASE_CONNECT;
+        j->nodes[0].state = JOB_RUNNING;
+        j->nodes[0].phase = SESSION_PHASE_VERIFY;
+        j->nodes[0].bytes_done = j->nodes[0].bytes_total = 1000;
+        j->nodes[1].state = JOB_RUNNING;
+        j->nodes[1].phase = SESSION_PHASE_PROGRAM;
+        j->nodes[1].bytes_done = 200;
+        j->nodes[1].bytes_total = 1000;
+        j->nodes[2].state = JOB_FAILED;                 /* ended in connect: not the least advanced any more */
+        j->nodes[2].phase = SESSION_PHASE_CONNECT;
+        job_summarize_nodes(j);
+        assert_int_equal(j->phase, SESSION_PHASE_PROGRAM);
+        assert_int_equal(j->bytes_done, 1200);
+        assert_int_equal(j->bytes_total, 2000);
+
+        /* none running: the phase stays where it was */
+        j->nodes[0].state = j->nodes[1].state = JOB_SUCCEEDED;
+        job_summarize_nodes(j);
+        assert_int_equal(j->phase, SESSION_PHASE_PROGRAM);
+        job_free(j);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -798,6 +973,10 @@ int main(void) {
                 T(test_history_trimmed),
                 T(test_enqueue_failure_leaves_nothing),
                 T(test_record_fields_round_trip),
+                T(test_nodes_round_trip),
+                T(test_single_target_record_loads_as_one_node),
+                T(test_fleet_job_survives_restart),
+                T(test_summary_of_nodes),
 #undef T
         };
 
