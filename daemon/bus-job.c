@@ -81,6 +81,24 @@ JOB_PROPERTY(finished, "t", j->finished_usec)
 JOB_PROPERTY(attempts, "u", j->attempts)
 JOB_PROPERTY(requested_by, "u", j->requested_by)
 
+/* Nodes: a(ssyssttuuus), one entry per node (docs/dbus-api.md). */
+static int property_get_job_nodes(sd_bus *bus, const char *path, const char *iface, const char *prop,
+                                  sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        Job *j = userdata;
+        int r;
+
+        r = sd_bus_message_open_container(reply, 'a', "(ssyssttuuus)");
+        for (unsigned i = 0; r >= 0 && i < j->n_nodes; i++) {
+                const struct job_node *n = &j->nodes[i];
+
+                r = sd_bus_message_append(reply, "(ssyssttuuus)", strempty(n->interface), n->name, n->id,
+                                          job_state_to_string(n->state), session_phase_to_string(n->phase),
+                                          n->bytes_done, n->bytes_total, n->sectors_written, n->sectors_skipped,
+                                          n->repairs, strempty(n->error));
+        }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
 int bus_cancel_job(Manager *m, sd_bus_message *msg, uint32_t id, sd_bus_error *error) {
         int r = access_check(&m->access, msg, NULL, error);
 
@@ -118,6 +136,7 @@ const sd_bus_vtable bus_job_vtable[] = {
         SD_BUS_PROPERTY("FinishedUSec", "t", property_get_job_finished, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Attempts", "u", property_get_job_attempts, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RequestedBy", "u", property_get_job_requested_by, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Nodes", "a(ssyssttuuus)", property_get_job_nodes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD_WITH_ARGS("Cancel", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
                                 method_job_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END

@@ -56,7 +56,7 @@ static int reply_job(Manager *m, sd_bus_message *msg, Job *j, sd_bus_error *erro
 }
 
 struct flash_options {
-        bool reboot, verify;
+        bool reboot, verify, full;
         int format;
         char *name;
 };
@@ -66,11 +66,11 @@ static int read_option(sd_bus_message *msg, const char *key, bool flash, struct 
         const char *s;
         int b, r;
 
-        if (flash && (strcmp(key, "reboot") == 0 || strcmp(key, "verify") == 0)) {
+        if (flash && (strcmp(key, "reboot") == 0 || strcmp(key, "verify") == 0 || strcmp(key, "full") == 0)) {
                 r = sd_bus_message_read(msg, "v", "b", &b);
                 if (r < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be a boolean (b)", key);
-                *(key[0] == 'r' ? &o->reboot : &o->verify) = b;
+                *(key[0] == 'r' ? &o->reboot : key[0] == 'v' ? &o->verify : &o->full) = b;
                 return 0;
         }
         if (flash && (strcmp(key, "format") == 0 || strcmp(key, "name") == 0)) {
@@ -89,7 +89,7 @@ static int read_option(sd_bus_message *msg, const char *key, bool flash, struct 
                 return 0;
         }
         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'%s", key,
-                                 flash ? " (known: format, name, reboot, verify)" : "");
+                                 flash ? " (known: format, full, name, reboot, verify)" : "");
 }
 
 static int read_options(sd_bus_message *msg, bool flash, struct flash_options *o, sd_bus_error *error) {
@@ -140,44 +140,184 @@ static int load_image(const void *data, size_t size, int format, struct isp_imag
         return 0;
 }
 
-/* Flash and Reboot: who asks, and for which node. */
-static int read_node_call(Manager *m, sd_bus_message *msg, struct target *t, uid_t *ret_uid, sd_bus_error *error) {
-        const char *target;
-        int r;
+/* The nodes of one job, resolved, each with the target string that named
+ * it (borrowed from the message) for messages. */
+struct node_set {
+        struct target *v;
+        const char **spec;
+        size_t n;
+};
 
-        r = access_check(&m->access, msg, ret_uid, error);
-        if (r < 0)
-                return r;
-        r = sd_bus_message_read(msg, "s", &target);
-        if (r < 0)
-                return r;
-        return resolve_target(m, target, t, error);
+static void node_set_done(struct node_set *ns) {
+        for (size_t i = 0; i < ns->n; i++)
+                target_done(&ns->v[i]);
+        free(ns->v);
+        free(ns->spec);
+        *ns = (struct node_set) {};
 }
 
-static Job *new_node_job(Manager *m, enum session_kind kind, const struct target *t, uid_t uid) {
-        Job *j = job_new(m, 0, kind, t->canonical, t->node);
+/* Takes t's allocations, also on failure. */
+static int node_set_add(struct node_set *ns, struct target *t, const char *spec) {
+        struct target *v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
+        const char **sp;
 
+        if (v)
+                ns->v = v;
+        sp = v ? realloc(ns->spec, (ns->n + 1) * sizeof(*sp)) : NULL;
+        if (!sp) {
+                target_done(t);
+                return -ENOMEM;
+        }
+        ns->spec = sp;
+        ns->v[ns->n] = *t;
+        ns->spec[ns->n++] = spec;
+        *t = (struct target) {};
+        return 0;
+}
+
+/* "all" or "IF/all": NULL when spec is neither, else the line ("" for
+ * every line). */
+static const char *all_nodes_line(const char *spec, char buf[static 16]) {
+        const char *slash = strchr(spec, '/');
+
+        if (strcmp(spec, "all") == 0)
+                return "";
+        if (!slash || strcmp(slash + 1, "all") != 0 || (size_t) (slash - spec) >= 16)
+                return NULL;
+        memcpy(buf, spec, (size_t) (slash - spec));
+        buf[slash - spec] = '\0';
+        return buf;
+}
+
+/* Every extended node the node table has, on one line or on every line. */
+static int add_all_nodes(Manager *m, const char *spec, const char *ifname, struct node_set *ns, sd_bus_error *error) {
+        size_t before = ns->n;
+        int r;
+
+        if (*ifname && !manager_find_line(m, ifname)) {
+                _cleanup_(target_done) struct target t = {};
+
+                /* the resolver's message for an unknown line */
+                return resolve_target(m, spec, &t, error);
+        }
+        for (unsigned li = 0; li < m->n_lines; li++) {
+                Line *l = m->lines[li];
+
+                if (*ifname && strcmp(l->interface, ifname) != 0)
+                        continue;
+                for (size_t i = 0; i < m->nodes->n_entries; i++) {
+                        const NodeEntry *e = m->nodes->entries[i];
+                        struct target t = { .line = l, .node = e->id };
+
+                        if (strcmp(e->interface, l->interface) != 0 || !e->known || e->legacy)
+                                continue;
+                        t.canonical = manager_node_canonical(m, l, e->id);
+                        if (!t.canonical)
+                                return -ENOMEM;
+                        r = node_set_add(ns, &t, spec);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        if (ns->n == before)
+                return sd_bus_error_setf(error, STCISP_ERROR_NODE_NOT_FOUND,
+                                         "'%s': stcispd knows no extended node%s%s: 'ispctl scan' looks for them",
+                                         spec, *ifname ? " on " : "", ifname);
+        return 0;
+}
+
+/* Resolve every target as Flash does, "all" too where allowed, then
+ * refuse a node named twice and the legacy node among others: it answers
+ * for every node, so it can only ever be flashed alone. */
+static int resolve_node_set(Manager *m, const char *const *specs, size_t n_specs, bool allow_all,
+                            struct node_set *ret, sd_bus_error *error) {
+        int r;
+
+        if (n_specs == 0)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                         "No target given: name nodes (node3, 3, can1/node3, a configured name) or 'all'");
+        for (size_t i = 0; i < n_specs; i++) {
+                struct target t = {};
+                const char *all_line;
+                char buf[16];
+
+                all_line = allow_all ? all_nodes_line(specs[i], buf) : NULL;
+                if (all_line) {
+                        r = add_all_nodes(m, specs[i], all_line, ret, error);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                r = resolve_target(m, specs[i], &t, error);
+                if (r < 0) {
+                        target_done(&t);
+                        return r;
+                }
+                r = node_set_add(ret, &t, specs[i]);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < ret->n; i++) {
+                if (ret->v[i].node == ISP_NODE_LEGACY && ret->n > 1)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "'%s' is the legacy node, which answers for every node on its line: "
+                                                 "it cannot be in a job with other nodes; flash it on its own", ret->spec[i]);
+                for (size_t k = 0; k < i; k++) {
+                        if (ret->v[k].line != ret->v[i].line || ret->v[k].node != ret->v[i].node)
+                                continue;
+                        if (strcmp(ret->spec[k], ret->spec[i]) == 0)
+                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                         "'%s' is given twice: name each node once", ret->spec[i]);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                                 "'%s' and '%s' both name %s: name each node once",
+                                                 ret->spec[k], ret->spec[i], ret->v[i].canonical);
+                }
+        }
+        return 0;
+}
+
+/* One job for every node of ns: its target is their canonical names,
+ * comma-separated (a list ispctl takes back), its interface theirs when
+ * they share one line. */
+static Job *new_node_job(Manager *m, enum session_kind kind, const struct node_set *ns, uid_t uid) {
+        _cleanup_free_ char *target = NULL;
+        bool one_line = true;
+        Job *j;
+
+        for (size_t i = 0; i < ns->n; i++) {
+                char *t;
+
+                if (asprintf(&t, "%s%s%s", strempty(target), i > 0 ? "," : "", ns->v[i].canonical) < 0)
+                        return NULL;
+                free(target);
+                target = t;
+                one_line = one_line && ns->v[i].line == ns->v[0].line;
+        }
+        j = job_new(m, 0, kind, target, ns->v[0].node);
         if (!j)
                 return NULL;
-        j->interface = strdup(t->line->interface);
-        if (!j->interface)
+        for (size_t i = 0; i < ns->n; i++)
+                if (job_add_node(j, ns->v[i].line->interface, ns->v[i].node, ns->v[i].canonical) < 0)
+                        return job_free(j);
+        if (one_line && !(j->interface = strdup(ns->v[0].line->interface)))
                 return job_free(j);
         j->requested_by = (uint32_t) uid;
         return j;
 }
 
-static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
+/* Flash and FlashNodes, after the targets: the image, the options, the
+ * job. Everything is checked before anything is queued. */
+static int queue_flash(Manager *m, sd_bus_message *msg, const char *const *specs, size_t n_specs, bool allow_all,
+                       uid_t uid, sd_bus_error *error) {
         _cleanup_(image_freep) struct isp_image *img = NULL;
-        _cleanup_(target_done) struct target t = {};
+        _cleanup_(node_set_done) struct node_set ns = {};
         struct flash_options o = { .reboot = true, .verify = true, .format = ISP_IMAGE_AUTO };
         const void *data;
         size_t size;
-        uid_t uid;
         Job *j;
         int r;
 
-        r = read_node_call(m, msg, &t, &uid, error);
+        r = resolve_node_set(m, specs, n_specs, allow_all, &ns, error);
         if (r >= 0)
                 r = sd_bus_message_read_array(msg, 'y', &data, &size);
         if (r >= 0)
@@ -189,33 +329,82 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
                 return r;
         }
 
-        j = new_node_job(m, SESSION_FLASH, &t, uid);
+        j = new_node_job(m, SESSION_FLASH, &ns, uid);
         if (!j) {
                 free(o.name);
                 return -ENOMEM;
         }
         j->opt_reboot = o.reboot;
         j->opt_verify = o.verify;
+        j->opt_full = o.full;
         j->image_name = o.name;
         j->app_crc = isp_image_app_crc32(img);
         j->image = TAKE_PTR(img);
         return reply_job(m, msg, j, error);
 }
 
+static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        const char *target;
+        uid_t uid;
+        int r;
+
+        r = access_check(&m->access, msg, &uid, error);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &target);
+        if (r < 0)
+                return r;
+        return queue_flash(m, msg, &target, 1, /* allow_all= */ false, uid, error);
+}
+
+static int method_flash_nodes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_free_ const char **specs = NULL;
+        const char *s;
+        size_t n = 0;
+        uid_t uid;
+        int r;
+
+        r = access_check(&m->access, msg, &uid, error);
+        if (r < 0)
+                return r;
+        /* the strings stay in msg, which outlives the call */
+        r = sd_bus_message_enter_container(msg, 'a', "s");
+        while (r >= 0 && (r = sd_bus_message_read(msg, "s", &s)) > 0) {
+                const char **v = realloc(specs, (n + 1) * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                specs = v;
+                specs[n++] = s;
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(msg);
+        if (r < 0)
+                return r;
+        return queue_flash(m, msg, specs, n, /* allow_all= */ true, uid, error);
+}
+
 static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
         Manager *m = userdata;
-        _cleanup_(target_done) struct target t = {};
+        _cleanup_(node_set_done) struct node_set ns = {};
         struct flash_options o = {};
+        const char *target;
         uid_t uid;
         Job *j;
         int r;
 
-        r = read_node_call(m, msg, &t, &uid, error);
+        r = access_check(&m->access, msg, &uid, error);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "s", &target);
+        if (r >= 0)
+                r = resolve_node_set(m, &target, 1, /* allow_all= */ false, &ns, error);
         if (r >= 0)
                 r = read_options(msg, false, &o, error);
         if (r < 0)
                 return r;
-        j = new_node_job(m, SESSION_REBOOT, &t, uid);
+        j = new_node_job(m, SESSION_REBOOT, &ns, uid);
         if (!j)
                 return -ENOMEM;
         return reply_job(m, msg, j, error);
@@ -403,6 +592,10 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_ARGS("s", target, "ay", image, "a{sv}", options),
                                 SD_BUS_RESULT("o", job),
                                 method_flash, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("FlashNodes",
+                                SD_BUS_ARGS("as", targets, "ay", image, "a{sv}", options),
+                                SD_BUS_RESULT("o", job),
+                                method_flash_nodes, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reboot",
                                 SD_BUS_ARGS("s", target, "a{sv}", options),
                                 SD_BUS_RESULT("o", job),

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -37,7 +38,35 @@ static bool session_running(Line *l) {
         return l->session && session_get_state(l->session) == SESSION_RUNNING;
 }
 
+static bool job_has_nodes(const Job *j) {
+        return j->n_nodes > 1;
+}
+
+/* The running job's node with this id on this line, NULL for a scan. */
+static struct job_node *job_node(Line *l, uint8_t node) {
+        return l->job ? job_find_node(l->job, l->interface, node) : NULL;
+}
+
 /* ---- progress, throttled ---- */
+
+/* The session's per-target figures (sectors, PROGRAM bytes) into the
+ * job's nodes; with_end, also the end of targets that ended without
+ * target_finished (a session that failed to start). Only where the
+ * session may be called: not from inside its callbacks, but finished. */
+static void read_target_results(Line *l, bool with_end) {
+        unsigned n = l->session ? session_get_n_targets(l->session) : 0;
+
+        for (unsigned i = 0; i < n; i++) {
+                struct session_target_result r;
+                struct job_node *jn;
+
+                if (!session_get_target_result(l->session, i, &r) || !(jn = job_node(l, r.node)))
+                        continue;
+                job_node_update(jn, &r, with_end);
+        }
+        if (l->job && job_has_nodes(l->job))
+                job_summarize_nodes(l->job);
+}
 
 static void emit_progress(Line *l) {
         l->progress_pending = false;
@@ -49,8 +78,10 @@ static void emit_progress(Line *l) {
 static int on_progress_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         Line *l = userdata;
 
-        if (l->progress_pending)
+        if (l->progress_pending) {
+                read_target_results(l, /* with_end= */ false);
                 emit_progress(l);
+        }
         return 0;
 }
 
@@ -67,26 +98,46 @@ static int session_send(void *userdata, const struct isp_can_frame *frame) {
 static void session_phase(void *userdata, uint8_t node, enum session_phase phase) {
         Line *l = userdata;
         Job *j = l->job;
+        struct job_node *jn = job_node(l, node);
 
         if (!j)
                 return;
         if (l->progress_pending)
                 emit_progress(l);
-        j->phase = phase;
-        j->bytes_done = 0;
-        j->bytes_total = 0;
-        l->ops->job_phase(l->userdata, l, j);
+        if (jn && !job_state_is_final(jn->state)) {
+                jn->state = JOB_RUNNING;
+                jn->phase = phase;
+        }
+        if (job_has_nodes(j))
+                job_summarize_nodes(j);
+        else {
+                j->phase = phase;
+                j->bytes_done = 0;
+                j->bytes_total = 0;
+        }
+        l->ops->job_phase(l->userdata, l, j, jn);
 }
 
 static void session_progress(void *userdata, uint8_t node, uint64_t done, uint64_t total) {
         Line *l = userdata;
         Job *j = l->job;
+        struct job_node *jn = job_node(l, node);
         uint64_t now;
 
         if (!j)
                 return;
-        j->bytes_done = done;
-        j->bytes_total = total;
+        /* What an engine without per-target figures tells: while it
+         * programs, the progress is the PROGRAM bytes. */
+        if (jn && jn->phase == SESSION_PHASE_PROGRAM) {
+                jn->bytes_done = done;
+                jn->bytes_total = total;
+        }
+        if (job_has_nodes(j))
+                job_summarize_nodes(j);
+        else {
+                j->bytes_done = done;
+                j->bytes_total = total;
+        }
         now = now_monotonic(l);
         if (done == total || now >= l->progress_emitted_usec + PROGRESS_INTERVAL_USEC) {
                 emit_progress(l);
@@ -109,16 +160,25 @@ static void session_node_seen(void *userdata, const struct session_node_info *in
 
 static void session_target_finished(void *userdata, const struct session_target_result *r) {
         Line *l = userdata;
+        struct job_node *jn = job_node(l, r->node);
 
-        if (l->job)
-                l->ops->job_target(l->userdata, l, l->job, r);
+        if (!l->job)
+                return;
+        if (jn)
+                job_node_update(jn, r, /* with_end= */ true);
+        if (job_has_nodes(l->job))
+                job_summarize_nodes(l->job);
+        l->ops->job_target(l->userdata, l, l->job, r);
 }
 
+/* Called from the session's `finished`, where it may be read, or with
+ * no session running. */
 static void job_done(Line *l, enum job_state state, const char *error) {
         Job *j = l->job;
 
         if (!j)
                 return;
+        read_target_results(l, /* with_end= */ true);
         if (l->progress_pending)
                 emit_progress(l);
         l->job = NULL;
@@ -285,7 +345,7 @@ bool line_is_idle(const Line *l) {
         return line_is_up(l) && !l->job && !l->session;
 }
 
-void line_start_job(Line *l, Job *j, const char *name) {
+void line_start_job(Line *l, Job *j, const struct session_target_spec *targets, unsigned n_targets) {
         struct session_config cfg = l->session_config;
         int r;
 
@@ -295,11 +355,17 @@ void line_start_job(Line *l, Job *j, const char *name) {
         if (j->kind == SESSION_FLASH) {
                 cfg.reboot = j->opt_reboot;
                 cfg.verify = j->opt_verify;
+                cfg.full = j->opt_full;
         }
-        r = session_new(&l->session, j->kind, j->node, name,
-                        j->kind == SESSION_FLASH ? j->image : NULL, &cfg, &session_ops, l);
+        r = session_new_targets(&l->session, j->kind, targets, n_targets,
+                                j->kind == SESSION_FLASH ? j->image : NULL, &cfg, &session_ops, l);
         if (r < 0) {
-                job_done(l, JOB_FAILED, "cannot create a protocol session");
+                _cleanup_free_ char *why = NULL;
+
+                if (asprintf(&why, "%s: cannot create a protocol session for %u node%s: %s", l->interface,
+                             n_targets, n_targets == 1 ? "" : "s", strerror(-r)) < 0)
+                        why = NULL;
+                job_done(l, JOB_FAILED, why ?: "cannot create a protocol session");
                 return;
         }
         r = session_start(l->session, now_monotonic(l));

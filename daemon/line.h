@@ -25,11 +25,14 @@
 typedef struct Line Line;
 
 struct line_ops {
-        /* The running job's phase changed, or its progress moved (at most
-         * ~10 times a second, and always at the end of a phase). */
-        void (*job_phase)(void *userdata, Line *l, Job *j);
+        /* A node of the running job entered a phase (`n`, NULL for a
+         * scan), or the job's progress moved (at most ~10 times a second,
+         * and always at the end of a phase). The line has updated the job
+         * and its nodes (j->nodes) before. */
+        void (*job_phase)(void *userdata, Line *l, Job *j, const struct job_node *n);
         void (*job_progress)(void *userdata, Line *l, Job *j);
-        /* A target of the running job ended (the typed reason is in r). */
+        /* A target of the running job ended (the typed reason is in r; its
+         * node in j->nodes is updated already). */
         void (*job_target)(void *userdata, Line *l, Job *j, const struct session_target_result *r);
         /* The running job's work on this line ended: state is final.
          * `error` is NULL on success. The line is idle when this runs. */
@@ -78,11 +81,12 @@ bool line_is_up(const Line *l);
 /* Up and running nothing: line_start_job() would succeed. */
 bool line_is_idle(const Line *l);
 
-/* Start j here: a flash job must have its image loaded. `name` is how
- * messages call the target node. On failure (the session cannot be made
- * or its first frame cannot be sent) ops->job_done reports it before
- * this returns, so the caller handles both the same way. */
-void line_start_job(Line *l, Job *j, const char *name);
+/* Start j here, on `targets` (its nodes on this line; none for a scan;
+ * their names are how messages call them): one session for all of them.
+ * A flash job must have its image loaded. On failure (the session cannot
+ * be made or its first frame cannot be sent) ops->job_done reports it
+ * before this returns, so the caller handles both the same way. */
+void line_start_job(Line *l, Job *j, const struct session_target_spec *targets, unsigned n_targets);
 
 /* Cancel the job running here; ops->job_done follows (JOB_CANCELLED). */
 void line_cancel_job(Line *l);

@@ -32,17 +32,40 @@ Line *manager_find_line(Manager *m, const char *interface) {
         return NULL;
 }
 
-/* The line a flash or reboot job runs on; a record from before lines
- * existed names none and means the first. NULL: not configured (any
- * more). Scan jobs (interface NULL) run on every line. */
-static Line *job_line(Manager *m, const Job *j) {
-        if (!j->interface)
-                return m->n_lines > 0 ? m->lines[0] : NULL;
-        return manager_find_line(m, j->interface);
+/* The lines job j runs on, a bit each: every line for a scan (interface
+ * NULL), else the lines of its nodes. A line no longer configured has no
+ * bit (fail_orphaned_jobs() fails such jobs). */
+static uint32_t job_lines(Manager *m, const Job *j) {
+        uint32_t mask = 0;
+
+        if (j->kind == SESSION_SCAN && !j->interface)
+                return all_lines_mask(m);
+        if (j->kind == SESSION_SCAN) {
+                Line *l = manager_find_line(m, j->interface);
+
+                return l ? 1u << line_index(m, l) : 0;
+        }
+        for (unsigned i = 0; i < j->n_nodes; i++) {
+                Line *l = j->nodes[i].interface ? manager_find_line(m, j->nodes[i].interface) : NULL;
+
+                if (l)
+                        mask |= 1u << line_index(m, l);
+        }
+        return mask;
 }
 
-static bool job_is_all_lines(const Job *j) {
-        return j->kind == SESSION_SCAN && !j->interface;
+/* The first line j needs that is not configured, NULL if none. */
+static const char *job_missing_line(Manager *m, const Job *j) {
+        if (j->kind == SESSION_SCAN)
+                return j->interface && !manager_find_line(m, j->interface) ? j->interface : NULL;
+        for (unsigned i = 0; i < j->n_nodes; i++)
+                if (!j->nodes[i].interface || !manager_find_line(m, j->nodes[i].interface))
+                        return j->nodes[i].interface ?: "(none)";
+        return NULL;
+}
+
+static bool node_on(const struct job_node *n, const Line *l) {
+        return n->interface && strcmp(n->interface, l->interface) == 0;
 }
 
 Job *manager_find_job(Manager *m, uint32_t id) {
@@ -50,10 +73,11 @@ Job *manager_find_job(Manager *m, uint32_t id) {
 }
 
 unsigned manager_line_queue_length(Manager *m, const Line *l) {
+        uint32_t bit = 1u << line_index(m, l);
         unsigned n = 0;
 
         for (Job *j = m->store->queue_head; j; j = j->next)
-                if (job_is_all_lines(j) ? !(j->lines_done & (1u << line_index(m, l))) : job_line(m, j) == l)
+                if ((job_lines(m, j) & bit) && !(j->lines_done & bit))
                         n++;
         return n;
 }
@@ -265,18 +289,19 @@ static void scan_mark_missing(Manager *m, Line *l) {
         }
 }
 
-static void record_flash(Manager *m, Line *l, Job *j, enum job_state state, const char *error) {
-        NodeEntry *e = node_get(m, l, j->node);
+/* A node's flash ended: the node table keeps its result. */
+static void record_flash(Manager *m, Line *l, Job *j, const struct job_node *n) {
+        NodeEntry *e = node_get(m, l, n->id);
 
         if (!e)
                 return;
         free(e->last_flash_result);
-        if (state == JOB_SUCCEEDED)
+        if (n->state == JOB_SUCCEEDED)
                 e->last_flash_result = strdup("succeeded");
-        else if (asprintf(&e->last_flash_result, "%s: %s", job_state_to_string(state), strna(error)) < 0)
+        else if (asprintf(&e->last_flash_result, "%s: %s", job_state_to_string(n->state), strna(n->error)) < 0)
                 e->last_flash_result = NULL;
-        e->last_flash_usec = j->finished_usec;
-        if (state == JOB_SUCCEEDED) {
+        e->last_flash_usec = now_usec(CLOCK_REALTIME);
+        if (n->state == JOB_SUCCEEDED) {
                 e->last_flash_crc = j->app_crc;
                 e->has_flash_crc = true;
                 if (j->opt_reboot) {
@@ -297,6 +322,7 @@ static void on_job_target(void *userdata, Line *l, Job *j, const struct session_
                 e->state = NODE_NOT_ANSWERING;
                 node_changed(m, l, e);
         }
+        bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", "Nodes", NULL);
 }
 
 /* ---- the life of a job ---- */
@@ -306,6 +332,13 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
         free(j->error);
         j->error = error ? strdup(error) : NULL;
         j->finished_usec = now_usec(CLOCK_REALTIME);
+        /* nodes whose part never ran (cancelled, failed to start) end with the job */
+        for (unsigned i = 0; i < j->n_nodes; i++)
+                if (!job_state_is_final(j->nodes[i].state)) {
+                        j->nodes[i].state = state;
+                        free(j->nodes[i].error);
+                        j->nodes[i].error = error ? strdup(error) : NULL;
+                }
 
         if (error)
                 log_warning("Job %u (%s %s) %s: %s", j->id, session_kind_to_string(j->kind), j->target,
@@ -316,7 +349,7 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
 
         /* On disk first: a job reported finished never runs again. */
         job_store_finish(m->store, j);
-        bus_emit_job_changed(m, j, "State", "Phase", "Error", "FinishedUSec", NULL);
+        bus_emit_job_changed(m, j, "State", "Phase", "Error", "FinishedUSec", "Nodes", NULL);
         bus_emit_job_removed(m, j);
         for (unsigned i = 0; i < m->n_lines; i++)
                 bus_emit_line_changed(m, m->lines[i], "QueueLength", NULL);
@@ -325,61 +358,104 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
         schedule_dispatch(m);
 }
 
-static void on_job_phase(void *userdata, Line *l, Job *j) {
+static void on_job_phase(void *userdata, Line *l, Job *j, const struct job_node *n) {
         Manager *m = userdata;
 
-        log_info("Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target,
-                 session_phase_to_string(j->phase));
-        bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", NULL);
+        if (j->n_nodes > 1 && n)
+                log_info("Job %u (%s %s): %s: %s", j->id, session_kind_to_string(j->kind), j->target, n->name,
+                         session_phase_to_string(n->phase));
+        else
+                log_info("Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target,
+                         session_phase_to_string(j->phase));
+        bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", "Nodes", NULL);
 }
 
 static void on_job_progress(void *userdata, Line *l, Job *j) {
-        bus_emit_job_changed(userdata, j, "BytesDone", "BytesTotal", NULL);
+        bus_emit_job_changed(userdata, j, "BytesDone", "BytesTotal", "Nodes", NULL);
+}
+
+/* One line's part of j ended: its nodes' ends go to the node table. */
+static void part_done(Manager *m, Line *l, Job *j, enum job_state state, const char *error) {
+        for (unsigned i = 0; i < j->n_nodes; i++) {
+                struct job_node *n = &j->nodes[i];
+
+                if (!node_on(n, l))
+                        continue;
+                /* a part that ended without this node's own end (it did
+                 * not start, it was cancelled) ends the node alike */
+                if (!job_state_is_final(n->state)) {
+                        n->state = state;
+                        free(n->error);
+                        n->error = error && state != JOB_SUCCEEDED ? strdup(error) : NULL;
+                }
+                if (j->kind == SESSION_FLASH)
+                        record_flash(m, l, j, n);
+                else if (j->kind == SESSION_REBOOT && n->state == JOB_SUCCEEDED) {
+                        NodeEntry *e = node_get(m, l, n->id);
+
+                        if (e) {
+                                e->state = NODE_APPLICATION;
+                                node_changed(m, l, e);
+                        }
+                }
+        }
+        if (j->kind == SESSION_SCAN && state == JOB_SUCCEEDED)
+                scan_mark_missing(m, l);
+        if (state != JOB_SUCCEEDED && j->part_state == JOB_SUCCEEDED) {
+                j->part_state = state;
+                free(j->part_error);
+                j->part_error = error ? strdup(error) : NULL;
+        }
+}
+
+/* The end of a job of several nodes: failed if one failed, and then the
+ * first failed node's error (which names it) says why. */
+static enum job_state nodes_outcome(Job *j, char **ret_error) {
+        const struct job_node *first = NULL;
+        unsigned failed = 0;
+
+        for (unsigned i = 0; i < j->n_nodes; i++)
+                if (j->nodes[i].state == JOB_FAILED) {
+                        failed++;
+                        first = first ?: &j->nodes[i];
+                }
+        if (j->part_state == JOB_CANCELLED || failed == 0) {
+                *ret_error = TAKE_PTR(j->part_error);
+                return j->part_state;
+        }
+        if (asprintf(ret_error, "%u of %u nodes failed: %s", failed, j->n_nodes,
+                     first->error ?: "(no reason given)") < 0)
+                *ret_error = NULL;
+        j->part_error = mfree(j->part_error);
+        return JOB_FAILED;
 }
 
 static void on_job_done(void *userdata, Line *l, Job *j, enum job_state state, const char *error) {
         Manager *m = userdata;
+        _cleanup_free_ char *e = NULL;
+        enum job_state outcome;
 
         bus_emit_line_changed(m, l, "RunningJob", NULL);
 
-        if (job_is_all_lines(j)) {
-                /* One line's part of a scan; the job ends with the last,
-                 * as the first part that did not succeed. */
-                j->lines_done |= 1u << line_index(m, l);
-                j->lines_running--;
-                if (state == JOB_SUCCEEDED)
-                        scan_mark_missing(m, l);
-                else if (j->part_state == JOB_SUCCEEDED) {
-                        j->part_state = state;
-                        j->part_error = error ? strdup(error) : NULL;
-                }
-                if (j->lines_done != all_lines_mask(m) || j->lines_running > 0) {
-                        schedule_dispatch(m);
-                        return;
-                }
-                {
-                        _cleanup_free_ char *e = TAKE_PTR(j->part_error);
-
-                        job_finish(m, j, j->part_state, e);
-                }
+        /* One line's part; the job ends with the last, as the first part
+         * that did not succeed. */
+        j->lines_done |= 1u << line_index(m, l);
+        j->lines_running--;
+        part_done(m, l, j, state, error);
+        if (j->n_nodes > 1)
+                job_summarize_nodes(j);
+        if ((j->lines_done & job_lines(m, j)) != job_lines(m, j) || j->lines_running > 0) {
+                bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", "Nodes", NULL);
+                schedule_dispatch(m);
                 return;
         }
-
-        if (j->kind == SESSION_SCAN && state == JOB_SUCCEEDED)
-                scan_mark_missing(m, l);
-        if (j->kind == SESSION_FLASH) {
-                j->finished_usec = now_usec(CLOCK_REALTIME);
-                record_flash(m, l, j, state, error);
+        if (j->n_nodes > 1)
+                outcome = nodes_outcome(j, &e);
+        else {
+                outcome = j->part_state;
+                e = TAKE_PTR(j->part_error);
         }
-        if (j->kind == SESSION_REBOOT && state == JOB_SUCCEEDED) {
-                NodeEntry *e = node_get(m, l, j->node);
-
-                if (e) {
-                        e->state = NODE_APPLICATION;
-                        node_changed(m, l, e);
-                }
-        }
-        job_finish(m, j, state, error);
+        job_finish(m, j, outcome, e);
 }
 
 static void on_line_changed(void *userdata, Line *l) {
@@ -399,8 +475,8 @@ static const struct line_ops line_ops = {
         .changed = on_line_changed,
 };
 
-/* First start (not a scan's later line): running, on disk before the
- * first frame, so that a crash from here on restarts it. */
+/* First start (not a later part): running, on disk before the first
+ * frame, so that a crash from here on restarts it. */
 static int job_begin(Manager *m, Job *j) {
         int r;
 
@@ -409,9 +485,12 @@ static int job_begin(Manager *m, Job *j) {
         j->started_usec = now_usec(CLOCK_REALTIME);
         j->phase = SESSION_PHASE_NONE;
         j->bytes_done = j->bytes_total = 0;
-        free(j->error);
-        j->error = NULL;
+        j->error = mfree(j->error);
+        j->lines_started = j->lines_done = 0;
+        j->lines_running = 0;
         j->part_state = JOB_SUCCEEDED;
+        j->part_error = mfree(j->part_error);
+        job_reset_nodes(j);
 
         r = job_store_save(m->store, j);
         if (r < 0) {
@@ -427,38 +506,65 @@ static int job_begin(Manager *m, Job *j) {
                         return r;
                 }
         }
-        bus_emit_job_changed(m, j, "State", "Phase", "StartedUSec", "Attempts", NULL);
+        bus_emit_job_changed(m, j, "State", "Phase", "StartedUSec", "Attempts", "Nodes", NULL);
         log_info("Job %u (%s %s) started%s", j->id, session_kind_to_string(j->kind), j->target,
                  j->attempts > 1 ? " again" : "");
         return 0;
 }
 
+static void target_specs_free(struct session_target_spec *v, unsigned n) {
+        for (unsigned i = 0; i < n; i++)
+                free((char *) v[i].name);
+        free(v);
+}
+
+/* j's nodes on line l, named as messages call them. */
+static int target_specs(Manager *m, Line *l, Job *j, struct session_target_spec **ret, unsigned *ret_n) {
+        struct session_target_spec *v = calloc(j->n_nodes ?: 1, sizeof(*v));
+        unsigned n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        for (unsigned i = 0; i < j->n_nodes; i++) {
+                if (!node_on(&j->nodes[i], l))
+                        continue;
+                v[n].node = j->nodes[i].id;
+                v[n].name = manager_node_display_name(m, l, j->nodes[i].id);
+                if (!v[n++].name) {
+                        target_specs_free(v, n);
+                        return -ENOMEM;
+                }
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
 static void job_start_on(Manager *m, Line *l, Job *j) {
-        _cleanup_free_ char *name = NULL;
+        struct session_target_spec *specs = NULL;
+        unsigned n = 0;
 
         if (j->state == JOB_QUEUED && job_begin(m, j) < 0)
                 return;
-        if (job_is_all_lines(j))
-                j->lines_running++;
-        name = j->kind == SESSION_SCAN ? NULL : manager_node_display_name(m, l, j->node);
-        line_start_job(l, j, name);
+        j->lines_started |= 1u << line_index(m, l);
+        j->lines_running++;
+        if (j->kind != SESSION_SCAN && target_specs(m, l, j, &specs, &n) < 0) {
+                on_job_done(m, l, j, JOB_FAILED, "out of memory starting the job");
+                return;
+        }
+        line_start_job(l, j, specs, n);
+        target_specs_free(specs, n);
         bus_emit_line_changed(m, l, "RunningJob", NULL);
         arm_line_status(m);
 }
 
-/* The first job in queue order that line l can run now. */
+/* The first job in queue order that has a part on line l not started yet. */
 static Job *next_job_for(Manager *m, Line *l) {
         uint32_t bit = 1u << line_index(m, l);
 
-        for (Job *j = m->store->queue_head; j; j = j->next) {
-                if (job_is_all_lines(j)) {
-                        if (!(j->lines_done & bit) && !(j->lines_started & bit))
-                                return j;
-                        continue;
-                }
-                if (job_line(m, j) == l)
-                        return j->state == JOB_QUEUED ? j : NULL;
-        }
+        for (Job *j = m->store->queue_head; j; j = j->next)
+                if ((job_lines(m, j) & bit) && !((j->lines_started | j->lines_done) & bit))
+                        return j;
         return NULL;
 }
 
@@ -474,8 +580,6 @@ static int on_dispatch(sd_event_source *s, void *userdata) {
                 j = next_job_for(m, l);
                 if (!j)
                         continue;
-                if (job_is_all_lines(j))
-                        j->lines_started |= 1u << i;
                 job_start_on(m, l, j);
                 /* job_start_on may have finished jobs: look again */
                 schedule_dispatch(m);
@@ -508,18 +612,17 @@ int manager_cancel_job(Manager *m, uint32_t id) {
                 return -ENOENT;
         if (job_state_is_final(j->state))
                 return -EALREADY;
+        /* the parts not started yet: never any more */
+        j->lines_done |= job_lines(m, j) & ~j->lines_started;
         for (unsigned i = 0; i < m->n_lines; i++)
                 if (m->lines[i]->job == j) {
                         running = true;
-                        if (job_is_all_lines(j))
-                                /* the other lines' parts: not started any more */
-                                j->lines_done = all_lines_mask(m);
                         line_cancel_job(m->lines[i]);
                         if (manager_find_job(m, id) != j || job_state_is_final(j->state))
                                 break;
                 }
         if (!running)
-                job_finish(m, j, JOB_CANCELLED, "cancelled before it started");
+                job_finish(m, j, JOB_CANCELLED, j->state == JOB_QUEUED ? "cancelled before it started" : NULL);
         return 0;
 }
 
@@ -555,13 +658,15 @@ static void fail_orphaned_jobs(Manager *m) {
 
         for (Job *j = m->store->queue_head; j; j = next) {
                 _cleanup_free_ char *why = NULL, *list = NULL;
+                const char *missing;
 
                 next = j->next;
-                if (job_is_all_lines(j) || job_line(m, j))
+                missing = job_missing_line(m, j);
+                if (!missing)
                         continue;
                 list = line_list(m);
                 if (asprintf(&why, "its line %s is not configured any more (Interface=%s)",
-                             j->interface, strna(list)) < 0)
+                             missing, strna(list)) < 0)
                         why = NULL;
                 job_finish(m, j, JOB_FAILED, why ? why : "its line is not configured any more");
         }
@@ -642,6 +747,15 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
+/* A record from before lines names no interface: its node is on the
+ * first line, as the job ran there. */
+static void job_loaded(Manager *m, Job *j) {
+        j->manager = m;
+        for (unsigned i = 0; i < j->n_nodes; i++)
+                if (!j->nodes[i].interface && m->n_lines > 0 && !(j->nodes[i].interface = strdup(m->lines[0]->interface)))
+                        log_error("Job %u: out of memory", j->id);
+}
+
 static int load_state(Manager *m) {
         int r;
 
@@ -652,9 +766,9 @@ static int load_state(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Cannot load the job queue from %s: %m", m->config.state_dir);
         for (Job *j = m->store->queue_head; j; j = j->next)
-                j->manager = m;
+                job_loaded(m, j);
         for (Job *j = m->store->history_head; j; j = j->next)
-                j->manager = m;
+                job_loaded(m, j);
         r = node_table_new(&m->nodes, m->store->state_dir_fd, m->config.state_dir);
         if (r < 0)
                 return log_error_errno(r, "Cannot set up the node table: %m");
