@@ -40,7 +40,7 @@ static void help(void) {
                "Update the firmware of STC32G boards on a CAN bus through stcispd.\n"
                "\n"
                "Commands:\n"
-               "  flash TARGET... FILE  Validate FILE, flash it to each target and wait\n"
+               "  flash TARGET... FILE  Validate FILE, flash it to the targets and wait\n"
                "  reboot TARGET...      Reboot nodes from their ISP into their application\n"
                "  status [TARGET]       Show the daemon and its bus, or one node\n"
                "  list                  List the nodes the daemon knows\n"
@@ -62,6 +62,8 @@ static void help(void) {
                "     --no-block          Queue the jobs and print their paths, do not wait\n"
                "     --no-reboot         flash: leave the nodes in their ISP afterwards\n"
                "     --no-verify         flash: skip verification (the entry is still last)\n"
+               "     --full              flash: rewrite every sector of the image, even those\n"
+               "                         that already hold it\n"
                "     --all               flash, reboot: every extended node the daemon knows\n"
                "  -H --host [USER@]HOST  Talk to the daemon on HOST over SSH\n"
                "     --address ADDRESS   Talk to the D-Bus bus at ADDRESS\n"
@@ -88,7 +90,7 @@ static const struct {
 
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT, ARG_NO_BLOCK, ARG_NO_REBOOT,
-               ARG_NO_VERIFY, ARG_ALL, ARG_ADDRESS };
+               ARG_NO_VERIFY, ARG_FULL, ARG_ALL, ARG_ADDRESS };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h'           },
                 { "version",   no_argument,       NULL, ARG_VERSION   },
@@ -97,6 +99,7 @@ int main(int argc, char *argv[]) {
                 { "no-block",  no_argument,       NULL, ARG_NO_BLOCK  },
                 { "no-reboot", no_argument,       NULL, ARG_NO_REBOOT },
                 { "no-verify", no_argument,       NULL, ARG_NO_VERIFY },
+                { "full",      no_argument,       NULL, ARG_FULL      },
                 { "all",       no_argument,       NULL, ARG_ALL       },
                 { "host",      required_argument, NULL, 'H'           },
                 { "address",   required_argument, NULL, ARG_ADDRESS   },
@@ -133,6 +136,9 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_NO_VERIFY:
                         args.no_verify = true;
+                        break;
+                case ARG_FULL:
+                        args.full = true;
                         break;
                 case ARG_ALL:
                         args.all = true;

@@ -23,6 +23,7 @@ struct ispctl_args {
         bool no_block;
         bool no_reboot;
         bool no_verify;
+        bool full;
         bool all;
         const char *format;     /* --format, NULL = from the file */
         const char *host;       /* -H */

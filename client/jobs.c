@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /* flash, reboot, scan: queue jobs, then follow them to their end with a
  * live progress display (terminal), one line per phase change (pipe), or
- * one JSON object at the end (--json). */
+ * one JSON object at the end (--json). A job of several nodes (FlashNodes)
+ * is shown as one line per node, from its Nodes property. */
 #include <errno.h>
 #include <json-c/json.h>
 #include <signal.h>
@@ -19,11 +20,11 @@
 #include "util.h"
 
 #define REDRAW_USEC (100 * 1000ULL)
+#define NODES_SIGNATURE "a(ssyssttuuus)"
 
-struct watched_job {
-        char *target;
-        char *path;
-        uint32_t id;
+/* One line of the display: a job, or one node of a job of several. */
+struct row {
+        char *label;                    /* the target, or the node's name */
         char state[16];
         char phase[16];
         char *error;
@@ -31,6 +32,22 @@ struct watched_job {
         uint64_t phase_start;           /* CLOCK_MONOTONIC µs */
         char printed_phase[16];         /* pipe mode: the last phase printed */
         bool final;
+};
+
+struct watched_node {
+        struct row row;
+        char *interface;
+        uint8_t id;
+        unsigned sectors_written, sectors_skipped, repairs;
+};
+
+struct watched_job {
+        struct row row;
+        char *path;
+        uint32_t id;
+        bool by_node;                   /* shown as its nodes */
+        struct watched_node *nodes;
+        size_t n_nodes;
 };
 
 struct waiter {
@@ -58,6 +75,93 @@ static struct watched_job *find_job(struct waiter *w, const char *path) {
         return NULL;
 }
 
+static void row_set_phase(struct row *row, const char *phase) {
+        if (strcmp(row->phase, phase) != 0)
+                row->phase_start = now_usec(CLOCK_MONOTONIC);
+        snprintf(row->phase, sizeof(row->phase), "%s", phase);
+}
+
+static void row_set_error(struct row *row, const char *error) {
+        free(row->error);
+        row->error = *error ? strdup(error) : NULL;
+}
+
+static void watched_node_done(struct watched_node *nd) {
+        free(nd->row.label);
+        free(nd->row.error);
+        free(nd->interface);
+}
+
+/* Keep the first n nodes, drop the rest. */
+static void watched_nodes_truncate(struct watched_job *j, size_t n) {
+        while (j->n_nodes > n)
+                watched_node_done(&j->nodes[--j->n_nodes]);
+}
+
+static int watched_nodes_append(struct watched_job *j, const char *ifname, const char *name, uint8_t id) {
+        struct watched_node *v = realloc(j->nodes, (j->n_nodes + 1) * sizeof(*v)), *nd;
+
+        if (!v)
+                return -ENOMEM;
+        j->nodes = v;
+        nd = &v[j->n_nodes];
+        *nd = (struct watched_node) { .id = id, .row.phase_start = now_usec(CLOCK_MONOTONIC) };
+        nd->row.label = strdup(name);
+        nd->interface = strdup(ifname);
+        if (!nd->row.label || !nd->interface) {
+                watched_node_done(nd);
+                return -ENOMEM;
+        }
+        j->n_nodes++;
+        return 0;
+}
+
+/* Nodes: a(ssyssttuuus). The daemon never reorders them, so an entry
+ * keeps its place from one signal to the next, and with it its phase
+ * start and what was printed for it. */
+static int read_nodes(sd_bus_message *m, struct watched_job *j) {
+        const char *ifname, *name, *state, *phase, *error;
+        uint64_t done, total;
+        uint32_t written, skipped, repairs;
+        size_t n = 0;
+        uint8_t id;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'v', NODES_SIGNATURE);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(m, 'a', "(ssyssttuuus)");
+        while (r >= 0 && (r = sd_bus_message_read(m, "(ssyssttuuus)", &ifname, &name, &id, &state, &phase, &done,
+                                                  &total, &written, &skipped, &repairs, &error)) > 0) {
+                struct watched_node *nd;
+
+                if (n >= j->n_nodes || strcmp(j->nodes[n].row.label, name) != 0 ||
+                    strcmp(j->nodes[n].interface, ifname) != 0) {
+                        watched_nodes_truncate(j, n);
+                        r = watched_nodes_append(j, ifname, name, id);
+                        if (r < 0)
+                                return r;
+                }
+                nd = &j->nodes[n++];
+                snprintf(nd->row.state, sizeof(nd->row.state), "%s", state);
+                row_set_phase(&nd->row, phase);
+                row_set_error(&nd->row, error);
+                nd->row.done = done;
+                nd->row.total = total;
+                nd->row.final = state_is_final(state);
+                nd->sectors_written = written;
+                nd->sectors_skipped = skipped;
+                nd->repairs = repairs;
+        }
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r >= 0)
+                r = sd_bus_message_exit_container(m);
+        if (r < 0)
+                return r;
+        watched_nodes_truncate(j, n);
+        return 0;
+}
+
 /* Read an a{sv} of Job properties (GetAll reply or PropertiesChanged). */
 static int read_job_props(sd_bus_message *m, struct watched_job *j) {
         int r;
@@ -78,28 +182,36 @@ static int read_job_props(sd_bus_message *m, struct watched_job *j) {
                         if (r < 0)
                                 return r;
                         if (key[0] == 'S')
-                                snprintf(j->state, sizeof(j->state), "%s", s);
-                        else if (key[0] == 'P') {
-                                if (strcmp(j->phase, s) != 0)
-                                        j->phase_start = now_usec(CLOCK_MONOTONIC);
-                                snprintf(j->phase, sizeof(j->phase), "%s", s);
-                        } else {
-                                free(j->error);
-                                j->error = *s ? strdup(s) : NULL;
-                        }
+                                snprintf(j->row.state, sizeof(j->row.state), "%s", s);
+                        else if (key[0] == 'P')
+                                row_set_phase(&j->row, s);
+                        else
+                                row_set_error(&j->row, s);
                 } else if (strcmp(key, "BytesDone") == 0 || strcmp(key, "BytesTotal") == 0) {
                         r = sd_bus_message_read(m, "v", "t", &t);
                         if (r < 0)
                                 return r;
                         if (key[5] == 'D')
-                                j->done = t;
+                                j->row.done = t;
                         else
-                                j->total = t;
+                                j->row.total = t;
                 } else if (strcmp(key, "Id") == 0) {
                         r = sd_bus_message_read(m, "v", "u", &u);
                         if (r < 0)
                                 return r;
                         j->id = u;
+                } else if (strcmp(key, "Target") == 0 && j->by_node) {
+                        r = sd_bus_message_read(m, "v", "s", &s);
+                        if (r < 0)
+                                return r;
+                        free(j->row.label);
+                        j->row.label = strdup(s);
+                        if (!j->row.label)
+                                return -ENOMEM;
+                } else if (strcmp(key, "Nodes") == 0 && j->by_node) {
+                        r = read_nodes(m, j);
+                        if (r < 0)
+                                return r;
                 } else {
                         r = sd_bus_message_skip(m, "v");
                         if (r < 0)
@@ -126,7 +238,7 @@ static int fetch_job(struct waiter *w, struct watched_job *j) {
         r = read_job_props(reply, j);
         if (r < 0)
                 return ispctl_bus_error(w->args, "Reading the job", NULL, r);
-        j->final = state_is_final(j->state);
+        j->row.final = state_is_final(j->row.state);
         return 0;
 }
 
@@ -137,28 +249,29 @@ static void format_size(uint64_t v, char *buf, size_t n) {
                 snprintf(buf, n, "%.1f KiB", (double) v / 1024.0);
 }
 
-/* "node3    program    12.0 KiB/16.3 KiB   5.1 KiB/s  ETA 0:01" */
-static void job_line(const struct watched_job *j, char *buf, size_t n) {
+/* "node3    program    12.0 KiB/16.3 KiB   5.1 KiB/s  ETA 0:01". A node's
+ * figures are its PROGRAM bytes (program_only): shown while it programs. */
+static void row_line(const struct row *j, int width, bool program_only, char *buf, size_t n) {
         char a[32], b[32], rate[32];
         uint64_t elapsed = now_usec(CLOCK_MONOTONIC) - j->phase_start;
 
         if (j->final) {
                 if (j->error)
-                        snprintf(buf, n, "%-10s %s: %s", j->target, j->state, j->error);
+                        snprintf(buf, n, "%-*s %s: %s", width, j->label, j->state, j->error);
                 else
-                        snprintf(buf, n, "%-10s %s", j->target, j->state);
+                        snprintf(buf, n, "%-*s %s", width, j->label, j->state);
                 return;
         }
         if (strcmp(j->state, "queued") == 0) {
-                snprintf(buf, n, "%-10s queued", j->target);
+                snprintf(buf, n, "%-*s queued", width, j->label);
                 return;
         }
-        if (j->total == 0) {
-                snprintf(buf, n, "%-10s %-8s", j->target, j->phase);
+        if (j->total == 0 || (program_only && strcmp(j->phase, "program") != 0)) {
+                snprintf(buf, n, "%-*s %-8s", width, j->label, j->phase);
                 return;
         }
         if (strcmp(j->phase, "erase") == 0) {
-                snprintf(buf, n, "%-10s %-8s %llu/%llu sectors", j->target, j->phase,
+                snprintf(buf, n, "%-*s %-8s %llu/%llu sectors", width, j->label, j->phase,
                          (unsigned long long) j->done, (unsigned long long) j->total);
                 return;
         }
@@ -169,10 +282,32 @@ static void job_line(const struct watched_job *j, char *buf, size_t n) {
                 unsigned eta = (unsigned) ((double) (j->total - j->done) / bps + 0.5);
 
                 format_size((uint64_t) bps, rate, sizeof(rate));
-                snprintf(buf, n, "%-10s %-8s %10s/%-10s %10s/s  ETA %u:%02u", j->target, j->phase, a, b,
+                snprintf(buf, n, "%-*s %-8s %10s/%-10s %10s/s  ETA %u:%02u", width, j->label, j->phase, a, b,
                          rate, eta / 60, eta % 60);
         } else
-                snprintf(buf, n, "%-10s %-8s %10s/%-10s", j->target, j->phase, a, b);
+                snprintf(buf, n, "%-*s %-8s %10s/%-10s", width, j->label, j->phase, a, b);
+}
+
+static int nodes_width(const struct watched_job *j) {
+        size_t w = 10;
+
+        for (size_t i = 0; i < j->n_nodes; i++)
+                if (strlen(j->nodes[i].row.label) > w)
+                        w = strlen(j->nodes[i].row.label);
+        return (int) w;
+}
+
+/* Pipe mode: a line when the row enters a phase, and one at its end. */
+static void row_print_change(struct row *r) {
+        const char *what = r->final ? r->state : r->phase;
+
+        if (!*what || strcmp(what, "none") == 0 || strcmp(r->printed_phase, what) == 0)
+                return;
+        if (r->final && r->error)
+                printf("%s: %s: %s\n", r->label, r->state, r->error);
+        else
+                printf("%s: %s\n", r->label, what);
+        snprintf(r->printed_phase, sizeof(r->printed_phase), "%s", what);
 }
 
 static void draw(struct waiter *w) {
@@ -180,27 +315,36 @@ static void draw(struct waiter *w) {
                 return;
 
         if (w->tty) {
+                unsigned lines = 0;
+
                 /* back to the first of our lines, then rewrite them all */
                 if (w->lines_drawn > 0)
                         printf("\033[%uA", w->lines_drawn);
                 for (size_t i = 0; i < w->n_jobs; i++) {
+                        struct watched_job *j = &w->jobs[i];
                         char line[512];
-                        job_line(&w->jobs[i], line, sizeof(line));
-                        printf("\r\033[K%s\n", line);
+
+                        if (!j->by_node) {
+                                row_line(&j->row, 10, /* program_only= */ false, line, sizeof(line));
+                                printf("\r\033[K%s\n", line);
+                                lines++;
+                                continue;
+                        }
+                        for (size_t k = 0; k < j->n_nodes; k++) {
+                                row_line(&j->nodes[k].row, nodes_width(j), /* program_only= */ true, line, sizeof(line));
+                                printf("\r\033[K%s\n", line);
+                                lines++;
+                        }
                 }
-                w->lines_drawn = (unsigned) w->n_jobs;
+                w->lines_drawn = lines;
         } else
                 for (size_t i = 0; i < w->n_jobs; i++) {
                         struct watched_job *j = &w->jobs[i];
-                        const char *what = j->final ? j->state : j->phase;
 
-                        if (!*what || strcmp(what, "none") == 0 || strcmp(j->printed_phase, what) == 0)
-                                continue;
-                        if (j->final && j->error)
-                                printf("%s: %s: %s\n", j->target, j->state, j->error);
-                        else
-                                printf("%s: %s\n", j->target, what);
-                        snprintf(j->printed_phase, sizeof(j->printed_phase), "%s", what);
+                        if (!j->by_node)
+                                row_print_change(&j->row);
+                        for (size_t k = 0; j->by_node && k < j->n_nodes; k++)
+                                row_print_change(&j->nodes[k].row);
                 }
         fflush(stdout);
         w->dirty = false;
@@ -208,7 +352,7 @@ static void draw(struct waiter *w) {
 
 static void check_done(struct waiter *w) {
         for (size_t i = 0; i < w->n_jobs; i++)
-                if (!w->jobs[i].final)
+                if (!w->jobs[i].row.final)
                         return;
         (void) sd_event_exit(w->event, 0);
 }
@@ -222,9 +366,9 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
                 return 0;
         if (read_job_props(m, j) < 0)
                 return 0;
-        j->final = state_is_final(j->state);
+        j->row.final = state_is_final(j->row.state);
         w->dirty = true;
-        if (!w->tty || j->final)
+        if (!w->tty || j->row.final)
                 draw(w);
         check_done(w);
         return 0;
@@ -257,15 +401,16 @@ static int on_redraw(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void waiter_done(struct waiter *w) {
         for (size_t i = 0; i < w->n_jobs; i++) {
-                free(w->jobs[i].target);
+                free(w->jobs[i].row.label);
+                free(w->jobs[i].row.error);
                 free(w->jobs[i].path);
-                free(w->jobs[i].error);
+                watched_nodes_truncate(&w->jobs[i], 0);
+                free(w->jobs[i].nodes);
         }
         free(w->jobs);
         sd_event_source_disable_unref(w->redraw);
         sd_event_unref(w->event);
 }
-
 static int waiter_init(struct waiter *w, const struct ispctl_args *args, sd_bus *bus, size_t n) {
         int r;
 
@@ -302,17 +447,19 @@ static int waiter_init(struct waiter *w, const struct ispctl_args *args, sd_bus 
                                    "PropertiesChanged", on_properties_changed, w);
 }
 
-static int waiter_add(struct waiter *w, const char *target, const char *path) {
+/* by_node: the job is one for several nodes, shown node by node. */
+static int waiter_add(struct waiter *w, const char *target, const char *path, bool by_node) {
         struct watched_job *j = &w->jobs[w->n_jobs];
         const char *slash = strrchr(path, '/');
 
-        j->target = strdup(target);
+        j->row.label = strdup(target);
         j->path = strdup(path);
-        if (!j->target || !j->path)
+        if (!j->row.label || !j->path)
                 return -ENOMEM;
         j->id = slash ? (uint32_t) strtoul(slash + 1, NULL, 10) : 0;
-        snprintf(j->state, sizeof(j->state), "queued");
-        j->phase_start = now_usec(CLOCK_MONOTONIC);
+        j->by_node = by_node;
+        snprintf(j->row.state, sizeof(j->row.state), "queued");
+        j->row.phase_start = now_usec(CLOCK_MONOTONIC);
         w->n_jobs++;
         return 0;
 }
@@ -322,11 +469,83 @@ static json_object *job_json(const struct watched_job *j) {
 
         json_object_object_add(o, "id", json_object_new_int64(j->id));
         json_object_object_add(o, "job", json_object_new_string(j->path));
-        json_object_object_add(o, "target", json_object_new_string(j->target));
-        json_object_object_add(o, "state", json_object_new_string(j->state));
-        json_object_object_add(o, "phase", json_object_new_string(*j->phase ? j->phase : "none"));
-        json_object_object_add(o, "error", j->error ? json_object_new_string(j->error) : NULL);
+        json_object_object_add(o, "target", json_object_new_string(j->row.label));
+        json_object_object_add(o, "state", json_object_new_string(j->row.state));
+        json_object_object_add(o, "phase", json_object_new_string(*j->row.phase ? j->row.phase : "none"));
+        json_object_object_add(o, "error", j->row.error ? json_object_new_string(j->row.error) : NULL);
         return o;
+}
+
+static json_object *node_json(const struct watched_job *j, const struct watched_node *nd) {
+        json_object *o = json_object_new_object();
+
+        json_object_object_add(o, "interface", json_object_new_string(nd->interface));
+        json_object_object_add(o, "name", json_object_new_string(nd->row.label));
+        json_object_object_add(o, "id", json_object_new_int(nd->id));
+        json_object_object_add(o, "job_id", json_object_new_int64(j->id));
+        json_object_object_add(o, "state", json_object_new_string(nd->row.state));
+        json_object_object_add(o, "phase", json_object_new_string(*nd->row.phase ? nd->row.phase : "none"));
+        json_object_object_add(o, "bytes_done", json_object_new_int64((int64_t) nd->row.done));
+        json_object_object_add(o, "bytes_total", json_object_new_int64((int64_t) nd->row.total));
+        json_object_object_add(o, "sectors_written", json_object_new_int64(nd->sectors_written));
+        json_object_object_add(o, "sectors_skipped", json_object_new_int64(nd->sectors_skipped));
+        json_object_object_add(o, "repairs", json_object_new_int64(nd->repairs));
+        json_object_object_add(o, "error", nd->row.error ? json_object_new_string(nd->row.error) : NULL);
+        return o;
+}
+
+/* {"jobs": [...], "nodes": [...] (jobs of several nodes only)} */
+static json_object *jobs_json(const struct waiter *w) {
+        json_object *o = json_object_new_object(), *a = json_object_new_array(), *nodes = NULL;
+
+        for (size_t i = 0; i < w->n_jobs; i++) {
+                const struct watched_job *j = &w->jobs[i];
+
+                json_object_array_add(a, job_json(j));
+                if (!j->by_node)
+                        continue;
+                if (!nodes)
+                        nodes = json_object_new_array();
+                for (size_t k = 0; k < j->n_nodes; k++)
+                        json_object_array_add(nodes, node_json(j, &j->nodes[k]));
+        }
+        json_object_object_add(o, "jobs", a);
+        if (nodes)
+                json_object_object_add(o, "nodes", nodes);
+        return o;
+}
+
+/* After the live lines: what each node of a job of several got, and a count. */
+static void print_node_summary(const struct watched_job *j) {
+        unsigned n_ok = 0, n_failed = 0, n_cancelled = 0;
+        int width = nodes_width(j);
+
+        printf("\n%-*s %-10s %7s %7s %7s\n", width, "NODE", "RESULT", "WRITTEN", "SKIPPED", "REPAIRS");
+        for (size_t k = 0; k < j->n_nodes; k++) {
+                const struct watched_node *nd = &j->nodes[k];
+
+                printf("%-*s %-10s %7u %7u %7u\n", width, nd->row.label, nd->row.state, nd->sectors_written,
+                       nd->sectors_skipped, nd->repairs);
+                if (strcmp(nd->row.state, "succeeded") == 0)
+                        n_ok++;
+                else if (strcmp(nd->row.state, "cancelled") == 0)
+                        n_cancelled++;
+                else
+                        n_failed++;
+        }
+        printf("%zu node%s: %u succeeded, %u failed", j->n_nodes, j->n_nodes == 1 ? "" : "s", n_ok, n_failed);
+        if (n_cancelled > 0)
+                printf(", %u cancelled", n_cancelled);
+        printf("\n");
+}
+
+static bool job_succeeded(const struct watched_job *j) {
+        if (strcmp(j->row.state, "succeeded") != 0)
+                return false;
+        for (size_t k = 0; j->by_node && k < j->n_nodes; k++)
+                if (strcmp(j->nodes[k].row.state, "succeeded") != 0)
+                        return false;
+        return true;
 }
 
 static int daemon_gone(struct waiter *w) {
@@ -334,7 +553,7 @@ static int daemon_gone(struct waiter *w) {
         size_t k = 0;
 
         for (size_t i = 0; i < w->n_jobs && k < sizeof(ids) - 16; i++)
-                if (!w->jobs[i].final)
+                if (!w->jobs[i].row.final)
                         k += (size_t) snprintf(ids + k, sizeof(ids) - k, "%s%u", k ? ", " : "", w->jobs[i].id);
         if (w->tty && w->lines_drawn > 0)
                 printf("\n");
@@ -351,13 +570,9 @@ static int waiter_run(struct waiter *w) {
         int r;
 
         if (w->args->no_block) {
-                if (w->args->json) {
-                        json_object *o = json_object_new_object(), *a = json_object_new_array();
-                        for (size_t i = 0; i < w->n_jobs; i++)
-                                json_object_array_add(a, job_json(&w->jobs[i]));
-                        json_object_object_add(o, "jobs", a);
-                        output_json(o);
-                } else
+                if (w->args->json)
+                        output_json(jobs_json(w));
+                else
                         for (size_t i = 0; i < w->n_jobs; i++)
                                 printf("%s\n", w->jobs[i].path);
                 return ISPCTL_EXIT_SUCCESS;
@@ -386,17 +601,19 @@ static int waiter_run(struct waiter *w) {
                 r = fetch_job(w, &w->jobs[i]);
                 if (r != 0)
                         return r;
-                if (strcmp(w->jobs[i].state, "succeeded") != 0)
+                if (!job_succeeded(&w->jobs[i]))
                         failed = true;
         }
         w->dirty = true;
         draw(w);
+        if (!w->args->json && !w->quiet)
+                for (size_t i = 0; i < w->n_jobs; i++)
+                        if (w->jobs[i].by_node)
+                                print_node_summary(&w->jobs[i]);
 
         if (w->args->json && !w->quiet) {
-                json_object *o = json_object_new_object(), *a = json_object_new_array();
-                for (size_t i = 0; i < w->n_jobs; i++)
-                        json_object_array_add(a, job_json(&w->jobs[i]));
-                json_object_object_add(o, "jobs", a);
+                json_object *o = jobs_json(w);
+
                 json_object_object_add(o, "result", json_object_new_string(failed ? "failed" : "succeeded"));
                 output_json(o);
         }
@@ -429,8 +646,11 @@ static int targets_add(struct targets *t, const char *s, size_t len) {
         return 0;
 }
 
-/* "1,2,node7" → three targets; --all → every extended node the daemon knows. */
-static int collect_targets(const struct ispctl_args *args, sd_bus *bus, char **argv, int argc, struct targets *ret) {
+/* "1,2,node7" → three targets. --all: every extended node the daemon
+ * knows, asked here (ListNodes) unless all_for_daemon: then the target
+ * "all", which FlashNodes resolves itself. */
+static int collect_targets(const struct ispctl_args *args, sd_bus *bus, char **argv, int argc, bool all_for_daemon,
+                           struct targets *ret) {
         _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         int r;
@@ -443,7 +663,10 @@ static int collect_targets(const struct ispctl_args *args, sd_bus *bus, char **a
                         p += len + (p[len] == ',');
                 }
 
-        if (args->all) {
+        if (args->all && all_for_daemon) {
+                if (targets_add(ret, "all", strlen("all")) < 0)
+                        return -ENOMEM;
+        } else if (args->all) {
                 uint8_t id;
                 const char *name, *form;
 
@@ -495,17 +718,13 @@ typedef int (*job_call_t)(sd_bus *bus, const char *target, const struct ispctl_a
                           void *userdata, sd_bus_message **ret);
 
 /* flash and reboot: resolve every target, queue one job each, follow them. */
-static int queue_and_follow(const struct ispctl_args *args, char **target_args, int n_target_args,
+static int queue_and_follow(const struct ispctl_args *args, sd_bus *bus, char **target_args, int n_target_args,
                             const char *doing, job_call_t make_call, void *userdata) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         struct targets targets = {};
         struct waiter w = {};
         int r;
 
-        r = ispctl_connect(args, &bus);
-        if (r != 0)
-                return r;
-        r = collect_targets(args, bus, target_args, n_target_args, &targets);
+        r = collect_targets(args, bus, target_args, n_target_args, /* all_for_daemon= */ false, &targets);
         if (r == 0)
                 r = check_targets(args, bus, &targets);
         if (r != 0)
@@ -533,7 +752,7 @@ static int queue_and_follow(const struct ispctl_args *args, char **target_args, 
                         r = ispctl_bus_error(args, what, &error, r);
                         goto finish;
                 }
-                r = waiter_add(&w, targets.v[i], path);
+                r = waiter_add(&w, targets.v[i], path, /* by_node= */ false);
                 if (r < 0)
                         goto finish;
         }
@@ -552,28 +771,86 @@ struct flash_call {
         size_t size;
 };
 
-static int make_flash_call(sd_bus *bus, const char *target, const struct ispctl_args *args,
-                           void *userdata, sd_bus_message **ret) {
-        const struct flash_call *c = userdata;
+/* Flash or FlashNodes: the targets (one string, or an array), the image,
+ * the options. "full" only when asked: a daemon from before it refuses
+ * options it does not know. */
+static int append_flash_call(sd_bus *bus, const char *method, const struct targets *targets, const char *target,
+                             const struct ispctl_args *args, const struct flash_call *c, sd_bus_message **ret) {
         int r;
 
-        r = sd_bus_message_new_method_call(bus, ret, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Flash");
-        if (r >= 0)
+        r = sd_bus_message_new_method_call(bus, ret, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, method);
+        if (r >= 0 && targets) {
+                r = sd_bus_message_open_container(*ret, 'a', "s");
+                for (size_t i = 0; r >= 0 && i < targets->n; i++)
+                        r = sd_bus_message_append(*ret, "s", targets->v[i]);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(*ret);
+        } else if (r >= 0)
                 r = sd_bus_message_append(*ret, "s", target);
         if (r >= 0)
                 r = sd_bus_message_append_array(*ret, 'y', c->data, c->size);
         if (r >= 0)
-                r = sd_bus_message_append(*ret, "a{sv}", 4,
+                r = sd_bus_message_open_container(*ret, 'a', "{sv}");
+        if (r >= 0)
+                r = sd_bus_message_append(*ret, "{sv}{sv}{sv}{sv}",
                                           "format", "s", c->img->format == ISP_IMAGE_HEX ? "hex" : "bin",
                                           "name", "s", c->name,
                                           "reboot", "b", !args->no_reboot,
                                           "verify", "b", !args->no_verify);
+        if (r >= 0 && args->full)
+                r = sd_bus_message_append(*ret, "{sv}", "full", "b", true);
+        if (r >= 0)
+                r = sd_bus_message_close_container(*ret);
+        return r;
+}
+
+static int make_flash_call(sd_bus *bus, const char *target, const struct ispctl_args *args,
+                           void *userdata, sd_bus_message **ret) {
+        return append_flash_call(bus, "Flash", NULL, target, args, userdata, ret);
+}
+
+/* Several targets, or --all: one FlashNodes job for all of them, which
+ * the daemon resolves and checks as a whole, followed node by node. */
+static int flash_nodes(const struct ispctl_args *args, sd_bus *bus, struct targets *targets, const struct flash_call *c) {
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ char *label = NULL;
+        struct waiter w = {};
+        const char *path;
+        int r;
+
+        r = waiter_init(&w, args, bus, 1);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Watching the job", NULL, r);
+                goto finish;
+        }
+        r = append_flash_call(bus, "FlashNodes", targets, NULL, args, c, &m);
+        if (r >= 0)
+                r = sd_bus_call(bus, m, 0, &error, &reply);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Flashing", &error, r);
+                goto finish;
+        }
+        /* the label is the job's Target, read with its other properties */
+        r = waiter_add(&w, "", path, /* by_node= */ true);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Watching the job", NULL, r);
+                goto finish;
+        }
+        r = waiter_run(&w);
+finish:
+        waiter_done(&w);
         return r;
 }
 
 int verb_flash(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_free_ struct isp_image *img = NULL;
         _cleanup_free_ char *data = NULL;
+        struct targets targets = {};
+        struct flash_call c;
         size_t size;
         int r;
 
@@ -586,10 +863,21 @@ int verb_flash(int argc, char *argv[], const struct ispctl_args *args) {
         r = ispctl_load_image(argv[argc - 1], args, &img, &data, &size);
         if (r != 0)
                 return r;
+        c = (struct flash_call) { .img = img, .name = basename(argv[argc - 1]), .data = data, .size = size };
 
-        return queue_and_follow(args, argv + 1, argc - 2, "Flashing", make_flash_call,
-                                &(struct flash_call) { .img = img, .name = basename(argv[argc - 1]),
-                                                      .data = data, .size = size });
+        r = ispctl_connect(args, &bus);
+        if (r != 0)
+                return r;
+        r = collect_targets(args, bus, argv + 1, argc - 2, /* all_for_daemon= */ true, &targets);
+        if (r == 0 && targets.n == 1 && !args->all) {
+                /* one node: a Flash job, as always */
+                targets_done(&targets);
+                return queue_and_follow(args, bus, argv + 1, argc - 2, "Flashing", make_flash_call, &c);
+        }
+        if (r == 0)
+                r = flash_nodes(args, bus, &targets, &c);
+        targets_done(&targets);
+        return r;
 }
 
 static int make_reboot_call(sd_bus *bus, const char *target, const struct ispctl_args *args,
@@ -602,11 +890,17 @@ static int make_reboot_call(sd_bus *bus, const char *target, const struct ispctl
 }
 
 int verb_reboot(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
         if (argc < 2 && !args->all) {
                 ispctl_error(args, NULL, 0, false, "Usage: ispctl reboot TARGET... (or --all)");
                 return ISPCTL_EXIT_USAGE;
         }
-        return queue_and_follow(args, argv + 1, argc - 1, "Rebooting", make_reboot_call, NULL);
+        r = ispctl_connect(args, &bus);
+        if (r != 0)
+                return r;
+        return queue_and_follow(args, bus, argv + 1, argc - 1, "Rebooting", make_reboot_call, NULL);
 }
 
 int verb_scan(int argc, char *argv[], const struct ispctl_args *args) {
@@ -633,7 +927,7 @@ int verb_scan(int argc, char *argv[], const struct ispctl_args *args) {
 
         r = waiter_init(&w, args, bus, 1);
         if (r >= 0)
-                r = waiter_add(&w, "scan", path);
+                r = waiter_add(&w, "scan", path, /* by_node= */ false);
         if (r < 0) {
                 waiter_done(&w);
                 return ispctl_bus_error(args, "Watching the scan", NULL, r);
@@ -648,7 +942,7 @@ int verb_scan(int argc, char *argv[], const struct ispctl_args *args) {
         w.tty = false;
         r = waiter_run(&w);
         if (r == ISPCTL_EXIT_JOB_FAILED)
-                ispctl_error(args, NULL, 0, false, "Scan %s: %s", w.jobs[0].state, strna(w.jobs[0].error));
+                ispctl_error(args, NULL, 0, false, "Scan %s: %s", w.jobs[0].row.state, strna(w.jobs[0].row.error));
         if (r == 0)
                 r = output_node_table(args, bus, args->json ? &nodes : NULL);
         if (r == 0 && args->json) {

@@ -524,7 +524,8 @@ static int on_job_changed(sd_bus_message *m, void *userdata, sd_bus_error *e) {
                         json_object_object_add(o, k, json_object_new_int64(u));
                 else
                         (void) sd_bus_message_skip(m, "v");
-                if (strcmp(key, "BytesDone") != 0 && strcmp(key, "BytesTotal") != 0)
+                /* Nodes comes with every progress signal of a job of several nodes */
+                if (strcmp(key, "BytesDone") != 0 && strcmp(key, "BytesTotal") != 0 && strcmp(key, "Nodes") != 0)
                         only_progress = false;
                 (void) sd_bus_message_exit_container(m);
         }

@@ -12,11 +12,11 @@ __ispctl_opts_global='-h --help --version --json -H --host --address'
 # Options that make sense after each command, beyond the global ones.
 __ispctl_opts_for() {
         case $1 in
-        flash)   echo '--format --no-block --no-reboot --no-verify --all' ;;
+        flash)   echo '--format --no-block --no-reboot --no-verify --full --all' ;;
         reboot)  echo '--no-block --all' ;;
         scan)    echo '--no-block' ;;
         inspect) echo '--format' ;;
-        '')      echo '--format --no-block --no-reboot --no-verify --all' ;;
+        '')      echo '--format --no-block --no-reboot --no-verify --full --all' ;;
         esac
 }
 

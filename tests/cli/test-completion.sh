@@ -129,6 +129,10 @@ check '--no- before the command' 'ispctl --no-' \
         '--no-block --no-reboot --no-verify' ispctl --no-
 check '--no- for flash' 'ispctl flash --no-' \
         '--no-block --no-reboot --no-verify' ispctl flash --no-
+check '--f for flash' 'ispctl flash --f' \
+        '--format --full' ispctl flash --f
+check '--f for reboot: no --full' 'ispctl reboot --f' \
+        '' ispctl reboot --f
 check '--no- for reboot' 'ispctl reboot --no-' \
         '--no-block' ispctl reboot --no-
 check '--no- for scan' 'ispctl scan --no-' \
