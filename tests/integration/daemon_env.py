@@ -172,6 +172,16 @@ class Env:
         opts = [str(len(options) // 3), *options]
         return self.call("Flash", "saya{sv}", target, str(len(data)), *[str(b) for b in data], *opts)["data"][0]
 
+    def flash_nodes(self, targets, path, *options, check=True, user=None):
+        """FlashNodes(as, ay, a{sv}): the job's path, or the failed busctl
+        run when check is False and the call is refused."""
+        with open(path, "rb") as f:
+            data = f.read()
+        opts = [str(len(options) // 3), *options]
+        r = self.call("FlashNodes", "asaya{sv}", str(len(targets)), *targets, str(len(data)),
+                      *[str(b) for b in data], *opts, check=check, user=user)
+        return r["data"][0] if isinstance(r, dict) else r
+
     def job(self, path, prop):
         return self.busctl("get-property", BUS, path, JOB, prop)["data"]
 

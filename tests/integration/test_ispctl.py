@@ -88,9 +88,12 @@ class Ispctl(unittest.TestCase):
         self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +application .* succeeded$")
 
     def test_03_flash_json_several_targets(self):
+        """Several targets are one job (FlashNodes: needs the multicast
+        engine), with one result per node."""
         o = self.json_of(self.ispctl("--json", "flash", "pump,3", "--no-reboot", BLINK))
-        self.assertEqual(o["result"], "succeeded")
-        self.assertEqual([(j["target"], j["state"]) for j in o["jobs"]], [("pump", "succeeded"), ("3", "succeeded")])
+        self.assertEqual(o["result"], "succeeded", o)
+        self.assertEqual([(j["target"], j["state"]) for j in o["jobs"]], [("node2,node3", "succeeded")])
+        self.assertEqual([(n["name"], n["state"]) for n in o["nodes"]], [("node2", "succeeded"), ("node3", "succeeded")])
 
     def test_04_progress_on_a_terminal(self):
         """The live display in a real terminal (tmux): progress redrawn in
