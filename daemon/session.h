@@ -39,6 +39,7 @@ enum session_phase {
         SESSION_PHASE_ERASE,
         SESSION_PHASE_PROGRAM,
         SESSION_PHASE_VERIFY,
+        SESSION_PHASE_REPAIR,           /* QUIET: resending what verify found missing */
         SESSION_PHASE_COMMIT,
         SESSION_PHASE_REBOOT,
         SESSION_PHASE_DISCOVER,
