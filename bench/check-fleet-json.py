@@ -30,6 +30,10 @@ def main():
             problems.append(f'{name}: the CRC floor is not over the 124 KiB area')
         if f['erase_ns'] != f['erase_sectors'] * doc['timing_ns']['erase_sector']:
             problems.append(f'{name}: the erase floor is not per sector')
+        if f['program_bits'] != 67 * f['program_frames'] + 8 * f['program_bytes'] + f['stuff_bits']:
+            problems.append(f'{name}: the PROGRAM bits are not 67 + 8N + stuff bits a frame')
+        if f['program_ns'] != -(-f['program_bits'] * 10**9 // r['bitrate']):
+            problems.append(f'{name}: B is not the bits at the bitrate')
         if f['program_ns'] <= 0 or f['program_frames'] <= 0:
             problems.append(f'{name}: no PROGRAM frames in the floor')
         goal = r['goal']

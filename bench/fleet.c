@@ -165,7 +165,9 @@ static void images_free(struct images *set) {
 
 struct floors {
         uint64_t program_frames;        /* the plan's PROGRAM frames counted */
-        uint64_t program_bits;          /* their exact bits on the bus, stuff bits and IFS included */
+        uint64_t program_bytes;         /* their payload */
+        uint64_t stuff_bits;            /* the stuff bits among program_bits */
+        uint64_t program_bits;          /* their exact bits on the bus: 64 + 8N + 3 (IFS) + stuff bits each */
         uint64_t program_nsec;          /* B */
         unsigned erase_sectors;
         uint64_t erase_nsec;
@@ -200,6 +202,8 @@ static int compute_floors(const struct isp_image *img, const struct plan_sectors
                         continue;
                 memcpy(f.data, img->flash + c->offset, c->len);
                 ret->program_frames++;
+                ret->program_bytes += c->len;
+                ret->stuff_bits += sim_can_stuff_bits(&f);
                 ret->program_bits += sim_can_frame_bits(&f);
         }
         if (erase == 0)
@@ -1061,10 +1065,11 @@ static void print_json(const struct options *opt, const struct row *rows, size_t
                        bench_content_to_string(r->image->content), r->image->kib, r->image->img->data_bytes,
                        r->bitrate, r->n_nodes, r->seed_host ? "seed-style" : "stcispd", r->latency, r->loss,
                        r->full ? "true" : "false");
-                printf(",\"floor\":{\"program_frames\":%" PRIu64 ",\"program_bits\":%" PRIu64 ",\"program_ns\":%" PRIu64
+                printf(",\"floor\":{\"program_frames\":%" PRIu64 ",\"program_bytes\":%" PRIu64
+                       ",\"stuff_bits\":%" PRIu64 ",\"program_bits\":%" PRIu64 ",\"program_ns\":%" PRIu64
                        ",\"erase_sectors\":%u,\"erase_ns\":%" PRIu64 ",\"crc_ns\":%" PRIu64 ",\"total_ns\":%" PRIu64 "}",
-                       f->program_frames, f->program_bits, f->program_nsec, f->erase_sectors, f->erase_nsec,
-                       f->crc_nsec, f->total_nsec);
+                       f->program_frames, f->program_bytes, f->stuff_bits, f->program_bits, f->program_nsec,
+                       f->erase_sectors, f->erase_nsec, f->crc_nsec, f->total_nsec);
                 printf(",\"supported\":%s", r->supported ? "true" : "false");
                 if (r->supported) {
                         printf(",\"total_over_floor\":%.4f", bench_ratio(r->out.total_nsec, f->total_nsec));
