@@ -495,8 +495,8 @@ static int run_engine(const struct options *opt, struct row *row, struct outcome
                 /* the engine cannot do it yet: a missed goal, not a broken run */
                 row->supported = false;
                 snprintf(row->unsupported, sizeof(row->unsupported),
-                         "not supported by the engine (session_new_targets with %u targets: %s)",
-                         row->n_nodes, strerror(-r));
+                         "not supported by the engine (session_new_targets with %u target%s: %s)",
+                         row->n_nodes, row->n_nodes == 1 ? "" : "s", strerror(-r));
                 r = 0;
                 goto out;
         }
@@ -1050,10 +1050,14 @@ static void print_outcome_json(const struct outcome *o, bool engine) {
 
 static void print_json(const struct options *opt, const struct row *rows, size_t n) {
         printf("{\"timing_ns\":{\"erase_sector\":%" PRIu64 ",\"program_byte\":%" PRIu64 ",\"crc_byte\":%" PRIu64
-               ",\"handle_frame\":%" PRIu64 "},\"rx_depth\":%u,\"window\":%u,\"host_latency_ns\":%" PRIu64
-               ",\"seed\":%" PRIu64 ",\"rows\":[",
+               ",\"handle_frame\":%" PRIu64 "},\"rx_depth\":%u,\"window\":",
                opt->timing.erase_sector, opt->timing.program_byte, opt->timing.crc_byte, opt->timing.handle_frame,
-               opt->depth, opt->window, opt->host_latency, opt->seed);
+               opt->depth);
+        if (opt->window)
+                printf("%u", opt->window);
+        else
+                printf("null");         /* the engine's default */
+        printf(",\"host_latency_ns\":%" PRIu64 ",\"seed\":%" PRIu64 ",\"rows\":[", opt->host_latency, opt->seed);
         for (size_t i = 0; i < n; i++) {
                 const struct row *r = &rows[i];
                 const struct floors *f = &r->floors;
