@@ -288,6 +288,7 @@ static int run_one(const struct options *opt, const struct image_spec *image, un
 
         session_config_init(&cfg);
         cfg.window = window;
+        cfg.quiet = false;      /* this sweep is about the acknowledged window */
         r = session_new(&run->s, SESSION_FLASH, NODE_ID, NULL, image->img, &cfg, &session_ops, run);
         if (r < 0)
                 goto out;

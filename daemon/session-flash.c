@@ -455,7 +455,7 @@ static void request_commit_step(struct session *s, struct session_target *t, enu
 
         plan_commit_request(&s->plan, step, &req);
         t->step = steps[step];
-        (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
+        (void) target_request(s, t, &req, target_short_timeout(s, t));
 }
 
 void start_commit(struct session *s, struct session_target *t) {
@@ -511,7 +511,7 @@ void start_reboot(struct session *s, struct session_target *t) {
         set_phase(s, t, SESSION_PHASE_REBOOT);
         target_reset_requests(t);
         t->step = STEP_REBOOT;
-        (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
+        (void) target_request(s, t, &req, target_short_timeout(s, t));
 }
 
 static void on_reboot_reply(struct session *s, struct session_target *t, struct pending *p, const struct isp_reply *r) {

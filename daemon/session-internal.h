@@ -85,7 +85,8 @@ struct unit_ckpt {
         uint64_t deadline;
         unsigned sends;
         uint64_t bytes;                 /* stream bytes before it */
-        bool final;                     /* after the last frame of the stream */
+        bool final;                     /* the READ after the last frame of the stream */
+        bool answered;
         struct isp_can_frame frame;
 };
 
@@ -154,6 +155,7 @@ struct session_target {
         struct plan_sectors erase_bad;  /* repair: sectors to erase first */
         uint8_t bad_blocks[ISP_SECTORS];        /* repair: bit b: 64-byte block b of the sector differs */
         unsigned repair_round;
+        uint64_t fast_timeout_usec;     /* commit and reboot: learnt from the round trip (0: the configured one) */
         bool multicast;
         uint64_t prog_done, prog_total;
         unsigned sectors_written, sectors_skipped, sectors_erased, repairs;
@@ -253,6 +255,10 @@ static inline bool bit_test(const uint8_t *map, unsigned bit) {
 
 static inline void bit_set(uint8_t *map, unsigned bit) {
         map[bit / 8] |= (uint8_t) (1u << (bit % 8));
+}
+
+static inline uint64_t target_short_timeout(const struct session *s, const struct session_target *t) {
+        return t->fast_timeout_usec > 0 ? t->fast_timeout_usec : ms_to_usec(s->cfg.timeout_ms);
 }
 
 static inline bool target_running(const struct session_target *t) {

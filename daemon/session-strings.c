@@ -73,7 +73,7 @@ void session_config_init(struct session_config *cfg) {
                 .full = false,
                 .quiet = true,
                 .stream_frames = 64,
-                .stream_checkpoints = 3,
+                .stream_checkpoints = 8,
                 .repair_rounds = 3,
                 .frame_us = 1300,
         };

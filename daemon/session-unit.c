@@ -53,6 +53,8 @@
 #define BLOCKS_PER_SECTOR (ISP_SECTOR_SIZE / BLOCK_SIZE)
 /* An adapted CRC deadline is never shorter than this. */
 #define UNIT_MIN_CRC_TIMEOUT_USEC (20 * USEC_PER_MSEC)
+/* Nor one learnt from a CONNECT's round trip. */
+#define UNIT_MIN_FAST_TIMEOUT_USEC (25 * USEC_PER_MSEC)
 
 static uint64_t max_u64(uint64_t a, uint64_t b) {
         return a > b ? a : b;
@@ -860,9 +862,15 @@ static void send_checkpoint(struct session *s, bool final) {
         if (u->n == 0 || u->n_ckpt >= UNIT_CKPT_MAX)
                 return;
         t = u->m[u->rr++ % u->n];
-        req.u.connect.target = t->id;
-        req.u.connect.with_flags = true;
-        req.u.connect.flags = ISP_CONNECT_QUIET | ISP_CONNECT_JOIN;
+        if (final)
+                /* A READ, unlike the CONNECTs before it, answers only
+                 * itself: the first READ answer ends the stream. */
+                req = (struct isp_request) { .cmd = ISP_CMD_READ, .u.read.offset = ISP_ENTRY_OFFSET };
+        else {
+                req.u.connect.target = t->id;
+                req.u.connect.with_flags = true;
+                req.u.connect.flags = ISP_CONNECT_QUIET | ISP_CONNECT_JOIN;
+        }
 
         c = &u->ckpt[u->n_ckpt];
         *c = (struct unit_ckpt) {
@@ -916,10 +924,7 @@ static void stream_fill_quiet(struct session *s) {
                 send_checkpoint(s, true);
                 return;
         }
-        for (unsigned i = 0; i < u->n_ckpt; i++)
-                if (u->ckpt[i].final)
-                        return;
-        start_verify(s);
+        /* start_verify() comes with the answer to the final READ */
 }
 
 /* One node, acknowledged: the transport's window. */
@@ -969,18 +974,41 @@ static void report_stream_progress(struct session *s, uint64_t bytes) {
         }
 }
 
+/* Answered checkpoints leave from the front only: the stream waits for
+ * the oldest, so the answer of the member with the highest id (which
+ * loses every arbitration) is never starved by the stream. */
+static void ckpt_pop_answered(struct unit *u) {
+        unsigned k = 0;
+
+        while (k < u->n_ckpt && u->ckpt[k].answered)
+                k++;
+        memmove(u->ckpt, u->ckpt + k, (u->n_ckpt - k) * sizeof(*u->ckpt));
+        u->n_ckpt -= k;
+}
+
 static void on_checkpoint(struct session *s, struct session_target *t, const struct isp_reply *r) {
         struct unit *u = &s->unit;
 
+        if (r->cmd == ISP_CMD_READ) {
+                for (unsigned i = 0; i < u->n_ckpt; i++)
+                        if (u->ckpt[i].final) {
+                                /* the last frame is processed */
+                                u->n_ckpt = 0;
+                                if (u->step == U_STREAM)
+                                        start_verify(s);
+                                return;
+                        }
+                session_ignore_reply(s, t, r, "after the end of the stream");
+                return;
+        }
         for (unsigned i = 0; i < u->n_ckpt; i++) {
-                if (u->ckpt[i].node != t->id)
+                if (u->ckpt[i].node != t->id || u->ckpt[i].answered || u->ckpt[i].final)
                         continue;
                 /* everything before it is processed */
                 if (u->step == U_STREAM)
                         report_stream_progress(s, u->ckpt[i].bytes);
-                u->unconfirmed = 0;
-                memmove(u->ckpt + i, u->ckpt + i + 1, (u->n_ckpt - i - 1) * sizeof(*u->ckpt));
-                u->n_ckpt--;
+                u->ckpt[i].answered = true;
+                ckpt_pop_answered(u);
                 return;
         }
         session_ignore_reply(s, t, r, "answers no checkpoint in flight");
@@ -992,8 +1020,9 @@ static void checkpoint_timeouts(struct session *s) {
         for (unsigned i = 0; i < u->n_ckpt;) {
                 struct unit_ckpt *c = &u->ckpt[i];
                 struct session_target *t = NULL;
+                unsigned sends;
 
-                if (c->deadline > s->now) {
+                if (c->answered || c->deadline > s->now) {
                         i++;
                         continue;
                 }
@@ -1001,11 +1030,12 @@ static void checkpoint_timeouts(struct session *s) {
                         if (u->m[j]->id == c->node)
                                 t = u->m[j];
                 s->stats.timeouts++;
-                if (!t || t->last_heard > c->sent) {
+                if (!c->final && (!t || t->last_heard > c->sent)) {
                         /* It answered later ones: this one was lost on its
                          * way (answers come in order). */
-                        memmove(u->ckpt + i, u->ckpt + i + 1, (u->n_ckpt - i - 1) * sizeof(*u->ckpt));
-                        u->n_ckpt--;
+                        c->answered = true;
+                        ckpt_pop_answered(u);
+                        i = 0;
                         continue;
                 }
                 if (c->sends <= s->cfg.retries) {
@@ -1019,10 +1049,11 @@ static void checkpoint_timeouts(struct session *s) {
                         i++;
                         continue;
                 }
-                unit_member_gone(s, t);
+                sends = c->sends;
+                unit_member_gone(s, t);         /* drops its checkpoints: c is gone */
                 session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
                              "%s: fell behind the PROGRAM stream: no answer to a checkpoint after %u tries "
-                             "(is it still powered?)", t->name, c->sends);
+                             "(is it still powered?)", t->name, sends);
                 i = 0;
         }
 }
@@ -1102,6 +1133,12 @@ static void start_verify(struct session *s) {
 
         /* everything sent is processed before the first CRC is answered */
         report_stream_progress(s, u->bytes_sent);
+        if (!u->quiet && !s->cfg.verify && !u->repairing) {
+                /* acknowledged, and asked not to verify (QUIET always
+                 * verifies: that is how lost frames are found) */
+                start_members(s);
+                return;
+        }
         if (u->repairing) {
                 u->step = U_REPAIR_CHECK;
                 u->cursor = 0;
@@ -1408,6 +1445,15 @@ void unit_commit_selected(struct session *s, struct session_target *t, const str
                 session_ignore_reply(s, t, r, "with no CONNECT in flight");
                 return;
         }
+        /* The commit and reboot are a few small frames whose answers come
+         * back at once: their time-out follows this round trip, so that
+         * a lost one costs little. */
+        if (p->sends == 1) {
+                uint64_t rtt = s->now - (p->deadline - p->timeout_usec);
+
+                t->fast_timeout_usec = min_u64(ms_to_usec(s->cfg.timeout_ms),
+                                               max_u64(UNIT_MIN_FAST_TIMEOUT_USEC, 8 * rtt));
+        }
         transport_done(&t->tp, p, s->now);
         t->commit_selecting = false;
         start_commit(s, t);
@@ -1472,6 +1518,9 @@ bool unit_on_reply(struct session *s, struct session_target *t, const struct isp
         case ISP_CMD_CRC:
         case ISP_CMD_ERASE:
                 batch_answer(s, t, r);
+                return true;
+        case ISP_CMD_READ:
+                on_checkpoint(s, t, r);
                 return true;
         default:
                 session_ignore_reply(s, t, r, "is not expected from a member now");
