@@ -467,8 +467,12 @@ static void select_poll(struct session *s) {
         if (u->step == U_SELECT_FIRST) {
                 if (u->n == 0)
                         return;
-                if (!u->m[0]->selected)
+                if (!u->m[0]->selected) {
+                        /* the first one left (restarted): the next is first now */
+                        if (u->m[0]->tp.n_pend == 0)
+                                select_send(s, u->m[0], true);
                         return;
+                }
                 u->step = U_SELECT_REST;
                 for (unsigned i = 1; i < u->n; i++)
                         select_send(s, u->m[i], false);

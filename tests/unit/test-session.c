@@ -202,8 +202,6 @@ static void on_progress(void *userdata, uint8_t node, uint64_t done, uint64_t to
         bb->prog_done = done;
         bb->prog_total = total;
         bb->prog_phase = session_get_phase(bb->s);
-        if (getenv("TEST_TRACE_PROGRESS"))
-                fprintf(stderr, "progress %s %llu/%llu\n", session_phase_to_string(bb->prog_phase), (unsigned long long) done, (unsigned long long) total);
 }
 
 static void on_node_seen(void *userdata, const struct session_node_info *n) {
