@@ -238,7 +238,7 @@ void conflict_legacy(struct session *s, struct session_target *t, const struct i
  * the job after SESSION_MAX_RESTARTS restarts. */
 void on_target_announce(struct session *s, struct session_target *t) {
         t->alone = false;
-        if (t->in_unit || t->unit_done) {
+        if (t->in_unit || t->unit_done || t->step == STEP_UNIT) {
                 /* It left its unit; it starts over alone after the unit. */
                 unit_member_gone(s, t);
                 t->unit_done = false;

@@ -172,6 +172,7 @@ struct unit {
         struct session_target **all;    /* every member it started with */
         unsigned n_all;
         unsigned next_member;           /* U_MEMBERS: index into `all` */
+        unsigned member_pass;           /* U_MEMBERS: 1 repairs, 2 commits */
         unsigned window;                /* batch size: the smallest receive depth */
 
         /* the group request in flight: one ERASE, or a batch of CRCs */

@@ -878,7 +878,7 @@ static void send_checkpoint(struct session *s, bool final) {
 
         c = &u->ckpt[u->n_ckpt];
         *c = (struct unit_ckpt) {
-                .node = t->id,
+                .node = final ? 0 : t->id,     /* the READ is everyone's */
                 .sent = s->now,
                 .deadline = s->now + ms_to_usec(s->cfg.timeout_ms) + (u->unconfirmed + 1) * s->cfg.frame_us,
                 .sends = 1,
@@ -928,7 +928,10 @@ static void stream_fill_quiet(struct session *s) {
                 send_checkpoint(s, true);
                 return;
         }
-        /* start_verify() comes with the answer to the final READ */
+        for (unsigned i = 0; i < u->n_ckpt; i++)
+                if (u->ckpt[i].final)
+                        return;         /* start_verify() comes with its answer */
+        start_verify(s);
 }
 
 /* One node, acknowledged: the transport's window. */
@@ -1042,12 +1045,21 @@ static void checkpoint_timeouts(struct session *s) {
                         i = 0;
                         continue;
                 }
+                if (c->final && c->sends > s->cfg.retries) {
+                        /* nobody answers the end of the stream: verify
+                         * tells who is still there */
+                        c->answered = true;
+                        ckpt_pop_answered(u);
+                        i = 0;
+                        continue;
+                }
                 if (c->sends <= s->cfg.retries) {
                         c->sends++;
                         c->sent = s->now;
                         c->deadline = s->now + ms_to_usec(s->cfg.timeout_ms) + u->unconfirmed * s->cfg.frame_us;
                         s->stats.retransmissions++;
-                        t->retransmissions++;
+                        if (t)
+                                t->retransmissions++;
                         if (unit_send(s, &c->frame) < 0)
                                 return;
                         i++;
@@ -1240,13 +1252,11 @@ static void verify_sectors_next(struct session *s) {
                 struct session_target *t = u->m[0];
 
                 if (sectors_count(&t->bad_set) == 0) {
-                        /* repaired: commit it */
+                        /* repaired: its commit comes with the others' */
                         u->n = 0;
                         t->in_unit = false;
                         u->repairing = false;
                         u->step = U_MEMBERS;
-                        t->unit_done = true;
-                        t->step = STEP_COMMIT_SELECT;
                         return;
                 }
                 if (t->repair_round >= s->cfg.repair_rounds) {
@@ -1406,15 +1416,23 @@ static void start_members(struct session *s) {
 
         u->step = U_MEMBERS;
         u->next_member = 0;
+        u->member_pass = 1;
         for (unsigned i = 0; i < u->n; i++)
                 u->m[i]->in_unit = false;
         u->n = 0;
 }
 
+/* Pass 1 repairs the members verify found short, one by one; pass 2
+ * commits and reboots them, one by one. No entry is written before every
+ * member holds the whole image: a member that missed the CONNECT that
+ * deselects it hears another's commit and REBOOT, which is harmless only
+ * over a complete image. */
 static void member_start(struct session *s, struct session_target *t) {
         struct unit *u = &s->unit;
 
-        if (sectors_count(&t->bad_set) > 0) {
+        if (u->member_pass == 1) {
+                if (sectors_count(&t->bad_set) == 0)
+                        return;
                 /* select it alone and repair it */
                 u->m[0] = t;
                 u->n = 1;
@@ -1471,7 +1489,7 @@ static void members_poll(struct session *s) {
 
                 if (u->repairing)
                         return;
-                if (u->next_member > 0) {
+                if (u->member_pass == 2 && u->next_member > 0) {
                         t = u->all[u->next_member - 1];
                         if (target_running(t) && t->step == STEP_COMMIT_SELECT && !t->commit_selecting) {
                                 commit_select(s, t);
@@ -1481,6 +1499,11 @@ static void members_poll(struct session *s) {
                                 return;         /* still at it */
                 }
                 if (u->next_member >= u->n_all) {
+                        if (u->member_pass == 1) {
+                                u->member_pass = 2;
+                                u->next_member = 0;
+                                continue;
+                        }
                         u->step = U_DONE;
                         return;
                 }

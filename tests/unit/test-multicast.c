@@ -183,6 +183,8 @@ static int on_send(void *userdata, const struct isp_can_frame *f) {
                 (void) isp_node_receive(&F->node[i], &nf);
                 F->n_in[i]++;
                 if (F->cut_after[i] && F->n_in[i] == F->cut_after[i]) {
+                        if (getenv("TEST_MULTICAST_LOG"))
+                                fprintf(stderr, "cut node%u after %u frames\n", F->id[i], F->n_in[i]);
                         isp_node_power_off(&F->node[i]);
                         (void) isp_node_power_on(&F->node[i]);
                 }
@@ -216,8 +218,14 @@ static void on_progress(void *userdata, uint8_t node, uint64_t done, uint64_t to
         assert_true(done <= total);
 }
 
+static void on_log(void *userdata, int level, const char *message) {
+        if (getenv("TEST_MULTICAST_LOG"))
+                fprintf(stderr, "log: %s\n", message);
+}
+
 static const struct session_ops ops = {
         .send = on_send,
+        .log = on_log,
         .progress = on_progress,
         .target_finished = on_target_finished,
         .finished = on_finished,
@@ -353,6 +361,7 @@ static void test_group_of_8_one_stream(void **state) {
 
 static void lossy(unsigned permille) {
         add_nodes(8, 4);
+        F->check_commit = true;
         F->drop_permille[2] = permille;
         F->drop_permille[5] = permille;
         run();
@@ -424,7 +433,7 @@ static void test_write_failure_dropped(void **state) {
  * anyway (alone, after the group) or left in its ISP for a retry that
  * succeeds. */
 static void test_power_cut_of_a_member(void **state) {
-        for (unsigned cut = 5; cut < 1300; cut += 97) {
+        for (unsigned cut = 3; cut < 1400; cut += 23) {
                 F->n = 0;
                 add_nodes(4, 4);
                 F->check_commit = true;
@@ -484,17 +493,12 @@ static void test_differential(void **state) {
         }
 }
 
-/* Not registered yet, known engine defects (see the issue 9 note):
- * test_lossy_5_percent: a member losing 5% leaves the entry sector short
- * after three repair rounds; test_power_cut_of_a_member: one cut point
- * leaves the session waiting for nothing. Both fail today. */
-extern void (*const known_failing[])(void **);
-void (*const known_failing[])(void **) = { test_lossy_5_percent, test_power_cut_of_a_member };
-
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_group_of_8_one_stream, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lossy_1_percent, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lossy_5_percent, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_power_cut_of_a_member, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dead_at_start_fails_alone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dies_mid_stream_fails_alone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_write_failure_dropped, setup, teardown),
