@@ -29,23 +29,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench-image.h"
+#include "bench-util.h"
+#include "bench-wire.h"
 #include "isp-frame.h"
-#include "hex-writer.h"
 #include "isp-image.h"
-#include "isp-node-ram.h"
 #include "isp-node.h"
-#include "read-file.h"
 #include "session.h"
 #include "sim-can-bits.h"
 #include "sim-fleet.h"
 #include "sim-options.h"
 
 #define NODE_ID 3
-#define T0_NSEC (1 * NSEC_PER_SEC)
-/* A run taking longer than this in virtual time is stuck. */
-#define MAX_VIRTUAL_NSEC (3600 * NSEC_PER_SEC)
-#define MAX_IMAGE_FILE (4u << 20)
-#define MAX_LIST 16
+#define MAX_LIST BENCH_MAX_LIST
 #define MAX_IMAGES 16
 /* An 8-byte extended data frame without stuff bits: 64 + 64 + 3 bits. */
 #define FRAME8_BITS 131u
@@ -94,23 +90,12 @@ struct result {
 };
 
 /* ------------------------------------------------------------------------ */
-/* The wiring: session ⇄ fleet on one virtual clock */
-
-struct reply {
-        struct isp_node_frame frame;
-        uint64_t at;                            /* when the engine gets it */
-};
+/* The run: the engine on the virtual bus (bench-wire.h), and what it sees */
 
 struct run {
         const struct options *opt;
-        const struct isp_image *img;
-        SimFleet *fleet;
+        struct bench_wire *wire;
         struct session *s;
-        uint64_t now;                           /* ns */
-
-        struct reply *replies;                  /* FIFO, in time order */
-        size_t r_head, r_len, r_cap;
-        int error;                              /* -ENOMEM from a callback */
 
         enum session_phase phase;
         uint64_t phase_start;
@@ -128,16 +113,6 @@ struct run {
         struct result *res;
 };
 
-static uint64_t usec_to_nsec(uint64_t usec) {
-        return usec == UINT64_MAX ? SIM_NSEC_INFINITY : usec * NSEC_PER_USEC;
-}
-
-static uint64_t min3(uint64_t a, uint64_t b, uint64_t c) {
-        uint64_t m = a < b ? a : b;
-
-        return m < c ? m : c;
-}
-
 static bool map_test_and_set(uint8_t *map, uint32_t offset) {
         uint8_t bit = (uint8_t) (1u << (offset % 8));
         bool was = map[offset / 8] & bit;
@@ -146,69 +121,15 @@ static bool map_test_and_set(uint8_t *map, uint32_t offset) {
         return was;
 }
 
-static struct isp_node_frame to_node(const struct isp_can_frame *f) {
-        struct isp_node_frame n = { .id = f->id, .dlc = f->len };
-
-        if (f->flags & ISP_FRAME_EXTENDED)
-                n.id |= ISP_NODE_FRAME_EXTENDED;
-        if (f->flags & ISP_FRAME_FLAG_RTR)
-                n.id |= ISP_NODE_FRAME_RTR;
-        memcpy(n.data, f->data, sizeof(n.data));
-        return n;
+static uint64_t frame_nsec(const struct run *run, const struct isp_can_frame *f) {
+        return bench_wire_frame_nsec(run->wire, f);
 }
 
-static struct isp_can_frame from_node(const struct isp_node_frame *n) {
-        struct isp_can_frame f = {
-                .id = (uint32_t) (n->id & ISP_NODE_FRAME_ID_MASK),
-                .flags = (n->id & ISP_NODE_FRAME_EXTENDED) ? ISP_FRAME_EXTENDED : 0,
-                .len = n->dlc,
-        };
-
-        memcpy(f.data, n->data, sizeof(f.data));
-        return f;
-}
-
-static unsigned frame_cmd(uint32_t id) {
-        return (id & ISP_ID_CMD_MASK) >> ISP_ID_CMD_SHIFT;
-}
-
-static uint64_t frame_nsec(const struct run *run, const struct isp_node_frame *f) {
-        return sim_can_bits_to_nsec(sim_can_frame_bits(f), run->opt->bitrate);
-}
-
-/* Fleet → engine: a reply ended on the bus at the fleet's now. Only
- * queued here: the engine must not be entered from inside the fleet. */
-static void on_output(SimFleet *fleet, const struct isp_node_frame *frame, void *userdata) {
-        struct run *run = userdata;
-
-        if (run->r_head + run->r_len == run->r_cap) {
-                if (run->r_head > 0) {
-                        memmove(run->replies, run->replies + run->r_head, run->r_len * sizeof(*run->replies));
-                        run->r_head = 0;
-                } else {
-                        size_t cap = run->r_cap ? run->r_cap * 2 : 64;
-                        struct reply *r = realloc(run->replies, cap * sizeof(*r));
-
-                        if (!r) {
-                                run->error = -ENOMEM;
-                                return;
-                        }
-                        run->replies = r;
-                        run->r_cap = cap;
-                }
-        }
-        run->replies[run->r_head + run->r_len++] = (struct reply) {
-                .frame = *frame,
-                .at = sim_fleet_get_now(fleet) + run->opt->host_latency_nsec,
-        };
-}
-
-/* Engine → fleet: onto the host's transmit queue at the current time. */
+/* Engine → bus. */
 static int on_send(void *userdata, const struct isp_can_frame *f) {
         struct run *run = userdata;
-        struct isp_node_frame nf = to_node(f);
 
-        if (run->phase == SESSION_PHASE_PROGRAM && frame_cmd(f->id) == ISP_CMD_PROGRAM) {
+        if (run->phase == SESSION_PHASE_PROGRAM && bench_frame_cmd(f->id) == ISP_CMD_PROGRAM) {
                 uint32_t offset = f->id & ISP_ID_ARG_MASK;
 
                 run->res->program_frames++;
@@ -219,19 +140,19 @@ static int on_send(void *userdata, const struct isp_can_frame *f) {
                                 run->res->max_in_flight = run->in_flight;
                         run->res->program_frames_distinct++;
                         run->res->payload += f->len;
-                        run->res->bound_nsec += frame_nsec(run, &nf);
+                        run->res->bound_nsec += frame_nsec(run, f);
                 }
         }
-        sim_fleet_receive(run->fleet, &nf, run->now);
-        return 0;
+        return bench_wire_send(run->wire, f);
 }
 
 static void on_phase(void *userdata, uint8_t node, enum session_phase phase) {
         struct run *run = userdata;
+        uint64_t now = bench_wire_get_now(run->wire);
         SimFleetStats st;
 
-        run->res->phase_nsec[run->phase] += run->now - run->phase_start;
-        sim_fleet_get_stats(run->fleet, &st);
+        run->res->phase_nsec[run->phase] += now - run->phase_start;
+        sim_fleet_get_stats(bench_wire_get_fleet(run->wire), &st);
         if (run->in_program) {
                 /* The fleet counts a frame's bus time when it starts. The
                  * phase ends on its last ack, so the bus is idle then,
@@ -245,14 +166,15 @@ static void on_phase(void *userdata, uint8_t node, enum session_phase phase) {
                 run->in_flight = 0;
         }
         run->phase = phase;
-        run->phase_start = run->now;
+        run->phase_start = now;
 }
 
 static void on_finished(void *userdata, enum session_state state, const char *error) {
         struct run *run = userdata;
+        uint64_t now = bench_wire_get_now(run->wire);
 
-        run->res->phase_nsec[run->phase] += run->now - run->phase_start;
-        run->phase_start = run->now;
+        run->res->phase_nsec[run->phase] += now - run->phase_start;
+        run->phase_start = now;
         run->finished = true;
         run->state = state;
         snprintf(run->error_text, sizeof(run->error_text), "%s", error ? error : "");
@@ -264,27 +186,42 @@ static const struct session_ops session_ops = {
         .finished = on_finished,
 };
 
-static const SimFleetCallbacks fleet_callbacks = {
-        .output = on_output,
-};
+/* A reply reaches the engine: the acks are counted on the way. */
+static void run_receive(void *host, const struct isp_can_frame *f, uint64_t now_usec) {
+        struct run *run = host;
 
-/* A reply reaches the engine. */
-static void deliver(struct run *run, const struct reply *r) {
-        struct isp_can_frame f = from_node(&r->frame);
-
-        if (run->phase == SESSION_PHASE_PROGRAM && frame_cmd(f.id) == ISP_CMD_PROGRAM &&
-            (f.id & ISP_ID_KIND_MASK) == ISP_ID_REPLY && f.len >= 4) {
+        if (run->phase == SESSION_PHASE_PROGRAM && bench_frame_cmd(f->id) == ISP_CMD_PROGRAM &&
+            (f->id & ISP_ID_KIND_MASK) == ISP_ID_REPLY && f->len >= 4) {
                 /* extended ack: status, then the offset it answers */
-                uint32_t offset = (uint32_t) f.data[1] << 16 | (uint32_t) f.data[2] << 8 | f.data[3];
+                uint32_t offset = (uint32_t) f->data[1] << 16 | (uint32_t) f->data[2] << 8 | f->data[3];
 
                 if (offset < ISP_FLASH_SIZE && !map_test_and_set(run->acked_map, offset)) {
-                        run->res->ack_nsec += frame_nsec(run, &r->frame);
+                        run->res->ack_nsec += frame_nsec(run, f);
                         if (run->in_flight > 0)
                                 run->in_flight--;
                 }
         }
-        session_receive(run->s, &f, run->now / NSEC_PER_USEC);
+        session_receive(run->s, f, now_usec);
 }
+
+static uint64_t run_deadline(void *host) {
+        return session_deadline(((struct run *) host)->s);
+}
+
+static void run_timeout(void *host, uint64_t now_usec) {
+        session_timeout(((struct run *) host)->s, now_usec);
+}
+
+static bool run_done(void *host) {
+        return ((struct run *) host)->finished;
+}
+
+static const struct bench_host_ops run_host = {
+        .receive = run_receive,
+        .deadline = run_deadline,
+        .timeout = run_timeout,
+        .done = run_done,
+};
 
 _printf_(2, 3)
 static int fail(const struct result *res, const char *format, ...) {
@@ -302,65 +239,56 @@ static int fail(const struct result *res, const char *format, ...) {
  * hold it, the ISP area untouched. */
 static int check_flash(const struct result *res, SimNode *node, const struct isp_image *img) {
         const uint8_t *flash = sim_node_get_flash(node);
-        unsigned bad = 0;
-        uint32_t first = 0;
+        uint32_t first;
+        unsigned bad = bench_flash_diff(flash, img, &first);
 
-        for (uint32_t o = 0; o < ISP_FLASH_SIZE; o++) {
-                uint8_t want = (o >= ISP_AREA_START && o < ISP_AREA_END) ? isp_node_isp_pattern(o)
-                                                                          : isp_image_node_byte(img, o);
-                if (flash[o] != want && bad++ == 0)
-                        first = o;
-        }
         if (bad > 0)
                 return fail(res, "the node's flash differs from the image in %u bytes, the first at offset "
                             "0x%05" PRIX32 " (0x%02X, expected 0x%02X)", bad, first, flash[first],
-                            (first >= ISP_AREA_START && first < ISP_AREA_END) ? isp_node_isp_pattern(first)
-                                                                             : isp_image_node_byte(img, first));
+                            bench_expected_byte(img, first));
         return 0;
 }
 
 static int run_one(const struct options *opt, const struct image_spec *image, unsigned window, unsigned depth,
                    struct result *res) {
-        SimTiming timing = opt->timing;
+        struct bench_wire_config wcfg = {
+                .timing = opt->timing,
+                .rx_depth = (uint8_t) depth,
+                .seed = SIM_DEFAULT_SEED,
+                /* the host's whole round trip, charged on the way in */
+                .latency_in = opt->host_latency_nsec,
+        };
         struct session_config cfg;
         struct run *run;
         /* the longest frame: 8 data bytes, every stuff bit */
         uint64_t max_frame_nsec = sim_can_bits_to_nsec(FRAME8_BITS + (53 + 64) / 4, opt->bitrate);
         SimNode *node;
-        uint64_t start, sum = 0, t;
+        uint64_t start, sum = 0;
         int r;
 
         *res = (struct result) { .image = image, .window = window, .depth = depth };
-        timing.bitrate = opt->bitrate;
+        wcfg.timing.bitrate = opt->bitrate;
 
         run = calloc(1, sizeof(*run));
         if (!run)
                 return -ENOMEM;
         run->opt = opt;
-        run->img = image->img;
         run->res = res;
 
-        r = sim_fleet_new(&run->fleet, &timing, (uint8_t) depth, SIM_DEFAULT_SEED, NULL, &fleet_callbacks, run);
+        r = bench_wire_new(&run->wire, &wcfg);
         if (r < 0)
                 goto out;
-        r = sim_fleet_add_node(run->fleet, NODE_ID, &(SimFault) { .drop_rate = opt->drop_rate });
+        r = sim_fleet_add_node(bench_wire_get_fleet(run->wire), NODE_ID, &(SimFault) { .drop_rate = opt->drop_rate });
         if (r < 0)
                 goto out;
-        node = sim_fleet_find_node(run->fleet, NODE_ID);
+        node = sim_fleet_find_node(bench_wire_get_fleet(run->wire), NODE_ID);
 
-        /* Power on; the start-up ANNOUNCE goes out before anyone listens. */
-        sim_fleet_start(run->fleet, T0_NSEC);
-        while ((t = sim_fleet_next_event(run->fleet)) != SIM_NSEC_INFINITY)
-                sim_fleet_advance(run->fleet, t);
-        run->r_head = run->r_len = 0;
-
-        /* Start the job on a whole microsecond, the engine's clock unit. */
-        start = (sim_fleet_get_now(run->fleet) / NSEC_PER_USEC + 1) * NSEC_PER_USEC;
-        sim_fleet_advance(run->fleet, start);
-        run->now = run->phase_start = start;
+        start = bench_wire_power_on(run->wire, /* enter_isp= */ false);
+        run->phase_start = start;
 
         session_config_init(&cfg);
         cfg.window = window;
+        cfg.quiet = false;      /* this sweep is about the acknowledged window */
         r = session_new(&run->s, SESSION_FLASH, NODE_ID, NULL, image->img, &cfg, &session_ops, run);
         if (r < 0)
                 goto out;
@@ -370,44 +298,23 @@ static int run_one(const struct options *opt, const struct image_spec *image, un
                 goto out;
         }
 
-        /* The event loop: whichever comes first of a reply reaching the
-         * engine, the fleet's next event and the engine's deadline. */
-        while (!run->finished && run->error == 0) {
-                uint64_t td = run->r_len > 0 ? run->replies[run->r_head].at : SIM_NSEC_INFINITY;
-                uint64_t tf = sim_fleet_next_event(run->fleet);
-                uint64_t ts = usec_to_nsec(session_deadline(run->s));
-
-                t = min3(td, tf, ts);
-                if (t == SIM_NSEC_INFINITY) {
-                        r = fail(res, "stalled in phase %s: nothing left to happen", session_phase_to_string(run->phase));
-                        goto out;
-                }
-                if (t - start > MAX_VIRTUAL_NSEC) {
-                        r = fail(res, "still running after %" PRIu64 " s of virtual time", MAX_VIRTUAL_NSEC / NSEC_PER_SEC);
-                        goto out;
-                }
-                run->now = t;
-                if (t == td) {
-                        struct reply rep = run->replies[run->r_head++];
-
-                        run->r_len--;
-                        sim_fleet_advance(run->fleet, t);
-                        deliver(run, &rep);
-                } else if (t == tf)
-                        sim_fleet_advance(run->fleet, t);
-                else {
-                        sim_fleet_advance(run->fleet, t);
-                        session_timeout(run->s, t / NSEC_PER_USEC);
-                }
+        r = bench_wire_run(run->wire, &run_host, run);
+        if (r == -EDEADLK) {
+                r = fail(res, "stalled in phase %s: nothing left to happen", session_phase_to_string(run->phase));
+                goto out;
         }
-        if (run->error < 0) {
-                r = fail(res, "%s", strerror(-run->error));
+        if (r == -ETIME) {
+                r = fail(res, "still running after %" PRIu64 " s of virtual time", BENCH_MAX_VIRTUAL_NSEC / NSEC_PER_SEC);
+                goto out;
+        }
+        if (r < 0) {
+                r = fail(res, "%s", strerror(-r));
                 goto out;
         }
 
-        res->total_nsec = run->now - start;
+        res->total_nsec = bench_wire_get_now(run->wire) - start;
         res->session = *session_get_stats(run->s);
-        sim_fleet_get_stats(run->fleet, &res->fleet);
+        sim_fleet_get_stats(bench_wire_get_fleet(run->wire), &res->fleet);
 
         /* Sanity: a broken run gives no numbers. */
         if (run->state != SESSION_SUCCEEDED) {
@@ -453,119 +360,13 @@ static int run_one(const struct options *opt, const struct image_spec *image, un
         r = 0;
 out:
         session_free(run->s);
-        sim_fleet_free(run->fleet);
-        free(run->replies);
+        bench_wire_free(run->wire);
         free(run);
         return r;
 }
 
 /* ------------------------------------------------------------------------ */
-/* Images */
-
-static uint64_t splitmix64(uint64_t *state) {
-        uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-
-        z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-        return z ^ (z >> 31);
-}
-
-/* The layout of examples/make-example-image.py --size KIB: LJMP FF:1100
- * at FF:0000, the blink loop at FF:1100, a version string at FF:1200,
- * pseudo-random filler from FF:1300 up to FF:1000 + KIB KiB, and a 1 KiB
- * sine table at FE:0000. The filler comes from another generator than
- * Python's, so the bytes (and with them the stuff bits) differ a little;
- * the sizes and addresses are the same. */
-static int make_image(unsigned kib, struct isp_image **ret) {
-        static const uint8_t blink[8] = { 0xB2, 0x90, 0x7F, 0x00, 0xDF, 0xFE, 0x80, 0xF8 };
-        static const uint8_t ljmp[3] = { 0x02, 0x11, 0x00 };
-        struct hex_writer h = HEX_WRITER_INIT;
-        struct isp_image_error e;
-        struct isp_image *img;
-        size_t filler_len = (size_t) kib * 1024 - 0x300;
-        uint8_t *filler, table[1024];
-        uint64_t rng = 0x5C15 + kib;
-        char version[64];
-        int r;
-
-        filler = malloc(filler_len);
-        img = malloc(sizeof(*img));
-        if (!filler || !img) {
-                free(filler);
-                free(img);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < filler_len; i++)
-                filler[i] = (uint8_t) splitmix64(&rng);
-        for (unsigned i = 0; i < 1024; i++)
-                table[i] = (uint8_t) (127.5 + 127.5 * sin(2 * M_PI * (i % 256) / 256));
-        snprintf(version, sizeof(version), "stcisp example blink %u KiB", kib);
-
-        hex_writer_data(&h, 0xFF0000, ljmp, sizeof(ljmp));
-        hex_writer_data(&h, 0xFF1100, blink, sizeof(blink));
-        hex_writer_data(&h, 0xFF1200, (const uint8_t *) version, strlen(version) + 1);
-        hex_writer_data(&h, 0xFF1300, filler, filler_len);
-        hex_writer_data(&h, 0xFE0000, table, sizeof(table));
-        hex_writer_eof(&h);
-        free(filler);
-
-        r = h.error;
-        if (r == 0) {
-                r = isp_image_load(img, h.text, h.len, ISP_IMAGE_HEX, &e);
-                if (r < 0)
-                        fprintf(stderr, "flash-efficiency: generated %u KiB image does not load: line %u: %s\n",
-                                kib, e.line, e.message);
-        }
-        free(h.text);
-        if (r < 0) {
-                free(img);
-                return r;
-        }
-        *ret = img;
-        return 0;
-}
-
-static int load_image(const char *path, struct isp_image **ret) {
-        struct isp_image_error e;
-        struct isp_image *img;
-        char *data = NULL;
-        size_t size;
-        int r;
-
-        r = read_full_file(path, MAX_IMAGE_FILE, &data, &size);
-        if (r < 0) {
-                fprintf(stderr, "flash-efficiency: %s: %s\n", path, strerror(-r));
-                return r;
-        }
-        img = malloc(sizeof(*img));
-        if (!img) {
-                free(data);
-                return -ENOMEM;
-        }
-        r = isp_image_load(img, data, size, isp_image_detect_format(path, data, size), &e);
-        free(data);
-        if (r < 0) {
-                if (e.line > 0)
-                        fprintf(stderr, "flash-efficiency: %s:%u: %s\n", path, e.line, e.message);
-                else
-                        fprintf(stderr, "flash-efficiency: %s: %s\n", path, e.message);
-                free(img);
-                return r;
-        }
-        *ret = img;
-        return 0;
-}
-
-/* ------------------------------------------------------------------------ */
 /* Output */
-
-static double ms(uint64_t nsec) {
-        return (double) nsec / 1e6;
-}
-
-static double ratio(uint64_t a, uint64_t b) {
-        return b ? (double) a / (double) b : 0.0;
-}
 
 static double bytes_per_sec(uint64_t bytes, uint64_t nsec) {
         return nsec ? (double) bytes * 1e9 / (double) nsec : 0.0;
@@ -587,7 +388,7 @@ static void print_table(const struct options *opt, const struct result *res, siz
                opt->bitrate);
         printf("node: erase %.1f ms/sector, program %.1f us/byte, CRC %.1f us/byte, %.1f us/frame; "
                "host latency %.1f us; requests dropped: %g%%\n",
-               ms(opt->timing.erase_sector), (double) opt->timing.program_byte / 1e3,
+               bench_ms(opt->timing.erase_sector), (double) opt->timing.program_byte / 1e3,
                (double) opt->timing.crc_byte / 1e3, (double) opt->timing.handle_frame / 1e3,
                (double) opt->host_latency_nsec / 1e3, 100.0 * opt->drop_rate);
         printf("8-byte frame payload limit: %.0f B/s (%u bits a frame, no stuff bits)\n\n",
@@ -601,14 +402,14 @@ static void print_table(const struct options *opt, const struct result *res, siz
                 const struct result *r = &res[i];
 
                 printf("%-12.12s %6" PRIu64 " %3u %3u %3u | %8.1f", r->image->label, r->payload,
-                       r->window, r->depth, r->max_in_flight, ms(r->total_nsec));
+                       r->window, r->depth, r->max_in_flight, bench_ms(r->total_nsec));
                 for (size_t j = 0; j < ELEMENTSOF(table_phases); j++)
-                        printf(j == 0 ? " %7.1f" : j < 3 ? " %7.1f" : " %6.1f", ms(r->phase_nsec[table_phases[j]]));
+                        printf(j == 0 ? " %7.1f" : j < 3 ? " %7.1f" : " %6.1f", bench_ms(r->phase_nsec[table_phases[j]]));
                 printf(" | %7.1f %5.2f %5.2f %4.0f | %6.0f %4.1f | %5" PRIu64 " %4" PRIu64 " %3" PRIu64 "\n",
-                       ms(r->bound_nsec),
-                       ratio(r->phase_nsec[SESSION_PHASE_PROGRAM], r->bound_nsec),
-                       ratio(r->phase_nsec[SESSION_PHASE_PROGRAM], r->bound_nsec + r->ack_nsec),
-                       100.0 * ratio(r->program_busy_nsec, r->phase_nsec[SESSION_PHASE_PROGRAM]),
+                       bench_ms(r->bound_nsec),
+                       bench_ratio(r->phase_nsec[SESSION_PHASE_PROGRAM], r->bound_nsec),
+                       bench_ratio(r->phase_nsec[SESSION_PHASE_PROGRAM], r->bound_nsec + r->ack_nsec),
+                       100.0 * bench_ratio(r->program_busy_nsec, r->phase_nsec[SESSION_PHASE_PROGRAM]),
                        bytes_per_sec(r->payload, r->total_nsec),
                        100.0 * bytes_per_sec(r->payload, r->total_nsec) / frame_limit(opt->bitrate),
                        r->session.frames_sent, r->session.retransmissions, r->fleet.lost_overrun);
@@ -620,21 +421,6 @@ static void print_table(const struct options *opt, const struct result *res, siz
                "p/ack: program time / (PROGRAM frames + their acks); bus%%: bus busy while programming.\n"
                "B/s: payload / total time; eff%%: that against the 8-byte frame payload limit.\n"
                "frames: frames the engine sent; retx: retransmissions; ovr: frames lost to full receive buffers.\n");
-}
-
-static void json_string(const char *s) {
-        putchar('"');
-        for (; *s; s++) {
-                unsigned char c = (unsigned char) *s;
-
-                if (c == '"' || c == '\\')
-                        printf("\\%c", c);
-                else if (c < 0x20)
-                        printf("\\u%04x", c);
-                else
-                        putchar(c);
-        }
-        putchar('"');
 }
 
 static void print_json(const struct options *opt, const struct result *res, size_t n) {
@@ -649,7 +435,7 @@ static void print_json(const struct options *opt, const struct result *res, size
                 uint64_t prog = r->phase_nsec[SESSION_PHASE_PROGRAM];
 
                 printf("%s{\"image\":", i ? "," : "");
-                json_string(r->image->label);
+                bench_json_string(r->image->label);
                 printf(",\"image_data_bytes\":%zu,\"payload_bytes\":%" PRIu64 ",\"window\":%u,\"rx_depth\":%u"
                        ",\"max_in_flight\":%u,\"result\":\"succeeded\",\"total_ns\":%" PRIu64 ",\"phases_ns\":{",
                        r->image->img->data_bytes, r->payload, r->window, r->depth, r->max_in_flight, r->total_nsec);
@@ -665,8 +451,8 @@ static void print_json(const struct options *opt, const struct result *res, size
                        ",\"bus_replies\":%" PRIu64 ",\"overruns\":%" PRIu64 ",\"dropped\":%" PRIu64
                        ",\"bus_busy_ns\":%" PRIu64 "}",
                        r->bound_nsec, r->bound_nsec + r->ack_nsec,
-                       ratio(prog, r->bound_nsec), ratio(prog, r->bound_nsec + r->ack_nsec),
-                       r->program_busy_nsec, ratio(r->program_busy_nsec, prog),
+                       bench_ratio(prog, r->bound_nsec), bench_ratio(prog, r->bound_nsec + r->ack_nsec),
+                       r->program_busy_nsec, bench_ratio(r->program_busy_nsec, prog),
                        bytes_per_sec(r->payload, r->total_nsec),
                        bytes_per_sec(r->payload, r->total_nsec) / frame_limit(opt->bitrate),
                        r->session.frames_sent, r->program_frames, r->program_frames_distinct,
@@ -704,36 +490,6 @@ static void usage(FILE *f) {
                 "\n"
                 "T is a duration as stcisp-sim takes it: 250us, 1.5ms, 0.\n",
                 SIM_DEFAULT_BITRATE);
-}
-
-static int parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *ret) {
-        char *end;
-        unsigned long v;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoul(s, &end, 10);
-        if (errno || *end || v < min || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
-static int parse_list(const char *s, unsigned long min, unsigned long max, unsigned *list, unsigned *n) {
-        char buf[256], *save = NULL, *tok;
-
-        if (snprintf(buf, sizeof(buf), "%s", s) >= (int) sizeof(buf))
-                return -EINVAL;
-        *n = 0;
-        for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-                unsigned long v;
-
-                if (*n >= MAX_LIST || parse_uint(tok, min, max, &v) < 0)
-                        return -EINVAL;
-                list[(*n)++] = (unsigned) v;
-        }
-        return *n > 0 ? 0 : -EINVAL;
 }
 
 static int parse_argv(int argc, char *argv[], struct options *opt) {
@@ -780,20 +536,20 @@ static int parse_argv(int argc, char *argv[], struct options *opt) {
                         opt->json = true;
                         break;
                 case ARG_BITRATE:
-                        if (parse_uint(optarg, 1000, 1000000, &v) < 0)
+                        if (bench_parse_uint(optarg, 1000, 1000000, &v) < 0)
                                 goto bad;
                         opt->bitrate = (uint32_t) v;
                         break;
                 case ARG_WINDOWS:
-                        if (parse_list(optarg, 1, 255, opt->windows, &opt->n_windows) < 0)
+                        if (bench_parse_list(optarg, 1, 255, opt->windows, &opt->n_windows) < 0)
                                 goto bad;
                         break;
                 case ARG_DEPTHS:
-                        if (parse_list(optarg, 1, 255, opt->depths, &opt->n_depths) < 0)
+                        if (bench_parse_list(optarg, 1, 255, opt->depths, &opt->n_depths) < 0)
                                 goto bad;
                         break;
                 case ARG_SIZE:
-                        if (opt->n_sizes >= MAX_IMAGES || parse_uint(optarg, 1, 60, &v) < 0)
+                        if (opt->n_sizes >= MAX_IMAGES || bench_parse_uint(optarg, 1, 60, &v) < 0)
                                 goto bad;
                         opt->sizes[opt->n_sizes++] = (unsigned) v;
                         break;
@@ -866,7 +622,7 @@ int main(int argc, char *argv[]) {
         for (unsigned i = 0; i < opt.n_sizes; i++) {
                 struct image_spec *im = &images[n_images];
 
-                if (make_image(opt.sizes[i], &im->img) < 0)
+                if (bench_image_example(opt.sizes[i], &im->img) < 0)
                         goto out;
                 snprintf(im->label, sizeof(im->label), "gen-%uk", opt.sizes[i]);
                 n_images++;
@@ -875,7 +631,7 @@ int main(int argc, char *argv[]) {
                 struct image_spec *im = &images[n_images];
                 const char *base = strrchr(opt.files[i], '/');
 
-                if (load_image(opt.files[i], &im->img) < 0)
+                if (bench_image_load(opt.files[i], &im->img) < 0)
                         goto out;
                 snprintf(im->label, sizeof(im->label), "%s", base ? base + 1 : opt.files[i]);
                 n_images++;

@@ -28,6 +28,9 @@ void start_connect(struct session *s, struct session_target *t) {
                 .u.connect.target = t->id,
         };
 
+        for (unsigned i = 0; i < s->n_targets; i++)
+                s->targets[i].alone = false;
+
         set_phase(s, t, SESSION_PHASE_CONNECT);
         target_reset_requests(t);
         clear_wait(t);
@@ -91,6 +94,27 @@ static void after_settle(struct session *s, struct session_target *t) {
                 start_reboot(s, t);
 }
 
+static uint64_t settle_usec(const struct session *s) {
+        return ms_to_usec(s->cfg.timeout_ms < SESSION_SETTLE_MAX_MS ? s->cfg.timeout_ms : SESSION_SETTLE_MAX_MS);
+}
+
+/* Connected, and it is its turn to work: a node with CRC and sector
+ * erase goes into a unit of its own (whose checks overlap the listening
+ * for conflicts: nothing is erased before it ends); any other listens,
+ * then erases or reboots. */
+void after_connected_turn(struct session *s, struct session_target *t) {
+        if (target_unit_capable(s, t)) {
+                unit_start(s, &t, 1, target_quiet_capable(s, t));
+                return;
+        }
+        t->step = STEP_SETTLE;
+        if (t->settle_until <= s->now) {
+                after_settle(s, t);
+                return;
+        }
+        set_wait(s, t, t->settle_until - s->now);
+}
+
 static void on_connected(struct session *s, struct session_target *t, const struct isp_reply *r) {
         target_reset_requests(t);
 
@@ -105,8 +129,16 @@ static void on_connected(struct session *s, struct session_target *t, const stru
                 t->info = r->u.info;
         }
         t->connected = true;
-        t->step = STEP_SETTLE;
-        set_wait(s, t, ms_to_usec(s->cfg.timeout_ms < SESSION_SETTLE_MAX_MS ? s->cfg.timeout_ms : SESSION_SETTLE_MAX_MS));
+        t->settle_until = s->now + settle_usec(s);
+        for (unsigned i = 0; i < s->n_targets; i++)
+                s->targets[i].alone = false;
+        t->alone = true;
+        if (t->turn) {
+                after_connected_turn(s, t);
+                return;
+        }
+        /* session_schedule() decides what comes next */
+        t->step = STEP_WAIT;
 }
 
 void on_target_connect_reply(struct session *s, struct session_target *t, const struct isp_reply *r) {
@@ -205,7 +237,31 @@ void conflict_legacy(struct session *s, struct session_target *t, const struct i
  * that safe whatever was done before. A node that keeps restarting fails
  * the job after SESSION_MAX_RESTARTS restarts. */
 void on_target_announce(struct session *s, struct session_target *t) {
+        t->alone = false;
+        if (t->in_unit || t->unit_done || t->step == STEP_UNIT) {
+                /* It left its unit; it starts over alone after the unit. */
+                unit_member_gone(s, t);
+                t->unit_done = false;
+                t->commit_selecting = false;
+                target_reset_requests(t);
+                t->restarts++;
+                s->stats.restarts++;
+                if (t->restarts > SESSION_MAX_RESTARTS) {
+                        session_fail(s, t, SESSION_REASON_RESTARTED, 0,
+                                     "%s restarted %u times during the %s (power cut or reset?): giving up; "
+                                     "it stays in ISP until an update completes",
+                                     t->name, t->restarts, session_kind_to_string(s->kind));
+                        return;
+                }
+                t->connected = false;
+                t->step = STEP_WAIT;
+                set_phase(s, t, SESSION_PHASE_CONNECT);
+                return;
+        }
         switch (t->step) {
+        case STEP_WAIT:
+                /* not selected any more: its unit or its turn connects it again */
+                return;
         case STEP_ENTER_ISP:
         case STEP_CONNECT:
         case STEP_SETTLE:

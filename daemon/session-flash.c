@@ -21,15 +21,8 @@
 
 #include "session-internal.h"
 
-/* Extra CRC time-out per 512-byte sector: a node computes the CRC bit by
- * bit from flash (protocol.md 4.7, "hosts allow for it"). */
-#define SESSION_CRC_MS_PER_SECTOR 5u
-
-#define ENTRY_SECTOR SECTOR_OF(ISP_ENTRY_OFFSET)
-
 static void start_program(struct session *s, struct session_target *t);
 static void start_verify(struct session *s, struct session_target *t);
-static void start_commit(struct session *s, struct session_target *t);
 
 static void format_bytes(char *buf, size_t size, const uint8_t *bytes, const bool *mask, unsigned n) {
         size_t k = 0;
@@ -45,7 +38,7 @@ static void format_bytes(char *buf, size_t size, const uint8_t *bytes, const boo
         }
 }
 
-static void format_sectors(char *buf, size_t size, unsigned first, unsigned count) {
+void format_sectors(char *buf, size_t size, unsigned first, unsigned count) {
         char a[ISP_ADDR_STRING_MAX], b[ISP_ADDR_STRING_MAX];
 
         snprintf(buf, size, "%s-%s",
@@ -60,7 +53,7 @@ static void format_erase(char *buf, size_t size, const struct isp_request *req) 
                 format_sectors(buf, size, SECTOR_OF(req->u.erase.offset), req->u.erase.count);
 }
 
-static void fail_status(struct session *s, struct session_target *t, const char *what, uint32_t offset, uint8_t status) {
+void fail_status(struct session *s, struct session_target *t, const char *what, uint32_t offset, uint8_t status) {
         char a[ISP_ADDR_STRING_MAX];
 
         session_fail(s, t, SESSION_REASON_REFUSED, offset, "%s: %s at %s failed with status %u: %s", t->name, what,
@@ -462,10 +455,10 @@ static void request_commit_step(struct session *s, struct session_target *t, enu
 
         plan_commit_request(&s->plan, step, &req);
         t->step = steps[step];
-        (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
+        (void) target_request(s, t, &req, target_short_timeout(s, t));
 }
 
-static void start_commit(struct session *s, struct session_target *t) {
+void start_commit(struct session *s, struct session_target *t) {
         set_phase(s, t, SESSION_PHASE_COMMIT);
         target_reset_requests(t);
         request_commit_step(s, t, PLAN_COMMIT_TARGET);
@@ -518,7 +511,7 @@ void start_reboot(struct session *s, struct session_target *t) {
         set_phase(s, t, SESSION_PHASE_REBOOT);
         target_reset_requests(t);
         t->step = STEP_REBOOT;
-        (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
+        (void) target_request(s, t, &req, target_short_timeout(s, t));
 }
 
 static void on_reboot_reply(struct session *s, struct session_target *t, struct pending *p, const struct isp_reply *r) {

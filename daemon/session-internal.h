@@ -9,6 +9,7 @@
  */
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <syslog.h>
 
@@ -23,6 +24,12 @@
 #define SECTOR_OF(offset) ((offset) / ISP_SECTOR_SIZE)
 
 #define SESSION_ERROR_MAX 512
+
+/* Extra CRC time-out per 512-byte sector: a node computes the CRC bit by
+ * bit from flash (protocol.md 4.7, "hosts allow for it"). */
+#define SESSION_CRC_MS_PER_SECTOR 5u
+
+#define ENTRY_SECTOR SECTOR_OF(ISP_ENTRY_OFFSET)
 
 enum step {
         STEP_IDLE,
@@ -42,7 +49,45 @@ enum step {
         STEP_COMMIT_CHECK,      /* READ 0x11000 */
         STEP_REBOOT,
         STEP_DISCOVER,
+        STEP_WAIT,              /* connected: waits for its unit or its turn */
+        STEP_UNIT,              /* a member of the running unit, which drives it */
+        STEP_COMMIT_SELECT,     /* CONNECT alone (flags 0) before its commit */
         STEP_DONE,
+};
+
+/* At most this many requests of a group batch in flight (CRCs answered in
+ * order by every member). */
+#define UNIT_BATCH_MAX 8u
+/* Checkpoints of a PROGRAM stream in flight, at most. */
+#define UNIT_CKPT_MAX 16u
+
+enum unit_step {
+        U_IDLE,
+        U_SELECT_FIRST,         /* CONNECT of the first member (JOIN clear) */
+        U_SELECT_REST,          /* CONNECT JOIN of the others */
+        U_PRECHECK_BLANK,       /* CRCs of the sectors the image leaves blank */
+        U_PRECHECK_IMAGE,       /* differential: a CRC per image sector */
+        U_ERASE_ENTRY,          /* ERASE of the entry sector, after the settle time */
+        U_ERASE,                /* ERASE of sector runs, per class of members */
+        U_STREAM,               /* the PROGRAM stream */
+        U_VERIFY_RUNS,          /* a CRC per run of written sectors */
+        U_VERIFY_SECTORS,       /* a CRC per sector of a run that differed */
+        U_REPAIR_LOCATE,        /* a CRC per 64-byte block of the sectors that differ */
+        U_REPAIR_ERASE,         /* last round: ERASE the sectors that still differ */
+        U_REPAIR_CHECK,         /* a CRC per repaired sector */
+        U_MEMBERS,              /* member by member: repair, commit, reboot */
+        U_DONE,
+};
+
+struct unit_ckpt {
+        uint8_t node;                   /* the member that answers it */
+        uint64_t sent;
+        uint64_t deadline;
+        unsigned sends;
+        uint64_t bytes;                 /* stream bytes before it */
+        bool final;                     /* the READ after the last frame of the stream */
+        bool answered;
+        struct isp_can_frame frame;
 };
 
 /* Everything the session knows about one target node. A scan has one
@@ -90,6 +135,87 @@ struct session_target {
         uint8_t answered[32];           /* extended ids seen answering */
         uint8_t deselect_id;
         unsigned deselect_tries;
+
+        /* The unit flow (session-unit.c) */
+        bool in_unit;                   /* a member of the running unit */
+        bool unit_done;                 /* its unit work is over: its commit and reboot follow */
+        bool selected;                  /* answered the unit's selecting CONNECT */
+        bool erase_handled;             /* U_ERASE: its class is erased */
+        bool commit_selecting;          /* STEP_COMMIT_SELECT: the CONNECT is out */
+        bool turn;                      /* it works alone now: connecting goes straight on */
+        bool alone;                     /* selected alone by its CONNECT, nothing selected since */
+        uint64_t settle_until;          /* nothing is erased before this */
+        uint64_t last_heard;            /* its latest reply */
+        uint32_t batch_crc[UNIT_BATCH_MAX];     /* its answers to the unit's batch */
+        uint8_t batch_status[UNIT_BATCH_MAX];
+        unsigned batch_n;
+        struct plan_sectors write_set;  /* sectors it gets programmed */
+        struct plan_sectors skip_set;   /* image sectors that already hold the image */
+        struct plan_sectors bad_set;    /* verify: sectors that differ from the image */
+        struct plan_sectors erase_bad;  /* repair: sectors to erase first */
+        uint8_t bad_blocks[ISP_SECTORS];        /* repair: bit b: 64-byte block b of the sector differs */
+        unsigned repair_round;
+        uint64_t fast_timeout_usec;     /* commit and reboot: learnt from the round trip (0: the configured one) */
+        bool multicast;
+        uint64_t prog_done, prog_total;
+        unsigned sectors_written, sectors_skipped, sectors_erased, repairs;
+        uint64_t retransmissions;
+};
+
+/* A set of members selected together and worked on together: a QUIET
+ * group (one or more nodes), or one node with acknowledged PROGRAMs. */
+struct unit {
+        enum unit_step step;
+        bool quiet;
+        struct session_target **m;      /* the members still in it; owned array */
+        unsigned n;
+        struct session_target **all;    /* every member it started with */
+        unsigned n_all;
+        unsigned next_member;           /* U_MEMBERS: index into `all` */
+        unsigned member_pass;           /* U_MEMBERS: 1 repairs, 2 commits */
+        unsigned window;                /* batch size: the smallest receive depth */
+
+        /* the group request in flight: one ERASE, or a batch of CRCs */
+        struct isp_request req[UNIT_BATCH_MAX];
+        struct isp_can_frame frame[UNIT_BATCH_MAX];
+        unsigned n_req;
+        unsigned batch_gen;             /* counts batch_begin() */
+        bool req_out;
+        uint64_t req_deadline;
+        uint64_t req_timeout;
+        uint64_t req_extra;             /* the first send's allowance for frames queued ahead */
+        unsigned req_tries;
+        bool req_retransmitted;
+        uint64_t req_sent_at;
+        uint64_t req_extra_pending;     /* for the next batch: frames queued ahead of it */
+        uint64_t holdoff_until;         /* the next batch waits: late answers may still come */
+        uint64_t usec_per_sector;       /* learnt CRC answer time per sector (0: none yet) */
+        enum unit_step after_select;
+
+        struct probe probe;             /* group verdict: a run matches when it matches on every member */
+        unsigned cursor;                /* sector or chunk cursor of the step */
+        struct plan_sectors erase_done; /* U_ERASE: members' erase sets already handled */
+        struct plan_sectors class_set;  /* U_ERASE: the erase set of the class being erased */
+        bool class_active;
+        struct session_target **class_saved;    /* the unit's members while a class is selected; owned */
+        unsigned n_class_saved;
+        unsigned erase_cursor;
+        unsigned erase_cursor_repair;
+        bool reselect;                  /* a class was selected alone: select the unit again before the stream */
+        bool repairing;                 /* the unit is one member being repaired */
+
+        /* stream */
+        struct plan_sectors stream_set;
+        uint64_t stream_bytes;
+        uint64_t bytes_sent;
+        unsigned since_ckpt;
+        bool final_sent;
+        unsigned rr;                    /* next member to answer a checkpoint */
+        struct unit_ckpt ckpt[UNIT_CKPT_MAX];
+        unsigned n_ckpt;
+        uint64_t unconfirmed;           /* frames sent after the last answered checkpoint */
+        struct plan_sectors verify_set;
+        struct plan_sectors suspect;    /* verify: sectors of runs that differed on some member */
 };
 
 struct session {
@@ -114,6 +240,10 @@ struct session {
 
         struct session_target *targets; /* owned */
         unsigned n_targets;
+
+        struct unit unit;
+        bool unit_started;              /* the group (if any) has had its turn */
+        bool connect_phase;             /* FLASH: every target connects first, then the work is scheduled */
 };
 
 static inline uint64_t ms_to_usec(uint64_t ms) {
@@ -126,6 +256,10 @@ static inline bool bit_test(const uint8_t *map, unsigned bit) {
 
 static inline void bit_set(uint8_t *map, unsigned bit) {
         map[bit / 8] |= (uint8_t) (1u << (bit % 8));
+}
+
+static inline uint64_t target_short_timeout(const struct session *s, const struct session_target *t) {
+        return t->fast_timeout_usec > 0 ? t->fast_timeout_usec : ms_to_usec(s->cfg.timeout_ms);
 }
 
 static inline bool target_running(const struct session_target *t) {
@@ -158,10 +292,27 @@ void conflict_extended(struct session *s, struct session_target *t, const struct
 void conflict_legacy(struct session *s, struct session_target *t, const struct isp_reply *r_or_null);
 void on_target_announce(struct session *s, struct session_target *t);
 void on_connect_wait_expired(struct session *s, struct session_target *t);
+void after_connected_turn(struct session *s, struct session_target *t);
 void connect_resume(struct session *s, struct session_target *t);
 
 /* session-flash.c */
+void start_commit(struct session *s, struct session_target *t);
 void start_erase(struct session *s, struct session_target *t);
 void start_reboot(struct session *s, struct session_target *t);
 void fail_unanswered(struct session *s, struct session_target *t, const struct pending *p);
 void on_target_reply(struct session *s, struct session_target *t, struct pending *p, const struct isp_reply *r);
+void fail_status(struct session *s, struct session_target *t, const char *what, uint32_t offset, uint8_t status);
+void format_sectors(char *buf, size_t size, unsigned first, unsigned count);
+
+/* session-unit.c */
+bool target_unit_capable(const struct session *s, const struct session_target *t);
+void session_schedule(struct session *s);
+bool unit_on_reply(struct session *s, struct session_target *t, const struct isp_reply *r);
+uint64_t unit_deadline(const struct session *s);
+void unit_timeout(struct session *s);
+void unit_resume(struct session *s);
+void unit_member_gone(struct session *s, struct session_target *t);
+void unit_start(struct session *s, struct session_target **members, unsigned n, bool quiet);
+bool target_quiet_capable(const struct session *s, const struct session_target *t);
+void unit_commit_selected(struct session *s, struct session_target *t, const struct isp_reply *r);
+void unit_free(struct session *s);

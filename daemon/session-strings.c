@@ -13,6 +13,7 @@ const char *session_phase_to_string(enum session_phase phase) {
         case SESSION_PHASE_ERASE:    return "erase";
         case SESSION_PHASE_PROGRAM:  return "program";
         case SESSION_PHASE_VERIFY:   return "verify";
+        case SESSION_PHASE_REPAIR:   return "repair";
         case SESSION_PHASE_COMMIT:   return "commit";
         case SESSION_PHASE_REBOOT:   return "reboot";
         case SESSION_PHASE_DISCOVER: return "discover";
@@ -72,7 +73,7 @@ void session_config_init(struct session_config *cfg) {
                 .full = false,
                 .quiet = true,
                 .stream_frames = 64,
-                .stream_checkpoints = 3,
+                .stream_checkpoints = 8,
                 .repair_rounds = 3,
                 .frame_us = 1300,
         };

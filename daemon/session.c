@@ -61,6 +61,8 @@ static void target_end(struct session *s, struct session_target *t, enum session
         t->step = STEP_DONE;
         t->wait_deadline = UINT64_MAX;
         transport_reset(&t->tp);
+        unit_member_gone(s, t);
+        t->unit_done = false;
         update_state(s);
 }
 
@@ -111,6 +113,14 @@ static void target_result(const struct session_target *t, struct session_target_
                 .offset = t->state == SESSION_FAILED ? t->error_offset : 0,
                 .connected = t->connected,
                 .flash_touched = t->erase_sent,
+                .multicast = t->multicast,
+                .bytes_done = t->prog_done,
+                .bytes_total = t->prog_total,
+                .sectors_written = t->sectors_written,
+                .sectors_skipped = t->sectors_skipped,
+                .sectors_erased = t->sectors_erased,
+                .repairs = t->repairs,
+                .retransmissions = t->retransmissions,
         };
         if (t->connected)
                 ret->info = (struct session_node_info) {
@@ -155,6 +165,8 @@ void set_phase(struct session *s, struct session_target *t, enum session_phase p
 }
 
 void report_progress(struct session *s, struct session_target *t) {
+        if (t->done > t->total)
+                t->done = t->total;
         if (s->ops.progress)
                 s->ops.progress(s->userdata, t->id, t->done, t->total);
 }
@@ -367,6 +379,16 @@ static void on_reply(struct session *s, const struct isp_reply *r) {
                 session_ignore_reply(s, t, r, "while deselecting");
                 return;
         }
+        if (t->step == STEP_UNIT && unit_on_reply(s, t, r))
+                return;
+        if (t->step == STEP_WAIT) {
+                session_ignore_reply(s, t, r, "while it waits for its turn");
+                return;
+        }
+        if (t->step == STEP_COMMIT_SELECT && r->cmd == ISP_CMD_CONNECT) {
+                unit_commit_selected(s, t, r);
+                return;
+        }
         if (r->cmd == ISP_CMD_CONNECT) {
                 on_target_connect_reply(s, t, r);
                 return;
@@ -427,6 +449,7 @@ void session_receive(struct session *s, const struct isp_can_frame *frame, uint6
         k = isp_reply_parse(frame, &r);
         if (k < 0) {
                 on_malformed(s, frame, k);
+                session_schedule(s);
                 finish_if_done(s);
                 return;
         }
@@ -440,6 +463,7 @@ void session_receive(struct session *s, const struct isp_can_frame *frame, uint6
         }
 
         on_reply(s, &r);
+        session_schedule(s);
         finish_if_done(s);
 }
 
@@ -463,6 +487,8 @@ uint64_t session_deadline(const struct session *s) {
                 if (td < d)
                         d = td;
         }
+        if (unit_deadline(s) < d)
+                d = unit_deadline(s);
         return d;
 }
 
@@ -500,7 +526,9 @@ void session_timeout(struct session *s, uint64_t now_usec) {
 
         for (unsigned i = 0; i < s->n_targets; i++)
                 target_timeout(s, &s->targets[i]);
+        unit_timeout(s);
 
+        session_schedule(s);
         finish_if_done(s);
 }
 
@@ -536,7 +564,9 @@ void session_resume(struct session *s, uint64_t now_usec) {
 
         for (unsigned i = 0; i < s->n_targets; i++)
                 target_resume(s, &s->targets[i]);
+        unit_resume(s);
 
+        session_schedule(s);
         finish_if_done(s);
 }
 
@@ -583,8 +613,8 @@ static int target_init(struct session *s, struct session_target *t, uint8_t id, 
         t->name = strdup(name);
         if (!t->name)
                 return -ENOMEM;
-        transport_init(&t->tp, target_send, t, &s->stats.retransmissions, &s->stats.timeouts,
-                       /* echoes_offset= */ !t->legacy);
+        transport_init(&t->tp, target_send, t, &s->stats.retransmissions, &t->retransmissions,
+                       &s->stats.timeouts, /* echoes_offset= */ !t->legacy);
         return 0;
 }
 
@@ -603,8 +633,7 @@ static int check_targets(enum session_kind kind, const struct session_target_spe
                         if (targets[j].node == targets[i].node)
                                 return -EINVAL;
         }
-        /* multicast to a group is not there yet */
-        return n_targets > 1 ? -EOPNOTSUPP : 0;
+        return n_targets > ISP_NODE_MAX ? -E2BIG : 0;
 }
 
 int session_new_targets(struct session **ret, enum session_kind kind,
@@ -655,6 +684,13 @@ int session_new_targets(struct session **ret, enum session_kind kind,
                         return r;
                 }
         }
+        s->unit.m = calloc(s->n_targets, sizeof(*s->unit.m));
+        s->unit.all = calloc(s->n_targets, sizeof(*s->unit.all));
+        s->unit.class_saved = calloc(s->n_targets, sizeof(*s->unit.class_saved));
+        if (!s->unit.m || !s->unit.all || !s->unit.class_saved) {
+                session_free(s);
+                return -ENOMEM;
+        }
         if (s->image) {
                 r = plan_init(&s->plan, s->image);
                 if (r < 0) {
@@ -679,6 +715,7 @@ struct session *session_free(struct session *s) {
         if (!s)
                 return NULL;
         plan_done(&s->plan);
+        unit_free(s);
         for (unsigned i = 0; s->targets && i < s->n_targets; i++)
                 free(s->targets[i].name);
         free(s->targets);
@@ -704,9 +741,11 @@ int session_start(struct session *s, uint64_t now_usec) {
                 t->step = STEP_DISCOVER;
                 if (send_request_raw(s, t, &req) >= 0)
                         set_wait(s, t, ms_to_usec(s->cfg.discover_ms));
-        } else
+        } else {
                 for (unsigned i = 0; i < s->n_targets; i++)
                         start_connect(s, &s->targets[i]);
+                session_schedule(s);
+        }
 
         if (s->state != SESSION_RUNNING) {
                 /* Reported through the return value, not the callbacks. */

@@ -39,6 +39,7 @@ enum session_phase {
         SESSION_PHASE_ERASE,
         SESSION_PHASE_PROGRAM,
         SESSION_PHASE_VERIFY,
+        SESSION_PHASE_REPAIR,           /* QUIET: resending what verify found missing */
         SESSION_PHASE_COMMIT,
         SESSION_PHASE_REBOOT,
         SESSION_PHASE_DISCOVER,
@@ -63,7 +64,7 @@ struct session_config {
         bool full;                      /* flash: rewrite every image sector, no differential (default false) */
         bool quiet;                     /* flash: QUIET streaming and multicast where nodes have it (default true) */
         unsigned stream_frames;         /* QUIET: PROGRAM frames between two checkpoints (default 64) */
-        unsigned stream_checkpoints;    /* QUIET: checkpoints unanswered at most (default 3) */
+        unsigned stream_checkpoints;    /* QUIET: checkpoints unanswered at most (default 8) */
         unsigned repair_rounds;         /* QUIET: rounds of repairing a node's lost frames (default 3) */
         uint32_t frame_us;              /* time-out allowance per frame queued ahead of a request
                                          * (default 1300: an 8-byte frame at 125 kbit/s, worst case) */

@@ -6,10 +6,12 @@
 #include "transport.h"
 
 void transport_init(struct transport *tp, transport_send_t send, void *userdata,
-                    uint64_t *retransmissions, uint64_t *timeouts, bool echoes_offset) {
+                    uint64_t *retransmissions, uint64_t *retransmissions_node, uint64_t *timeouts,
+                    bool echoes_offset) {
         tp->send = send;
         tp->userdata = userdata;
         tp->retransmissions = retransmissions;
+        tp->retransmissions_node = retransmissions_node;
         tp->timeouts = timeouts;
         tp->echoes_offset = echoes_offset;
         transport_reset(tp);
@@ -72,6 +74,7 @@ int transport_send(struct transport *tp, struct pending *p, uint64_t now) {
 int transport_retransmit(struct transport *tp, struct pending *p, uint64_t now) {
         p->retransmissions++;
         (*tp->retransmissions)++;
+        (*tp->retransmissions_node)++;
         return transmit(tp, p, now);
 }
 
@@ -162,8 +165,10 @@ void transport_resend_all(struct transport *tp, uint64_t now) {
         for (unsigned i = 0; i < tp->n_pend; i++) {
                 struct pending *p = &tp->pend[i];
 
-                if (p->sent)
+                if (p->sent) {
                         (*tp->retransmissions)++;
+                        (*tp->retransmissions_node)++;
+                }
                 (void) transmit(tp, p, now);
         }
 }

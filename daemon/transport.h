@@ -43,6 +43,7 @@ struct transport {
         transport_send_t send;
         void *userdata;
         uint64_t *retransmissions;      /* counters the transport adds to */
+        uint64_t *retransmissions_node; /* the same, for its node alone */
         uint64_t *timeouts;
         bool echoes_offset;             /* PROGRAM acks echo the offset (an extended node) */
 
@@ -63,7 +64,8 @@ enum transport_miss {
 };
 
 void transport_init(struct transport *tp, transport_send_t send, void *userdata,
-                    uint64_t *retransmissions, uint64_t *timeouts, bool echoes_offset);
+                    uint64_t *retransmissions, uint64_t *retransmissions_node, uint64_t *timeouts,
+                    bool echoes_offset);
 /* Forget every request and the hold-off. */
 void transport_reset(struct transport *tp);
 bool transport_full(const struct transport *tp);

@@ -22,7 +22,9 @@ class Ispctl(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.env = Env("vcan0")
-        cls.env.start_sim("--nodes", "1-4", "--fault", "4:app")
+        # A QUIET stream writes 16 KiB in about half a second; a slower
+        # flash gives the terminal test time to see the progress line.
+        cls.env.start_sim("--nodes", "1-4", "--fault", "4:app", "--program-time", "80us")
         cls.env.start_daemon(config="[Protocol]\nTimeout=%d\n[Nodes]\npump = 2\n" % (200 * SLOW))
 
     @classmethod

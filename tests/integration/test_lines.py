@@ -5,6 +5,7 @@ each at the same time; the node table surviving kill -9; damaged state
 files set aside. Real SocketCAN (vcan0, vcan1), a real dbus-daemon,
 stcisp-sim, busctl and ispctl as clients."""
 
+import concurrent.futures
 import glob
 import json
 import os
@@ -55,8 +56,12 @@ class TwoLines(unittest.TestCase):
         self.scan()
         before0, before1 = e.flash_file(2), self.flash_file1(4)
         untouched1 = self.flash_file1(3)
-        job0 = e.flash("vcan0/node2", BIG)
-        job1 = e.flash("vcan1/node4", BIG)
+        # Both queued at once: a QUIET flash of a blank node may end before
+        # a second busctl with 50,000 arguments has even started.
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            f0 = pool.submit(e.flash, "vcan0/node2", BIG)
+            f1 = pool.submit(e.flash, "vcan1/node4", BIG)
+            job0, job1 = f0.result(), f1.result()
         self.assertEqual(e.job(job0, "Target"), "vcan0/node2")
         self.assertEqual(e.job(job1, "Interface"), "vcan1")
         for job in (job0, job1):
