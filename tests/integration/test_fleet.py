@@ -45,7 +45,8 @@ class Fleet(unittest.TestCase):
     def dump_start(self):
         path = os.path.join(self.env.dir, "candump-%d.log" % time.monotonic_ns())
         f = open(path, "w")
-        p = subprocess.Popen(["candump", "-L", self.env.interface + ",1A000000:1F000000"], stdout=f)
+        p = subprocess.Popen(["candump", "-L", "-r", str(8 << 20), self.env.interface + ",1A000000:1F000000"],
+                             stdout=f)
         time.sleep(0.5 * SLOW)
         return p, f, path
 
