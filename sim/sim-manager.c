@@ -16,6 +16,10 @@
 #include "sim-flash-file.h"
 #include "sim-manager.h"
 
+/* Room for some thousands of frames (an skb of a CAN frame takes about
+ * 1 KiB of buffer). */
+#define SIM_RCVBUF_BYTES (8 << 20)
+
 static uint64_t now_nsec(void) {
         struct timespec ts;
 
@@ -323,6 +327,13 @@ int manager_open_can(Manager *m) {
                 return log_error_errno(errno, "%s: cannot set the request filter", ifname);
         if (setsockopt(fd, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &err_mask, sizeof(err_mask)) < 0)
                 return log_error_errno(errno, "%s: cannot set the error filter", ifname);
+        /* vcan hands over a host's frames as fast as it writes them (a
+         * QUIET stream is hundreds at once); the model queues them for
+         * its own bus, but only what the kernel did not drop first. */
+        if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &(int) { SIM_RCVBUF_BYTES }, sizeof(int)) < 0 &&
+            setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &(int) { SIM_RCVBUF_BYTES }, sizeof(int)) < 0)
+                (void) log_error_errno(errno, "%s: cannot enlarge the receive buffer (a fast host may lose "
+                                       "frames), going on", ifname);
 
         addr.can_ifindex = (int) ifindex;
         if (bind(fd, (struct sockaddr *) &addr, sizeof(addr)) < 0)
