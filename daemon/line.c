@@ -47,6 +47,10 @@ static struct job_node *job_node(Line *l, uint8_t node) {
         return l->job ? job_find_node(l->job, l->interface, node) : NULL;
 }
 
+/* Checkpoints of a QUIET stream unanswered at most where no bus clock
+ * paces it: 2 × 64 frames, well within a default socket buffer. */
+#define LINE_UNPACED_CHECKPOINTS 2u
+
 /* ---- progress, throttled ---- */
 
 /* The session's per-target figures (sectors, PROGRAM bytes) into the
@@ -353,9 +357,21 @@ void line_start_job(Line *l, Job *j, const struct session_target_spec *targets, 
         l->progress_pending = false;
         memset(l->seen, 0, sizeof(l->seen));
         if (j->kind == SESSION_FLASH) {
+                struct can_link_status st;
+
                 cfg.reboot = j->opt_reboot;
                 cfg.verify = j->opt_verify;
                 cfg.full = j->opt_full;
+
+                /* On a CAN controller the bus paces a QUIET stream; over an
+                 * interface without a bit clock (vcan) the frames reach the
+                 * receivers as fast as they are written, and a receiver
+                 * reading slower than that loses what its socket buffer
+                 * does not hold. Keep the stream's lead within a default
+                 * buffer there. */
+                can_link_get_status(l->link, /* query_driver= */ true, &st);
+                if (st.bitrate == 0 && cfg.stream_checkpoints > LINE_UNPACED_CHECKPOINTS)
+                        cfg.stream_checkpoints = LINE_UNPACED_CHECKPOINTS;
         }
         r = session_new_targets(&l->session, j->kind, targets, n_targets,
                                 j->kind == SESSION_FLASH ? j->image : NULL, &cfg, &session_ops, l);
