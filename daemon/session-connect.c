@@ -236,6 +236,19 @@ void conflict_legacy(struct session *s, struct session_target *t, const struct i
  * connects again and starts over from the erase; the commit rule makes
  * that safe whatever was done before. A node that keeps restarting fails
  * the job after SESSION_MAX_RESTARTS restarts. */
+/* One more restart; false (and failed) when it was one too many. */
+static bool count_restart(struct session *s, struct session_target *t) {
+        t->restarts++;
+        s->stats.restarts++;
+        if (t->restarts <= SESSION_MAX_RESTARTS)
+                return true;
+        session_fail(s, t, SESSION_REASON_RESTARTED, 0,
+                     "%s restarted %u times during the %s (power cut or reset?): giving up; "
+                     "it stays in ISP until an update completes",
+                     t->name, t->restarts, session_kind_to_string(s->kind));
+        return false;
+}
+
 void on_target_announce(struct session *s, struct session_target *t) {
         t->alone = false;
         if (t->in_unit || t->unit_done || t->step == STEP_UNIT) {
@@ -244,15 +257,8 @@ void on_target_announce(struct session *s, struct session_target *t) {
                 t->unit_done = false;
                 t->commit_selecting = false;
                 target_reset_requests(t);
-                t->restarts++;
-                s->stats.restarts++;
-                if (t->restarts > SESSION_MAX_RESTARTS) {
-                        session_fail(s, t, SESSION_REASON_RESTARTED, 0,
-                                     "%s restarted %u times during the %s (power cut or reset?): giving up; "
-                                     "it stays in ISP until an update completes",
-                                     t->name, t->restarts, session_kind_to_string(s->kind));
+                if (!count_restart(s, t))
                         return;
-                }
                 t->connected = false;
                 t->step = STEP_WAIT;
                 set_phase(s, t, SESSION_PHASE_CONNECT);
@@ -279,16 +285,8 @@ void on_target_announce(struct session *s, struct session_target *t) {
                 break;
         }
 
-        t->restarts++;
-        s->stats.restarts++;
-        if (t->restarts > SESSION_MAX_RESTARTS) {
-                session_fail(s, t, SESSION_REASON_RESTARTED, 0,
-                             "%s restarted %u times during the %s (power cut or reset?): giving up; "
-                             "it stays in ISP until an update completes",
-                             t->name, t->restarts, session_kind_to_string(s->kind));
-                return;
-        }
-        start_connect(s, t);
+        if (count_restart(s, t))
+                start_connect(s, t);
 }
 
 /* --- waiting --- */

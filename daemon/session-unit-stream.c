@@ -110,27 +110,38 @@ static void send_checkpoint(struct session *s, bool final) {
 
 static void start_verify(struct session *s);
 
+/* The stream's next PROGRAM frame; false at its end. */
+static bool next_program(struct session *s, struct isp_request *ret) {
+        struct unit *u = &s->unit;
+
+        while (u->cursor < s->plan.n_chunks) {
+                const struct plan_chunk *c = &s->plan.chunks[u->cursor++];
+
+                if (!chunk_wanted(s, c))
+                        continue;
+                *ret = (struct isp_request) {
+                        .cmd = ISP_CMD_PROGRAM,
+                        .u.program = { .offset = c->offset, .len = c->len },
+                };
+                memcpy(ret->u.program.data, s->image->flash + c->offset, c->len);
+                return true;
+        }
+        return false;
+}
+
 /* QUIET: send what the checkpoints allow. */
 static void stream_fill_quiet(struct session *s) {
         struct unit *u = &s->unit;
+        struct isp_request req;
         unsigned k = s->cfg.stream_frames > 0 ? s->cfg.stream_frames : 1;
         unsigned c_max = s->cfg.stream_checkpoints > 0 ? s->cfg.stream_checkpoints : 1;
 
         if (c_max > UNIT_CKPT_MAX)
                 c_max = UNIT_CKPT_MAX;
-        while (u->n > 0 && u->cursor < s->plan.n_chunks && u->n_ckpt < c_max) {
-                const struct plan_chunk *c = &s->plan.chunks[u->cursor++];
-                struct isp_request req = {
-                        .cmd = ISP_CMD_PROGRAM,
-                        .u.program = { .offset = c->offset, .len = c->len },
-                };
-
-                if (!chunk_wanted(s, c))
-                        continue;
-                memcpy(req.u.program.data, s->image->flash + c->offset, c->len);
+        while (u->n > 0 && u->n_ckpt < c_max && next_program(s, &req)) {
                 if (unit_send_request(s, &req) < 0)
                         return;
-                u->bytes_sent += c->len;
+                u->bytes_sent += req.u.program.len;
                 u->unconfirmed++;
                 if (++u->since_ckpt >= k)
                         send_checkpoint(s, false);
@@ -138,8 +149,8 @@ static void stream_fill_quiet(struct session *s) {
         if (u->n == 0 || u->cursor < s->plan.n_chunks)
                 return;
 
-        /* All sent: the program phase ends when a checkpoint after the
-         * last frame is answered (or found lost: a later answer came). */
+        /* All sent: the program phase ends when the READ after the last
+         * frame is answered. */
         if (!u->final_sent) {
                 u->final_sent = true;
                 send_checkpoint(s, true);
@@ -155,23 +166,15 @@ static void stream_fill_quiet(struct session *s) {
 static void stream_fill_acked(struct session *s) {
         struct unit *u = &s->unit;
         struct session_target *t;
+        struct isp_request req;
 
         if (u->n == 0)
                 return;
         t = u->m[0];
-        while (target_running(t) && t->tp.n_pend < t->window && u->cursor < s->plan.n_chunks) {
-                const struct plan_chunk *c = &s->plan.chunks[u->cursor++];
-                struct isp_request req = {
-                        .cmd = ISP_CMD_PROGRAM,
-                        .u.program = { .offset = c->offset, .len = c->len },
-                };
-
-                if (!chunk_wanted(s, c))
-                        continue;
-                memcpy(req.u.program.data, s->image->flash + c->offset, c->len);
+        while (target_running(t) && t->tp.n_pend < t->window && next_program(s, &req)) {
                 if (target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms)) < 0)
                         return;
-                u->bytes_sent += c->len;
+                u->bytes_sent += req.u.program.len;
         }
         if (target_running(t) && t->tp.n_pend == 0 && u->cursor >= s->plan.n_chunks)
                 start_verify(s);
