@@ -205,7 +205,7 @@ static uint64_t batch_crc_sectors(const struct unit *u) {
 /* The deadline of the batch: for CRCs, from the answer times seen (a
  * learnt time per sector, times four), never beyond the configured
  * time-out; for ERASE the configured time-outs. */
-static uint64_t batch_timeout(const struct session *s) {
+static uint64_t batch_timeout_tries(const struct session *s, unsigned tries) {
         const struct unit *u = &s->unit;
         uint64_t configured;
 
@@ -214,8 +214,13 @@ static uint64_t batch_timeout(const struct session *s) {
         configured = ms_to_usec(s->cfg.timeout_ms) + u->req_timeout;
         if (u->usec_per_sector == 0)
                 return configured;
+        /* doubled with every retransmission: a slow node is not a lost frame */
         return min_u64(configured, max_u64(UNIT_MIN_CRC_TIMEOUT_USEC,
-                                           4 * u->usec_per_sector * batch_crc_sectors(u)));
+                                           4 * u->usec_per_sector * batch_crc_sectors(u)) << tries);
+}
+
+static uint64_t batch_timeout(const struct session *s) {
+        return batch_timeout_tries(s, s->unit.req_tries);
 }
 
 static bool batch_may_send(const struct session *s) {
@@ -324,6 +329,8 @@ static void batch_timeout_expired(struct session *s) {
                         u->window = u->n_req;
                 u->req_tries++;
                 u->req_retransmitted = true;
+                /* it may have been slowness, not loss: learn slower */
+                u->usec_per_sector += u->usec_per_sector / 2;
                 s->stats.retransmissions++;
                 for (unsigned i = 0; i < u->n; i++)
                         if (u->m[i]->batch_n < u->n_req)
@@ -363,8 +370,10 @@ static void batch_done(struct session *s) {
 
         u->req_out = false;
         if (u->req_retransmitted) {
-                /* an answer to the first transmission may still come */
-                u->holdoff_until = s->now + batch_timeout(s);
+                /* an answer to the retransmission may still come (if the
+                 * first transmission was only slow, its answers completed
+                 * the batch): within a first try's time-out */
+                u->holdoff_until = s->now + batch_timeout_tries(s, 0);
                 return;
         }
         if (sectors > 0 && u->req[0].cmd == ISP_CMD_CRC && u->req_extra == 0) {
