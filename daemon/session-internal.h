@@ -202,6 +202,7 @@ struct unit {
         unsigned erase_cursor;
         unsigned erase_cursor_repair;
         bool reselect;                  /* a class was selected alone: select the unit again before the stream */
+        bool dropped;                   /* a member left, maybe still selected: select again before erasing */
         bool repairing;                 /* the unit is one member being repaired */
 
         /* stream */

@@ -134,11 +134,23 @@ static void precheck_image_next(struct session *s) {
                 plan_sectors_union(&u->stream_set, &t->write_set);
         }
 
-        batch_begin(s);
-        req = (struct isp_request) {
+        start_erase_entry(s);
+}
+
+/* The entry sector on every member: the first ERASE (protocol.md 9). A
+ * member dropped meanwhile is deselected first. */
+void start_erase_entry(struct session *s) {
+        struct unit *u = &s->unit;
+        struct isp_request req = {
                 .cmd = ISP_CMD_ERASE,
                 .u.erase = { .offset = ISP_ENTRY_OFFSET, .count = 1 },
         };
+
+        if (u->dropped) {
+                start_select(s, U_ERASE_ENTRY);
+                return;
+        }
+        batch_begin(s);
         batch_add(s, &req);
         u->step = U_ERASE_ENTRY;
         batch_send(s);
@@ -228,7 +240,7 @@ void erase_poll(struct session *s) {
                 if (!u->m[i]->erase_handled)
                         lead = u->m[i];
         if (!lead) {
-                if (u->reselect)
+                if (u->reselect || u->dropped)
                         start_select(s, U_STREAM);
                 else
                         start_stream(s);

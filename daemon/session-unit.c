@@ -108,6 +108,12 @@ void unit_member_gone(struct session *s, struct session_target *t) {
                 return;
         t->in_unit = false;
         remove_member(u, t);
+        /* It may still be selected (it only stopped answering, or its
+         * answers were refused): it must not be erased or programmed
+         * along with the others. The unit is selected again before the
+         * next erase or the stream. */
+        if (u->step >= U_SELECT_FIRST && u->step < U_STREAM && !u->repairing && u->quiet)
+                u->dropped = true;
         /* its checkpoints are no one's now */
         for (unsigned i = 0; i < u->n_ckpt;)
                 if (u->ckpt[i].node == t->id) {
@@ -207,16 +213,18 @@ static uint64_t batch_crc_sectors(const struct unit *u) {
  * time-out; for ERASE the configured time-outs. */
 static uint64_t batch_timeout_tries(const struct session *s, unsigned tries) {
         const struct unit *u = &s->unit;
-        uint64_t configured;
+        uint64_t configured, floor;
 
         if (u->req[0].cmd != ISP_CMD_CRC)
                 return u->req_timeout;
         configured = ms_to_usec(s->cfg.timeout_ms) + u->req_timeout;
-        if (u->usec_per_sector == 0)
+        if (u->usec_per_sector == 0 || tries >= s->cfg.retries)
+                /* nothing learnt yet, or the last try */
                 return configured;
+        /* never less than every member's answers take on a slow bus */
+        floor = max_u64(UNIT_MIN_CRC_TIMEOUT_USEC, (uint64_t) u->n_req * (u->n + 1) * s->cfg.frame_us);
         /* doubled with every retransmission: a slow node is not a lost frame */
-        return min_u64(configured, max_u64(UNIT_MIN_CRC_TIMEOUT_USEC,
-                                           4 * u->usec_per_sector * batch_crc_sectors(u)) << tries);
+        return min_u64(configured, max_u64(floor, 4 * u->usec_per_sector * batch_crc_sectors(u)) << tries);
 }
 
 static uint64_t batch_timeout(const struct session *s) {
@@ -449,6 +457,7 @@ void start_select(struct session *s, enum unit_step then) {
         struct unit *u = &s->unit;
 
         u->after_select = then;
+        u->dropped = false;
         for (unsigned i = 0; i < u->n; i++)
                 u->m[i]->selected = false;
         u->step = U_SELECT_FIRST;
@@ -479,6 +488,9 @@ static void select_poll(struct session *s) {
         switch (u->after_select) {
         case U_PRECHECK_BLANK:
                 start_precheck(s);
+                return;
+        case U_ERASE_ENTRY:
+                start_erase_entry(s);
                 return;
         case U_ERASE:
                 u->step = U_ERASE;

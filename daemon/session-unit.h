@@ -55,6 +55,7 @@ void start_select(struct session *s, enum unit_step then);
 
 /* session-unit-erase.c */
 void start_precheck(struct session *s);
+void start_erase_entry(struct session *s);
 void on_precheck_blank(struct session *s);
 void on_precheck_image(struct session *s);
 void on_erase_entry(struct session *s);

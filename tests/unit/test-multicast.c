@@ -43,6 +43,7 @@ struct fleet {
         bool dead[MAX_NODES];                   /* powered off */
         unsigned cut_after[MAX_NODES];          /* power cut (and back) after taking N frames in */
         unsigned die_after[MAX_NODES];          /* power off for good after N frames */
+        unsigned mute_after[MAX_NODES];         /* still acts on requests, but its answers are lost */
         unsigned n_in[MAX_NODES];
         uint32_t rng;
 
@@ -154,7 +155,8 @@ static void collect(void) {
                 struct isp_node_frame nf;
 
                 while (isp_node_ram_pop(&F->ram[i], &nf))
-                        got[n++] = from_node(&nf);
+                        if (!F->mute_after[i] || F->n_in[i] < F->mute_after[i])
+                                got[n++] = from_node(&nf);
         }
         for (unsigned i = 1; i < n; i++)
                 for (unsigned j = i; j > 0 && got[j].id < got[j - 1].id; j--) {
@@ -411,6 +413,27 @@ static void test_dies_mid_stream_fails_alone(void **state) {
         assert_false(entry_valid(6));
 }
 
+/* A member whose answers stop coming while it still acts on what it
+ * hears: dropped during the checks, and deselected before anything is
+ * erased, so its flash is left as it was (found by an independent peer:
+ * it used to be erased and programmed with the others). */
+static void test_mute_member_left_untouched(void **state) {
+        add_nodes(8, 4);
+        F->mute_after[3] = 12;
+        run();
+
+        for (unsigned i = 0; i < 8; i++) {
+                if (i == 3)
+                        continue;
+                assert_node_flashed(i);
+        }
+        assert_int_equal(result_of(F->id[3])->state, SESSION_FAILED);
+        assert_int_equal(result_of(F->id[3])->reason, SESSION_REASON_NO_REPLY);
+        assert_false(result_of(F->id[3])->flash_touched);
+        assert_int_equal(F->ram[3].n_erased, 0);
+        assert_int_equal(F->ram[3].n_programmed, 0);
+}
+
 static void test_write_failure_dropped(void **state) {
         add_nodes(8, 4);
         F->ram[4].fail_program = 1;
@@ -502,6 +525,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_dead_at_start_fails_alone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dies_mid_stream_fails_alone, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_write_failure_dropped, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_mute_member_left_untouched, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_differential, setup, teardown),
         };
 
