@@ -149,6 +149,11 @@ struct session_target {
         uint32_t batch_crc[UNIT_BATCH_MAX];     /* its answers to the unit's batch */
         uint8_t batch_status[UNIT_BATCH_MAX];
         unsigned batch_n;
+        /* Answers carry no offset: a member slower than the deadline may
+         * still be answering the first transmission when the batch goes
+         * out again. A retransmission is therefore preceded by a READ;
+         * what a member answers before its READ answer is dropped. */
+        bool batch_flushed;
         struct plan_sectors write_set;  /* sectors it gets programmed */
         struct plan_sectors skip_set;   /* image sectors that already hold the image */
         struct plan_sectors bad_set;    /* verify: sectors that differ from the image */

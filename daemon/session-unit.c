@@ -42,8 +42,10 @@
  *
  * A group request (ERASE, or a batch of CRCs answered in order) waits for
  * every member's answers; a member short of answers at the deadline gets
- * the batch again (everyone answers again, answers are collected anew),
- * at most cfg.retries times. CRC deadlines adapt to the answer times seen
+ * the batch again, after a READ (everyone answers again; a member's
+ * answers count from its READ answer on, so a late answer to the first
+ * transmission is never taken for another request's), at most
+ * cfg.retries times. CRC deadlines adapt to the answer times seen
  * (the node's CRC speed and the bus), so a lost request costs little.
  */
 
@@ -252,8 +254,17 @@ void batch_send(struct session *s) {
                 return;
         for (unsigned i = 0; i < u->n; i++) {
                 u->m[i]->batch_n = 0;
+                /* a retransmission is counted from each member's answer
+                 * to a READ sent before it (see batch_flushed) */
+                u->m[i]->batch_flushed = u->req_tries == 0;
                 if (u->req[0].cmd == ISP_CMD_ERASE)
                         u->m[i]->erase_sent = true;
+        }
+        if (u->req_tries > 0) {
+                struct isp_request flush = { .cmd = ISP_CMD_READ, .u.read.offset = ISP_ENTRY_OFFSET };
+
+                if (unit_send_request(s, &flush) < 0)
+                        return;
         }
         for (unsigned i = 0; i < u->n_req; i++)
                 if (unit_send(s, &u->frame[i]) < 0)
@@ -288,6 +299,10 @@ static void batch_answer(struct session *s, struct session_target *t, const stru
         struct unit *u = &s->unit;
         unsigned k = t->batch_n;
 
+        if (u->req_out && !t->batch_flushed) {
+                session_ignore_reply(s, t, r, "answers an earlier transmission");
+                return;
+        }
         if (!u->req_out || k >= u->n_req || u->req[k].cmd != r->cmd) {
                 session_ignore_reply(s, t, r, "matches no group request in flight");
                 return;
@@ -377,13 +392,11 @@ static void batch_done(struct session *s) {
         uint64_t sectors = batch_crc_sectors(u);
 
         u->req_out = false;
-        if (u->req_retransmitted) {
-                /* an answer to the retransmission may still come (if the
-                 * first transmission was only slow, its answers completed
-                 * the batch): within a first try's time-out */
-                u->holdoff_until = s->now + batch_timeout_tries(s, 0);
+        if (u->req_retransmitted)
+                /* no sample from it (its answers may be the first
+                 * transmission's); nothing stale is left either: what
+                 * came before each member's READ was dropped */
                 return;
-        }
         if (sectors > 0 && u->req[0].cmd == ISP_CMD_CRC && u->req_extra == 0) {
                 uint64_t per = (s->now - u->req_sent_at) / sectors + 1;
 
@@ -560,6 +573,12 @@ bool unit_on_reply(struct session *s, struct session_target *t, const struct isp
                 batch_answer(s, t, r);
                 return true;
         case ISP_CMD_READ:
+                if (u->req_out && !t->batch_flushed) {
+                        /* the READ before a retransmitted batch: what it
+                         * answers next is the retransmission's */
+                        t->batch_flushed = true;
+                        return true;
+                }
                 on_checkpoint(s, t, r);
                 return true;
         default:
