@@ -277,6 +277,11 @@ __attribute__((format(printf, 5, 6)))
 void session_fail(struct session *s, struct session_target *t, enum session_reason reason, uint32_t offset,
                   const char *fmt, ...);
 void session_succeed(struct session *s, struct session_target *t);
+/* Put a frame on the bus and count it; a negative errno when ops->send
+ * failed (recorded as the session's send error). */
+int session_put_frame(struct session *s, const struct isp_can_frame *frame);
+/* `t` fails because `frame` could not be sent. */
+void session_fail_link(struct session *s, struct session_target *t, const struct isp_can_frame *frame, int error);
 __attribute__((format(printf, 3, 4)))
 void session_log(struct session *s, int level, const char *fmt, ...);
 void session_ignore_reply(struct session *s, const struct session_target *t, const struct isp_reply *r,

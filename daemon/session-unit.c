@@ -135,25 +135,18 @@ void fail_member(struct session *s, struct session_target *t, enum session_reaso
 
 int unit_send(struct session *s, const struct isp_can_frame *frame) {
         struct unit *u = &s->unit;
-        char buf[ISP_FRAME_STRING_MAX];
         int r;
 
-        r = s->ops.send(s->userdata, frame);
-        if (r < 0) {
-                if (s->send_error == 0)
-                        s->send_error = r;
+        r = session_put_frame(s, frame);
+        if (r < 0)
+                /* a group frame: every member fails */
                 while (u->n > 0) {
                         struct session_target *t = u->m[0];
 
                         unit_member_gone(s, t);
-                        session_fail(s, t, SESSION_REASON_LINK, 0, "%s: cannot send %s on the bus: %s",
-                                     t->name, isp_frame_to_string(frame, buf), strerror(-r));
+                        session_fail_link(s, t, frame, r);
                 }
-                return r;
-        }
-        s->stats.frames_sent++;
-        s->seq++;
-        return 0;
+        return r;
 }
 
 int unit_send_request(struct session *s, const struct isp_request *req) {

@@ -214,21 +214,34 @@ void session_ignore_reply(struct session *s, const struct session_target *t, con
 /* ------------------------------------------------------------------------ */
 /* Sending */
 
-static int send_frame(struct session *s, struct session_target *t, const struct isp_can_frame *frame) {
-        char buf[ISP_FRAME_STRING_MAX];
+int session_put_frame(struct session *s, const struct isp_can_frame *frame) {
         int r;
 
         r = s->ops.send(s->userdata, frame);
         if (r < 0) {
                 if (s->send_error == 0)
                         s->send_error = r;
-                session_fail(s, t, SESSION_REASON_LINK, 0, "%s: cannot send %s on the bus: %s",
-                             t->name, isp_frame_to_string(frame, buf), strerror(-r));
                 return r;
         }
         s->stats.frames_sent++;
         s->seq++;
         return 0;
+}
+
+void session_fail_link(struct session *s, struct session_target *t, const struct isp_can_frame *frame, int error) {
+        char buf[ISP_FRAME_STRING_MAX];
+
+        session_fail(s, t, SESSION_REASON_LINK, 0, "%s: cannot send %s on the bus: %s",
+                     t->name, isp_frame_to_string(frame, buf), strerror(-error));
+}
+
+static int send_frame(struct session *s, struct session_target *t, const struct isp_can_frame *frame) {
+        int r;
+
+        r = session_put_frame(s, frame);
+        if (r < 0)
+                session_fail_link(s, t, frame, r);
+        return r;
 }
 
 /* The transport's way onto the bus. */

@@ -310,6 +310,13 @@ static void assert_node_flashed(unsigned i) {
                 ;
 }
 
+/* Nodes 0..n-1 but `except` hold the image, as assert_node_flashed(). */
+static void assert_others_flashed(unsigned n, unsigned except) {
+        for (unsigned i = 0; i < n; i++)
+                if (i != except)
+                        assert_node_flashed(i);
+}
+
 static void add_nodes(unsigned n, uint8_t rx_depth) {
         for (unsigned k = 0; k < n; k++) {
                 unsigned i = F->n++;
@@ -408,11 +415,7 @@ static void test_dead_at_start_fails_alone(void **state) {
         F->dead[3] = true;
         run();
 
-        for (unsigned i = 0; i < 8; i++) {
-                if (i == 3)
-                        continue;
-                assert_node_flashed(i);
-        }
+        assert_others_flashed(8, 3);
         assert_int_equal(result_of(F->id[3])->state, SESSION_FAILED);
         assert_non_null(strstr(result_of(F->id[3])->error, "node19 did not answer CONNECT"));
         assert_int_equal(session_get_state(F->s), SESSION_FAILED);
@@ -423,11 +426,7 @@ static void test_dies_mid_stream_fails_alone(void **state) {
         F->die_after[6] = 300;
         run();
 
-        for (unsigned i = 0; i < 8; i++) {
-                if (i == 6)
-                        continue;
-                assert_node_flashed(i);
-        }
+        assert_others_flashed(8, 6);
         assert_int_equal(result_of(F->id[6])->state, SESSION_FAILED);
         assert_int_equal(result_of(F->id[6])->reason, SESSION_REASON_NO_REPLY);
         assert_non_null(strstr(result_of(F->id[6])->error, "node28"));
@@ -443,11 +442,7 @@ static void test_mute_member_left_untouched(void **state) {
         F->mute_after[3] = 12;
         run();
 
-        for (unsigned i = 0; i < 8; i++) {
-                if (i == 3)
-                        continue;
-                assert_node_flashed(i);
-        }
+        assert_others_flashed(8, 3);
         assert_int_equal(result_of(F->id[3])->state, SESSION_FAILED);
         assert_int_equal(result_of(F->id[3])->reason, SESSION_REASON_NO_REPLY);
         assert_false(result_of(F->id[3])->flash_touched);
@@ -474,11 +469,7 @@ static void test_write_failure_dropped(void **state) {
         F->ram[4].fail_program = 1;
         run();
 
-        for (unsigned i = 0; i < 8; i++) {
-                if (i == 4)
-                        continue;
-                assert_node_flashed(i);
-        }
+        assert_others_flashed(8, 4);
         assert_int_equal(result_of(F->id[4])->state, SESSION_FAILED);
         assert_int_equal(result_of(F->id[4])->reason, SESSION_REASON_REFUSED);
         assert_non_null(strstr(result_of(F->id[4])->error, "node22: PROGRAM at "));
