@@ -61,6 +61,9 @@ static bool request_equal(const struct isp_request *a, const struct isp_request 
                 return a->u.crc.offset == b->u.crc.offset && a->u.crc.length == b->u.crc.length;
         case ISP_CMD_ENTER_ISP:
                 return a->u.enter_isp.target == b->u.enter_isp.target;
+        case ISP_CMD_IDENTIFY:
+                return a->u.identify.target == b->u.identify.target &&
+                       a->u.identify.variant == b->u.identify.variant;
         }
         return false;
 }
@@ -94,6 +97,17 @@ static bool reply_equal(const struct isp_reply *a, const struct isp_reply *b) {
                 return a->status == b->status;
         case ISP_CMD_CRC:
                 return a->status == b->status && a->u.crc == b->u.crc;
+        case ISP_CMD_IDENTIFY:
+                if (a->variant != b->variant)
+                        return false;
+                if (a->variant == ISP_IDENTIFY_IDENTITY)
+                        return memcmp(a->u.identity.uid, b->u.identity.uid, 4) == 0 &&
+                               a->u.identity.image_crc == b->u.identity.image_crc;
+                return a->u.about.version == b->u.about.version &&
+                       a->u.about.capabilities == b->u.about.capabilities &&
+                       a->u.about.helper == b->u.about.helper &&
+                       a->u.about.flags == b->u.about.flags &&
+                       a->u.about.app_version == b->u.about.app_version;
         }
         return false;
 }
@@ -164,7 +178,7 @@ static void fuzz_reply_parse(const struct isp_can_frame *f) {
 }
 
 static void build_request_from(struct fuzz_input *in, struct isp_request *req) {
-        *req = (struct isp_request) { .cmd = (enum isp_cmd) (fuzz_u8(in) & 0x0F) };  /* 6 and 8-15: unknown */
+        *req = (struct isp_request) { .cmd = (enum isp_cmd) (fuzz_u8(in) & 0x0F) };  /* 8-15: unknown */
 
         switch (req->cmd) {
         case ISP_CMD_CONNECT:
@@ -193,6 +207,10 @@ static void build_request_from(struct fuzz_input *in, struct isp_request *req) {
         case ISP_CMD_ENTER_ISP:
                 req->u.enter_isp.target = fuzz_u8(in);
                 break;
+        case ISP_CMD_IDENTIFY:
+                req->u.identify.target = fuzz_u8(in);
+                req->u.identify.variant = fuzz_u8(in);
+                break;
         default:
                 break;
         }
@@ -205,8 +223,10 @@ static void build_reply_from(struct fuzz_input *in, struct isp_reply *reply) {
                 .legacy = fuzz_u8(in) & 1,
                 .status = fuzz_u8(in),
         };
+        if (reply->cmd == ISP_CMD_IDENTIFY)
+                reply->variant = fuzz_u8(in) & 3;       /* 2, 3: unknown */
         for (unsigned i = 0; i < 8; i++)
-                reply->u.data[i] = fuzz_u8(in);         /* covers info, offset and crc too */
+                reply->u.data[i] = fuzz_u8(in);         /* covers info, offset, crc, identity, about too */
 }
 
 static void fuzz_request_build(const struct isp_request *req) {
@@ -252,7 +272,7 @@ static void fuzz_reply_build(const struct isp_reply *reply) {
          * said, and the forms without a status byte read as status 0. */
         want = *reply;
         want.legacy = reply->node == ISP_NODE_LEGACY;
-        if (want.cmd == ISP_CMD_CONNECT || want.cmd == ISP_CMD_ENTER_ISP)
+        if (want.cmd == ISP_CMD_CONNECT || want.cmd == ISP_CMD_ENTER_ISP || want.cmd == ISP_CMD_IDENTIFY)
                 want.status = ISP_STATUS_OK;
         fuzz_check(reply_equal(&want, &back), "%s reply built as %s parses to something else",
                    isp_cmd_to_string(reply->cmd), frame_str(&f, s));

@@ -25,7 +25,7 @@ static uint32_t get_be32(const uint8_t *p) {
 }
 
 static bool cmd_known(unsigned cmd) {
-        return cmd <= ISP_CMD_CRC || cmd == ISP_CMD_ENTER_ISP;
+        return cmd <= ISP_CMD_ENTER_ISP;
 }
 
 /* A range [offset, offset+len) that lies inside the 128 KiB flash. */
@@ -95,6 +95,14 @@ int isp_request_build(const struct isp_request *req, struct isp_can_frame *ret) 
         case ISP_CMD_ENTER_ISP:
                 frame_init(&f, isp_request_id(ISP_CMD_ENTER_ISP, req->u.enter_isp.target), 4);
                 put_be32(f.data, ISP_DFU_MAGIC);
+                break;
+
+        case ISP_CMD_IDENTIFY:
+                if (req->u.identify.target == ISP_NODE_LEGACY ||
+                    req->u.identify.variant > ISP_IDENTIFY_ABOUT)
+                        return -EINVAL;
+                frame_init(&f, isp_request_id(ISP_CMD_IDENTIFY, req->u.identify.target), 1);
+                f.data[0] = req->u.identify.variant;
                 break;
 
         default:
@@ -210,6 +218,17 @@ int isp_request_parse(const struct isp_can_frame *f, struct isp_request *ret) {
                         return -ISP_FRAME_BAD_ARGUMENT;
                 r.u.enter_isp.target = (uint8_t) arg;
                 break;
+
+        case ISP_CMD_IDENTIFY:
+                if (arg > ISP_ID_NODE_MASK || arg == ISP_NODE_LEGACY)
+                        return -ISP_FRAME_BAD_ARGUMENT;
+                if (f->len != 1)
+                        return -ISP_FRAME_BAD_DLC;
+                if (f->data[0] > ISP_IDENTIFY_ABOUT)
+                        return -ISP_FRAME_BAD_ARGUMENT;
+                r.u.identify.target = (uint8_t) arg;
+                r.u.identify.variant = f->data[0];
+                break;
         }
 
         *ret = r;
@@ -243,6 +262,8 @@ int isp_reply_build(const struct isp_reply *r, struct isp_can_frame *ret) {
                 return -EINVAL;
 
         frame_init(&f, isp_reply_id(r->cmd, r->node), 0);
+        if (r->cmd != ISP_CMD_IDENTIFY && r->variant != 0)
+                return -EINVAL;
 
         switch (r->cmd) {
         case ISP_CMD_CONNECT:
@@ -301,6 +322,25 @@ int isp_reply_build(const struct isp_reply *r, struct isp_can_frame *ret) {
                 put_be32(f.data + 1, r->u.crc);
                 break;
 
+        case ISP_CMD_IDENTIFY:
+                /* Only an application with a node id answers it. */
+                if (r->legacy || r->node == ISP_NODE_LEGACY)
+                        return -EINVAL;
+                f.id |= (uint32_t) r->variant << ISP_ID_VARIANT_SHIFT;
+                f.len = 8;
+                if (r->variant == ISP_IDENTIFY_IDENTITY) {
+                        memcpy(f.data, r->u.identity.uid, 4);
+                        put_be32(f.data + 4, r->u.identity.image_crc);
+                } else if (r->variant == ISP_IDENTIFY_ABOUT) {
+                        f.data[0] = r->u.about.version;
+                        f.data[1] = r->u.about.capabilities;
+                        f.data[2] = r->u.about.helper;
+                        f.data[3] = r->u.about.flags;
+                        put_be32(f.data + 4, r->u.about.app_version);
+                } else
+                        return -EINVAL;
+                break;
+
         default:
                 return -EINVAL;
         }
@@ -316,10 +356,13 @@ int isp_reply_parse(const struct isp_can_frame *f, struct isp_reply *ret) {
         k = frame_check(f, ISP_ID_REPLY);
         if (k < 0)
                 return k;
-        if (f->id & ISP_ID_ARG_MASK & ~ISP_ID_NODE_MASK)
-                return -ISP_FRAME_BAD_ARGUMENT;
 
         r.cmd = (enum isp_cmd) ((f->id & ISP_ID_CMD_MASK) >> ISP_ID_CMD_SHIFT);
+        /* ID bits 19..8 are zero, but for IDENTIFY's variant in 15..8. */
+        if (r.cmd == ISP_CMD_IDENTIFY)
+                r.variant = (uint8_t) ((f->id & ISP_ID_VARIANT_MASK) >> ISP_ID_VARIANT_SHIFT);
+        if (f->id & ISP_ID_ARG_MASK & ~ISP_ID_NODE_MASK & ~(r.cmd == ISP_CMD_IDENTIFY ? ISP_ID_VARIANT_MASK : 0u))
+                return -ISP_FRAME_BAD_ARGUMENT;
         r.node = (uint8_t) (f->id & ISP_ID_NODE_MASK);
         if (r.node == ISP_NODE_ALL)
                 return -ISP_FRAME_BAD_ARGUMENT;
@@ -387,6 +430,25 @@ int isp_reply_parse(const struct isp_can_frame *f, struct isp_reply *ret) {
                 r.status = f->data[0];
                 r.u.crc = get_be32(f->data + 1);
                 break;
+
+        case ISP_CMD_IDENTIFY:
+                /* Answered by an application, which always has a node id; a
+                 * variant this host does not know is ignored. */
+                if (r.node == ISP_NODE_LEGACY || r.variant > ISP_IDENTIFY_ABOUT)
+                        return -ISP_FRAME_BAD_ARGUMENT;
+                if (f->len != 8)
+                        return -ISP_FRAME_BAD_DLC;
+                if (r.variant == ISP_IDENTIFY_IDENTITY) {
+                        memcpy(r.u.identity.uid, f->data, 4);
+                        r.u.identity.image_crc = get_be32(f->data + 4);
+                } else {
+                        r.u.about.version = f->data[0];
+                        r.u.about.capabilities = f->data[1];
+                        r.u.about.helper = f->data[2];
+                        r.u.about.flags = f->data[3];
+                        r.u.about.app_version = get_be32(f->data + 4);
+                }
+                break;
         }
 
         *ret = r;
@@ -422,6 +484,7 @@ const char *isp_cmd_to_string(enum isp_cmd cmd) {
         case ISP_CMD_REBOOT:    return "REBOOT";
         case ISP_CMD_CRC:       return "CRC";
         case ISP_CMD_ENTER_ISP: return "ENTER_ISP";
+        case ISP_CMD_IDENTIFY:  return "IDENTIFY";
         }
         return "UNKNOWN";
 }

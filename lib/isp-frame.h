@@ -47,6 +47,18 @@
 #define ISP_PROTOCOL_VERSION    1
 #define ISP_DFU_MAGIC           0x12ABCD34u
 
+/* IDENTIFY (cmd 6), answered by a running application (docs/protocol.md
+ * 4.9). The variant is the request's data[0]; the reply carries it in ID
+ * bits 15..8. */
+#define ISP_IDENTIFY_IDENTITY   0x00    /* UID and the image's CRC-32 */
+#define ISP_IDENTIFY_ABOUT      0x01    /* version, capabilities, application version */
+#define ISP_IDENTIFY_VERSION    1
+#define ISP_APP_CAP_ENTER_ISP   0x01
+#define ISP_APP_CAP_IDENTITY    0x02
+#define ISP_APP_FLAG_IDENTITY_READY 0x01    /* the image CRC is computed: IDENTITY answers at once */
+#define ISP_ID_VARIANT_SHIFT    8
+#define ISP_ID_VARIANT_MASK     0x0000FF00u
+
 enum isp_cmd {
         ISP_CMD_CONNECT   = 0,
         ISP_CMD_READ      = 1,
@@ -54,6 +66,7 @@ enum isp_cmd {
         ISP_CMD_ERASE     = 3,
         ISP_CMD_REBOOT    = 4,
         ISP_CMD_CRC       = 5,
+        ISP_CMD_IDENTIFY  = 6,   /* to a running application, never to the ISP */
         ISP_CMD_ENTER_ISP = 7,   /* its reply ID is ANNOUNCE */
 };
 
@@ -101,6 +114,21 @@ struct isp_info {
         uint8_t uid[4];
 };
 
+/* IDENTIFY, variant ISP_IDENTIFY_IDENTITY */
+struct isp_identity {
+        uint8_t uid[4];                 /* the same 4 bytes as INFO's */
+        uint32_t image_crc;             /* CRC-32 of the application area, as ispctl inspect gives it */
+};
+
+/* IDENTIFY, variant ISP_IDENTIFY_ABOUT */
+struct isp_about {
+        uint8_t version;                /* ISP_IDENTIFY_VERSION */
+        uint8_t capabilities;           /* ISP_APP_CAP_* */
+        uint8_t helper;                 /* the application helper's version */
+        uint8_t flags;                  /* ISP_APP_FLAG_* */
+        uint32_t app_version;           /* defined by the firmware author, 0 = none */
+};
+
 struct isp_request {
         enum isp_cmd cmd;
         union {
@@ -129,6 +157,10 @@ struct isp_request {
                 struct {
                         uint8_t target;         /* node id or 0xFF */
                 } enter_isp;
+                struct {
+                        uint8_t target;         /* node id or 0xFF */
+                        uint8_t variant;        /* ISP_IDENTIFY_* */
+                } identify;
         } u;
 };
 
@@ -137,8 +169,11 @@ struct isp_reply {
         uint8_t node;           /* 0 = legacy node */
         bool legacy;            /* the DLC-0 / short form of a legacy node */
         uint8_t status;         /* ISP_STATUS_*; 0 where the form has none */
+        uint8_t variant;        /* IDENTIFY: ISP_IDENTIFY_*, else 0 */
         union {
                 struct isp_info info;   /* CONNECT (extended), ANNOUNCE */
+                struct isp_identity identity;   /* IDENTIFY, variant IDENTITY */
+                struct isp_about about;         /* IDENTIFY, variant ABOUT */
                 uint8_t data[8];        /* READ */
                 uint32_t offset;        /* PROGRAM (extended), echoed */
                 uint32_t crc;           /* CRC */
