@@ -28,6 +28,15 @@ void start_connect(struct session *s, struct session_target *t) {
                 .u.connect.target = t->id,
         };
 
+        /* A board last seen running its application is asked who it is
+         * first: it may hold the image already, and a compare must not
+         * disturb it. */
+        if (t->app_hint && !t->identify_done && !t->legacy &&
+            (s->kind == SESSION_FLASH || s->kind == SESSION_VERIFY)) {
+                start_identify(s, t);
+                return;
+        }
+
         for (unsigned i = 0; i < s->n_targets; i++)
                 s->targets[i].alone = false;
 
@@ -35,6 +44,7 @@ void start_connect(struct session *s, struct session_target *t) {
         target_reset_requests(t);
         clear_wait(t);
         t->connected = false;
+        t->connect_tried = true;
         t->step = STEP_CONNECT;
         (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
 }
@@ -51,9 +61,21 @@ void connect_exhausted(struct session *s, struct session_target *t) {
                 return;
         }
 
+        /* Not in its ISP: perhaps running its application, which says what
+         * it runs (a flash may find it up to date, a compare needs no
+         * more). */
+        if ((s->kind == SESSION_FLASH || s->kind == SESSION_VERIFY) && !t->legacy && !t->identify_done) {
+                start_identify(s, t);
+                return;
+        }
+        if (s->kind == SESSION_VERIFY || (s->kind == SESSION_FLASH && s->cfg.dry_run)) {
+                identify_exhausted(s, t);
+                return;
+        }
+
         /* An application that takes part restarts into its ISP on ENTER_ISP
          * and ANNOUNCEs itself; a legacy node has neither. */
-        if (s->kind == SESSION_FLASH && !t->legacy && !t->entered_isp) {
+        if ((s->kind == SESSION_FLASH || s->kind == SESSION_READ) && !t->legacy && !t->entered_isp) {
                 struct isp_request req = {
                         .cmd = ISP_CMD_ENTER_ISP,
                         .u.enter_isp.target = t->id,
@@ -88,10 +110,31 @@ void connect_exhausted(struct session *s, struct session_target *t) {
 
 static void after_settle(struct session *s, struct session_target *t) {
         clear_wait(t);
-        if (s->kind == SESSION_FLASH)
+        switch (s->kind) {
+        case SESSION_FLASH:
+                if (s->cfg.dry_run) {
+                        /* no CRC to tell what it holds: the whole image */
+                        plan_erase_sectors(&s->plan, &t->differing);
+                        estimate_flash(s, t);
+                        target_finish_ok(s, t, SESSION_OUTCOME_WOULD_FLASH);
+                        return;
+                }
                 start_erase(s, t);
-        else
+                return;
+        case SESSION_VERIFY:
+                session_fail(s, t, SESSION_REASON_PROTOCOL, 0,
+                             "%s cannot be compared: its ISP has no CRC command%s", t->name,
+                             t->legacy ? " (the legacy node)" : "");
+                return;
+        case SESSION_READ:
+                session_fail(s, t, SESSION_REASON_PROTOCOL, 0,
+                             "%s cannot be read back: its ISP has no CRC command to check what was read%s",
+                             t->name, t->legacy ? " (the legacy node)" : "");
+                return;
+        default:
                 start_reboot(s, t);
+                return;
+        }
 }
 
 static uint64_t settle_usec(const struct session *s) {
@@ -103,6 +146,23 @@ static uint64_t settle_usec(const struct session *s) {
  * for conflicts: nothing is erased before it ends); any other listens,
  * then erases or reboots. */
 void after_connected_turn(struct session *s, struct session_target *t) {
+        if (t->up_to_date) {
+                /* it holds the image: only back into its application */
+                if (s->cfg.reboot)
+                        start_reboot(s, t);
+                else
+                        target_finish_ok(s, t, SESSION_OUTCOME_UP_TO_DATE);
+                return;
+        }
+        if (s->kind == SESSION_READ && target_unit_capable(s, t)) {
+                t->step = STEP_SETTLE;
+                if (t->settle_until > s->now) {
+                        set_wait(s, t, t->settle_until - s->now);
+                        return;
+                }
+                start_read(s, t);
+                return;
+        }
         if (target_unit_capable(s, t)) {
                 unit_start(s, &t, 1, target_quiet_capable(s, t));
                 return;
@@ -265,6 +325,13 @@ void on_target_announce(struct session *s, struct session_target *t) {
                 return;
         }
         switch (t->step) {
+        case STEP_BOOT:
+                boot_announced(s, t);
+                return;
+        case STEP_IDENTIFY:
+                /* it was in its application and has just reset into ISP */
+                start_connect(s, t);
+                return;
         case STEP_WAIT:
                 /* not selected any more: its unit or its turn connects it again */
                 return;
@@ -298,7 +365,16 @@ void on_connect_wait_expired(struct session *s, struct session_target *t) {
                 start_connect(s, t);
                 return;
         case STEP_SETTLE:
-                after_settle(s, t);
+                if (s->kind == SESSION_READ && target_unit_capable(s, t))
+                        start_read(s, t);
+                else
+                        after_settle(s, t);
+                return;
+        case STEP_IDENTIFY:
+                identify_wait_expired(s, t);
+                return;
+        case STEP_BOOT:
+                boot_wait_expired(s, t);
                 return;
         case STEP_DESELECT:
                 /* Nobody answered the absent id: everyone is deselected. */

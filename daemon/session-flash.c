@@ -500,7 +500,7 @@ static void on_commit_check(struct session *s, struct session_target *t, struct 
         if (s->cfg.reboot)
                 start_reboot(s, t);
         else
-                session_succeed(s, t);
+                target_finish_ok(s, t, SESSION_OUTCOME_FLASHED);
 }
 
 /* --- reboot --- */
@@ -521,7 +521,13 @@ static void on_reboot_reply(struct session *s, struct session_target *t, struct 
          * extended node that starts its application goes silent after its
          * status 0: that is the success. */
         if (t->legacy || r->status == ISP_STATUS_OK) {
-                session_succeed(s, t);
+                /* An application with the helper says it is up, and what
+                 * it runs (docs/protocol.md 4.9). */
+                if (!t->legacy && s->cfg.boot_timeout_ms > 0 && s->kind != SESSION_READ) {
+                        start_boot_wait(s, t);
+                        return;
+                }
+                target_finish_ok(s, t, SESSION_OUTCOME_NONE);
                 return;
         }
         if (r->status == ISP_STATUS_NO_APP) {
@@ -567,6 +573,10 @@ void on_target_reply(struct session *s, struct session_target *t, struct pending
                 return;
         case STEP_REBOOT:
                 on_reboot_reply(s, t, p, r);
+                return;
+        case STEP_READ_CRC:
+        case STEP_READ_DATA:
+                on_read_reply(s, t, p, r);
                 return;
         default:
                 session_ignore_reply(s, t, r, "is not expected now");

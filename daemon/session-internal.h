@@ -52,6 +52,10 @@ enum step {
         STEP_WAIT,              /* connected: waits for its unit or its turn */
         STEP_UNIT,              /* a member of the running unit, which drives it */
         STEP_COMMIT_SELECT,     /* CONNECT alone (flags 0) before its commit */
+        STEP_IDENTIFY,          /* IDENTIFY in flight: is it running its application? */
+        STEP_BOOT,              /* after REBOOT: IDENTIFY until the application answers */
+        STEP_READ_CRC,          /* read-back: a CRC per sector (blank ones are left out) */
+        STEP_READ_DATA,         /* read-back: READ of a sector that is not blank */
         STEP_DONE,
 };
 
@@ -165,6 +169,26 @@ struct session_target {
         uint64_t prog_done, prog_total;
         unsigned sectors_written, sectors_skipped, sectors_erased, repairs;
         uint64_t retransmissions;
+
+        /* applications (session-app.c) */
+        bool app_hint;                  /* last seen running its application: IDENTIFY first */
+        bool identify_done;             /* IDENTIFY was tried during this connect */
+        bool connect_tried;             /* a CONNECT went out */
+        bool identified;                /* its application answered IDENTITY */
+        struct isp_identity identity;
+        bool up_to_date;                /* holds the image: no erase, no write */
+        enum session_outcome outcome;
+        enum session_boot boot;
+        uint64_t boot_until;            /* STEP_BOOT: gives up then */
+        struct plan_sectors differing;  /* verify, dry run */
+        unsigned sectors_to_erase;
+        uint64_t estimate_usec;
+
+        /* read-back (session-read.c) */
+        struct isp_image *read_img;     /* owned */
+        unsigned read_sector;
+        unsigned read_tries;
+        uint32_t read_crc;              /* the node's CRC of the sector being read */
 };
 
 /* A set of members selected together and worked on together: a QUIET
@@ -249,6 +273,12 @@ struct session {
 
         struct unit unit;
         bool unit_started;              /* the group (if any) has had its turn */
+
+        /* SESSION_SCAN: the UID each id answered with, to see two boards on one id */
+        uint8_t scan_uid[256][4];
+        uint8_t scan_has_uid[32];
+        uint8_t scan_conflict[32];
+        uint8_t seen_app[32];           /* ids reported with IDENTITY */
         bool connect_phase;             /* FLASH: every target connects first, then the work is scheduled */
 };
 
@@ -314,6 +344,28 @@ void fail_unanswered(struct session *s, struct session_target *t, const struct p
 void on_target_reply(struct session *s, struct session_target *t, struct pending *p, const struct isp_reply *r);
 void fail_status(struct session *s, struct session_target *t, const char *what, uint32_t offset, uint8_t status);
 void format_sectors(char *buf, size_t size, unsigned first, unsigned count);
+
+/* session-app.c: IDENTIFY while connecting, conflicts of UIDs, the boot */
+void start_identify(struct session *s, struct session_target *t);
+void on_identify_reply(struct session *s, struct session_target *t, const struct isp_reply *r);
+void identify_exhausted(struct session *s, struct session_target *t);
+void identify_wait_expired(struct session *s, struct session_target *t);
+void start_boot_wait(struct session *s, struct session_target *t);
+void boot_wait_expired(struct session *s, struct session_target *t);
+void boot_poll(struct session *s, struct session_target *t);
+void boot_announced(struct session *s, struct session_target *t);
+/* A reply with a UID (INFO, ANNOUNCE, IDENTITY) from t's id: false (and t
+ * failed) when another board answered than the one t connected to. */
+bool check_uid(struct session *s, struct session_target *t, const uint8_t uid[4]);
+void report_conflict(struct session *s, uint8_t node, const uint8_t a[4], const uint8_t b[4]);
+/* The end of a target whose work is done: the outcome, and the boot
+ * check first where a REBOOT went out. */
+void target_finish_ok(struct session *s, struct session_target *t, enum session_outcome outcome);
+void estimate_flash(struct session *s, struct session_target *t);
+
+/* session-read.c */
+void start_read(struct session *s, struct session_target *t);
+void on_read_reply(struct session *s, struct session_target *t, struct pending *p, const struct isp_reply *r);
 
 /* session-unit.c */
 bool target_unit_capable(const struct session *s, const struct session_target *t);

@@ -17,6 +17,8 @@ const char *session_phase_to_string(enum session_phase phase) {
         case SESSION_PHASE_COMMIT:   return "commit";
         case SESSION_PHASE_REBOOT:   return "reboot";
         case SESSION_PHASE_DISCOVER: return "discover";
+        case SESSION_PHASE_BOOT:     return "boot";
+        case SESSION_PHASE_READ:     return "read";
         case _SESSION_PHASE_MAX:     break;
         }
         return "unknown";
@@ -27,9 +29,37 @@ const char *session_kind_to_string(enum session_kind kind) {
         case SESSION_FLASH:     return "flash";
         case SESSION_REBOOT:    return "reboot";
         case SESSION_SCAN:      return "scan";
+        case SESSION_VERIFY:    return "verify";
+        case SESSION_READ:      return "read";
         case _SESSION_KIND_MAX: break;
         }
         return "unknown";
+}
+
+const char *session_boot_to_string(enum session_boot boot) {
+        switch (boot) {
+        case SESSION_BOOT_NONE:         return "";
+        case SESSION_BOOT_CONFIRMED:    return "confirmed";
+        case SESSION_BOOT_UNCONFIRMED:  return "unconfirmed";
+        case SESSION_BOOT_FAILED:       return "failed";
+        case _SESSION_BOOT_MAX:         break;
+        }
+        return "";
+}
+
+const char *session_outcome_to_string(enum session_outcome o) {
+        switch (o) {
+        case SESSION_OUTCOME_NONE:        return "";
+        case SESSION_OUTCOME_FLASHED:     return "flashed";
+        case SESSION_OUTCOME_UP_TO_DATE:  return "up-to-date";
+        case SESSION_OUTCOME_REBOOTED:    return "rebooted";
+        case SESSION_OUTCOME_WOULD_FLASH: return "would-flash";
+        case SESSION_OUTCOME_MATCHES:     return "matches";
+        case SESSION_OUTCOME_DIFFERS:     return "differs";
+        case SESSION_OUTCOME_READ:        return "read";
+        case _SESSION_OUTCOME_MAX:        break;
+        }
+        return "";
 }
 
 const char *session_state_to_string(enum session_state state) {
@@ -76,5 +106,8 @@ void session_config_init(struct session_config *cfg) {
                 .stream_checkpoints = 8,
                 .repair_rounds = 3,
                 .frame_us = 1300,
+                .dry_run = false,
+                .boot_timeout_ms = 0,
+                .require_boot = false,
         };
 }

@@ -22,6 +22,61 @@ static uint32_t expect_blank_crc(const void *userdata, unsigned first, unsigned 
 }
 
 static void precheck_blank_next(struct session *s);
+
+/* The checks are done: what each member holds. A compare (verify, dry
+ * run) ends here; a flash leaves the members that hold the image alone.
+ * Returns true when the unit's work is over. */
+static bool precheck_verdicts(struct session *s) {
+        struct unit *u = &s->unit;
+        struct session_target *members[ISP_NODE_MAX];
+        unsigned n = u->n;
+        bool compare = s->kind == SESSION_VERIFY || s->cfg.dry_run;
+
+        memcpy(members, u->m, n * sizeof(*members));
+        for (unsigned i = 0; i < n; i++) {
+                struct session_target *t = members[i];
+                struct plan_sectors differing = t->erase_set;
+                bool up;
+
+                for (unsigned sec = 0; sec < ISP_SECTORS; sec++)
+                        if (plan_sectors_test(&s->plan.image_sectors, sec) && !plan_sectors_test(&t->skip_set, sec))
+                                plan_sectors_add(&differing, sec);
+                up = !s->cfg.full && sectors_count(&differing) == 0;
+
+                if (s->kind == SESSION_VERIFY) {
+                        t->differing = differing;
+                        target_finish_ok(s, t, up ? SESSION_OUTCOME_MATCHES : SESSION_OUTCOME_DIFFERS);
+                        continue;
+                }
+                if (s->cfg.dry_run) {
+                        t->differing = differing;
+                        if (up)
+                                target_finish_ok(s, t, SESSION_OUTCOME_UP_TO_DATE);
+                        else {
+                                estimate_flash(s, t);
+                                target_finish_ok(s, t, SESSION_OUTCOME_WOULD_FLASH);
+                        }
+                        continue;
+                }
+                if (up) {
+                        /* holds the image: its turn (a REBOOT) comes after the unit */
+                        t->up_to_date = true;
+                        unit_member_gone(s, t);
+                        t->step = STEP_WAIT;
+                        t->alone = false;
+                        continue;
+                }
+                /* the entry sector is erased first and written last, whatever it holds */
+                plan_sectors_remove(&t->skip_set, ENTRY_SECTOR);
+                plan_sectors_remove(&t->erase_set, ENTRY_SECTOR);
+        }
+        if (compare) {
+                u->step = U_MEMBERS;
+                u->next_member = 0;
+                return true;
+        }
+        return false;
+}
 static void precheck_image_next(struct session *s);
 
 void start_precheck(struct session *s) {
@@ -90,10 +145,12 @@ void on_precheck_blank(struct session *s) {
         precheck_blank_next(s);
 }
 
-/* The image's sectors, the entry sector excepted (always erased and
- * written last): one CRC each, to tell those that already hold the image
- * (skipped) and those that are blank (programmed without an erase) from
- * the rest. With cfg.full, none is checked and all are erased. */
+/* The image's sectors: one CRC each, to tell those that already hold the
+ * image (skipped) and those that are blank (programmed without an erase)
+ * from the rest. The entry sector is compared with what it holds after
+ * the commit: a member that holds all of the image is up to date and
+ * not erased at all; any other gets its entry sector erased first and
+ * written last. With cfg.full, none is checked and all are erased. */
 static void precheck_image_next(struct session *s) {
         struct unit *u = &s->unit;
         struct isp_request req;
@@ -109,7 +166,7 @@ static void precheck_image_next(struct session *s) {
 
         batch_begin(s);
         for (; u->cursor < ISP_SECTORS && !batch_full(s); u->cursor++) {
-                if (u->cursor == ENTRY_SECTOR || !plan_sectors_test(&s->plan.image_sectors, u->cursor))
+                if (!plan_sectors_test(&s->plan.image_sectors, u->cursor))
                         continue;
                 crc_request(&req, u->cursor * ISP_SECTOR_SIZE, ISP_SECTOR_SIZE);
                 batch_add(s, &req);
@@ -118,6 +175,9 @@ static void precheck_image_next(struct session *s) {
                 batch_send(s);
                 return;
         }
+
+        if (precheck_verdicts(s))
+                return;
 
         /* Checked: what each member needs written, and what all need. */
         memset(&u->stream_set, 0, sizeof(u->stream_set));
@@ -134,6 +194,12 @@ static void precheck_image_next(struct session *s) {
                 plan_sectors_union(&u->stream_set, &t->write_set);
         }
 
+        if (u->n == 0) {
+                /* every member was up to date */
+                u->step = U_MEMBERS;
+                u->next_member = 0;
+                return;
+        }
         start_erase_entry(s);
 }
 
@@ -162,7 +228,9 @@ void on_precheck_image(struct session *s) {
 
         for (unsigned k = 0; k < u->n_req; k++) {
                 unsigned sec = SECTOR_OF(u->req[k].u.crc.offset);
-                uint32_t want = plan_expected_crc(&s->plan, sec, 1);
+                /* the entry sector as the commit leaves it */
+                uint32_t want = sec == ENTRY_SECTOR ? isp_image_crc32(s->image, ISP_ENTRY_OFFSET, ISP_SECTOR_SIZE)
+                                                    : plan_expected_crc(&s->plan, sec, 1);
 
                 for (unsigned i = 0; i < u->n; i++) {
                         struct session_target *t = u->m[i];

@@ -761,7 +761,8 @@ void session_schedule(struct session *s) {
                 for (unsigned i = 0; i < s->n_targets; i++) {
                         const struct session_target *t = &s->targets[i];
 
-                        if (target_running(t) && t->step != STEP_WAIT)
+                        /* (one waiting for its boot is not on the bus) */
+                        if (target_running(t) && t->step != STEP_WAIT && t->step != STEP_BOOT)
                                 return;
                 }
 

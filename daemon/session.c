@@ -36,6 +36,7 @@
 #include <string.h>
 
 #include "session-internal.h"
+#include "util.h"
 
 /* ------------------------------------------------------------------------ */
 /* Ending */
@@ -121,7 +122,14 @@ static void target_result(const struct session_target *t, struct session_target_
                 .sectors_erased = t->sectors_erased,
                 .repairs = t->repairs,
                 .retransmissions = t->retransmissions,
+                .outcome = t->state == SESSION_SUCCEEDED ? t->outcome : SESSION_OUTCOME_NONE,
+                .boot = t->boot,
+                .identified = t->identified,
+                .image_crc = t->identified ? t->identity.image_crc : 0,
+                .sectors_to_erase = t->sectors_to_erase,
+                .estimate_usec = t->estimate_usec,
         };
+        memcpy(ret->differing, t->differing.map, sizeof(ret->differing));
         if (t->connected)
                 ret->info = (struct session_node_info) {
                         .node = t->id,
@@ -334,14 +342,54 @@ static void on_announce(struct session *s, const struct isp_reply *r) {
         t = find_target(s, r->node);
         if (!t || t->legacy || !target_running(t))
                 return;
+        if (!check_uid(s, t, r->u.info.uid))
+                return;
         on_target_announce(s, t);
 }
 
+/* A scan's answers carry a UID (INFO, IDENTITY): a second UID on one id
+ * is a second board there. Returns false for an answer seen before. */
+static bool scan_uid(struct session *s, uint8_t node, const uint8_t uid[4]) {
+        if (!bit_test(s->scan_has_uid, node)) {
+                bit_set(s->scan_has_uid, node);
+                memcpy(s->scan_uid[node], uid, 4);
+                return true;
+        }
+        if (memcmp(s->scan_uid[node], uid, 4) == 0)
+                return false;
+        if (!bit_test(s->scan_conflict, node)) {
+                bit_set(s->scan_conflict, node);
+                report_conflict(s, node, s->scan_uid[node], uid);
+        }
+        return false;
+}
+
 static void on_scan_reply(struct session *s, struct session_target *t, const struct isp_reply *r) {
-        if (r->cmd != ISP_CMD_CONNECT || t->step != STEP_DISCOVER) {
-                session_ignore_reply(s, t, r, "is not an answer to DISCOVER");
+        if (t->step != STEP_DISCOVER || (r->cmd != ISP_CMD_CONNECT && r->cmd != ISP_CMD_IDENTIFY)) {
+                session_ignore_reply(s, t, r, "is not an answer to DISCOVER or IDENTIFY");
                 return;
         }
+        if (r->cmd == ISP_CMD_IDENTIFY) {
+                struct session_node_info n = { .node = r->node, .application = true };
+
+                if (r->variant == ISP_IDENTIFY_IDENTITY) {
+                        if (!scan_uid(s, r->node, r->u.identity.uid) && bit_test(s->seen_app, r->node)) {
+                                session_ignore_reply(s, t, r, "repeats an answer already seen");
+                                return;
+                        }
+                        bit_set(s->seen_app, r->node);
+                        n.has_identity = true;
+                        n.identity = r->u.identity;
+                } else {
+                        n.has_about = true;
+                        n.about = r->u.about;
+                }
+                if (s->ops.node_seen)
+                        s->ops.node_seen(s->userdata, &n);
+                return;
+        }
+        if (r->node != ISP_NODE_LEGACY)
+                (void) scan_uid(s, r->node, r->u.info.uid);
         if (bit_test(t->seen, r->node)) {
                 session_ignore_reply(s, t, r, "repeats an answer already seen");
                 return;
@@ -390,6 +438,16 @@ static void on_reply(struct session *s, const struct isp_reply *r) {
         }
         if (t->step == STEP_DESELECT) {
                 session_ignore_reply(s, t, r, "while deselecting");
+                return;
+        }
+        /* Another board answering on this id: nothing more is sent to it. */
+        if (r->cmd == ISP_CMD_CONNECT && !t->legacy && !check_uid(s, t, r->u.info.uid))
+                return;
+        if (r->cmd == ISP_CMD_IDENTIFY) {
+                if (t->step == STEP_IDENTIFY || t->step == STEP_BOOT)
+                        on_identify_reply(s, t, r);
+                else if (r->variant != ISP_IDENTIFY_IDENTITY || check_uid(s, t, r->u.identity.uid))
+                        session_ignore_reply(s, t, r, "with no IDENTIFY in flight");
                 return;
         }
         if (t->step == STEP_UNIT && unit_on_reply(s, t, r))
@@ -523,6 +581,8 @@ static void target_timeout(struct session *s, struct session_target *t) {
         if (p) {
                 if (t->step == STEP_CONNECT)
                         connect_exhausted(s, t);
+                else if (t->step == STEP_IDENTIFY)
+                        identify_exhausted(s, t);
                 else
                         fail_unanswered(s, t, p);
                 return;
@@ -660,7 +720,7 @@ int session_new_targets(struct session **ret, enum session_kind kind,
                 return -EINVAL;
         if ((unsigned) kind >= _SESSION_KIND_MAX)
                 return -EINVAL;
-        if (kind == SESSION_FLASH && !image)
+        if ((kind == SESSION_FLASH || kind == SESSION_VERIFY) && !image)
                 return -EINVAL;
         if (cfg->timeout_ms == 0)
                 return -EINVAL;
@@ -673,7 +733,7 @@ int session_new_targets(struct session **ret, enum session_kind kind,
                 return -ENOMEM;
         s->kind = kind;
         s->state = SESSION_RUNNING;
-        s->image = kind == SESSION_FLASH ? image : NULL;
+        s->image = kind == SESSION_FLASH || kind == SESSION_VERIFY ? image : NULL;
         s->cfg = *cfg;
         if (s->cfg.window == 0)
                 s->cfg.window = 1;
@@ -696,6 +756,7 @@ int session_new_targets(struct session **ret, enum session_kind kind,
                         session_free(s);
                         return r;
                 }
+                s->targets[i].app_hint = named && targets[i].application;
         }
         s->unit.m = calloc(s->n_targets, sizeof(*s->unit.m));
         s->unit.all = calloc(s->n_targets, sizeof(*s->unit.all));
@@ -729,8 +790,10 @@ struct session *session_free(struct session *s) {
                 return NULL;
         plan_done(&s->plan);
         unit_free(s);
-        for (unsigned i = 0; s->targets && i < s->n_targets; i++)
+        for (unsigned i = 0; s->targets && i < s->n_targets; i++) {
                 free(s->targets[i].name);
+                free(s->targets[i].read_img);
+        }
         free(s->targets);
         free(s);
         return NULL;
@@ -747,12 +810,20 @@ int session_start(struct session *s, uint64_t now_usec) {
         s->now = now_usec;
 
         if (s->kind == SESSION_SCAN) {
-                struct isp_request req = { .cmd = ISP_CMD_CONNECT, .u.connect.target = ISP_NODE_ALL };
+                /* Nodes in ISP answer DISCOVER, running applications
+                 * IDENTIFY: who, what image, and which version. */
+                const struct isp_request reqs[] = {
+                        { .cmd = ISP_CMD_CONNECT, .u.connect.target = ISP_NODE_ALL },
+                        { .cmd = ISP_CMD_IDENTIFY, .u.identify = { ISP_NODE_ALL, ISP_IDENTIFY_IDENTITY } },
+                        { .cmd = ISP_CMD_IDENTIFY, .u.identify = { ISP_NODE_ALL, ISP_IDENTIFY_ABOUT } },
+                };
 
                 t = &s->targets[0];
                 set_phase(s, t, SESSION_PHASE_DISCOVER);
                 t->step = STEP_DISCOVER;
-                if (send_request_raw(s, t, &req) >= 0)
+                for (unsigned i = 0; i < ELEMENTSOF(reqs) && target_running(t); i++)
+                        (void) send_request_raw(s, t, &reqs[i]);
+                if (target_running(t))
                         set_wait(s, t, ms_to_usec(s->cfg.discover_ms));
         } else {
                 for (unsigned i = 0; i < s->n_targets; i++)
@@ -816,6 +887,12 @@ bool session_get_target_info(const struct session *s, struct session_node_info *
 
 unsigned session_get_n_targets(const struct session *s) {
         return s->kind == SESSION_SCAN ? 0 : s->n_targets;
+}
+
+const struct isp_image *session_get_read_image(const struct session *s, unsigned i) {
+        if (s->kind != SESSION_READ || i >= s->n_targets || s->targets[i].state != SESSION_SUCCEEDED)
+                return NULL;
+        return s->targets[i].read_img;
 }
 
 bool session_get_target_result(const struct session *s, unsigned i, struct session_target_result *ret) {

@@ -29,7 +29,9 @@
 enum session_kind {
         SESSION_FLASH,          /* connect, erase, program, verify, commit, reboot */
         SESSION_REBOOT,         /* connect, reboot */
-        SESSION_SCAN,           /* discover: every node that answers */
+        SESSION_SCAN,           /* discover and identify: every node that answers */
+        SESSION_VERIFY,         /* compare with the image: CRCs in ISP, IDENTIFY in the application */
+        SESSION_READ,           /* read the application area back */
         _SESSION_KIND_MAX,
 };
 
@@ -43,6 +45,8 @@ enum session_phase {
         SESSION_PHASE_COMMIT,
         SESSION_PHASE_REBOOT,
         SESSION_PHASE_DISCOVER,
+        SESSION_PHASE_BOOT,             /* after REBOOT: waiting for the application's IDENTIFY */
+        SESSION_PHASE_READ,             /* read-back */
         _SESSION_PHASE_MAX,
 };
 
@@ -68,6 +72,32 @@ struct session_config {
         unsigned repair_rounds;         /* QUIET: rounds of repairing a node's lost frames (default 3) */
         uint32_t frame_us;              /* time-out allowance per frame queued ahead of a request
                                          * (default 1300: an 8-byte frame at 125 kbit/s, worst case) */
+        bool dry_run;                   /* flash: change nothing, say what would be done (default false) */
+        uint32_t boot_timeout_ms;       /* after REBOOT, wait this long for IDENTIFY; 0 = don't (default 0;
+                                         * stcispd's [Flash] BootTimeoutSec= is 5 s) */
+        bool require_boot;              /* an unconfirmed boot fails the node (default false) */
+};
+
+/* How a node's boot after REBOOT turned out. */
+enum session_boot {
+        SESSION_BOOT_NONE,              /* no REBOOT, or not checked */
+        SESSION_BOOT_CONFIRMED,         /* the new image answered IDENTIFY */
+        SESSION_BOOT_UNCONFIRMED,       /* nothing answered: no application helper? */
+        SESSION_BOOT_FAILED,            /* back in its ISP, or another image answers */
+        _SESSION_BOOT_MAX,
+};
+
+/* What a target's work came to, beyond succeeded/failed. */
+enum session_outcome {
+        SESSION_OUTCOME_NONE,
+        SESSION_OUTCOME_FLASHED,
+        SESSION_OUTCOME_UP_TO_DATE,     /* held the image already: nothing written */
+        SESSION_OUTCOME_REBOOTED,
+        SESSION_OUTCOME_WOULD_FLASH,    /* dry run */
+        SESSION_OUTCOME_MATCHES,        /* verify */
+        SESSION_OUTCOME_DIFFERS,        /* verify */
+        SESSION_OUTCOME_READ,
+        _SESSION_OUTCOME_MAX,
 };
 
 void session_config_init(struct session_config *cfg);  /* the defaults above */
@@ -88,7 +118,12 @@ struct session_node_info {
         uint8_t node;                   /* 0 = the legacy node */
         bool legacy;
         bool announce;                  /* it was an ANNOUNCE (node restarted into ISP) */
-        struct isp_info info;           /* zero for a legacy node */
+        struct isp_info info;           /* zero for a legacy node; not valid for an application */
+        bool application;               /* a running application answered IDENTIFY */
+        bool has_identity;              /* application: `identity` is valid */
+        struct isp_identity identity;
+        bool has_about;                 /* application: `about` is valid */
+        struct isp_about about;
 };
 
 struct session_stats {
@@ -138,6 +173,14 @@ struct session_target_result {
         unsigned sectors_erased;
         unsigned repairs;               /* sectors repaired after verify found them short */
         uint64_t retransmissions;       /* of requests to it alone */
+
+        enum session_outcome outcome;   /* valid once it succeeded */
+        enum session_boot boot;
+        bool identified;                /* its application answered IDENTIFY: image_crc is valid */
+        uint32_t image_crc;             /* what it answered */
+        unsigned sectors_to_erase;      /* dry run: would be erased */
+        uint64_t estimate_usec;         /* dry run: the flash would take about this long */
+        uint8_t differing[ISP_SECTORS / 8];     /* verify, dry run: bit per sector that differs */
 };
 
 /* The strings and pointers passed to callbacks are valid during the call
@@ -169,6 +212,10 @@ struct session_ops {
         /* A message for the log: level is a syslog LOG_* priority (LOG_DEBUG
          * for ignored replies, with why they were ignored). May be NULL. */
         void (*log)(void *userdata, int level, const char *message);
+        /* Two boards answered on one node id: their UIDs (INFO, ANNOUNCE or
+         * IDENTIFY). A target with that id fails (SESSION_REASON_CONFLICT)
+         * before anything more is sent to it. May be NULL. */
+        void (*node_conflict)(void *userdata, uint8_t node, const uint8_t uid_a[4], const uint8_t uid_b[4]);
 };
 
 struct session;
@@ -185,6 +232,7 @@ int session_new(struct session **ret, enum session_kind kind, uint8_t node, cons
 struct session_target_spec {
         uint8_t node;                   /* 1-254, or 0 for the legacy node */
         const char *name;               /* NULL: "nodeN" or "legacy" */
+        bool application;               /* last seen running its application: IDENTIFY before CONNECT */
 };
 
 /* The same over a set of targets (copied; names duplicated): distinct ids,
@@ -244,7 +292,14 @@ bool session_get_target_info(const struct session *s, struct session_node_info *
 unsigned session_get_n_targets(const struct session *s);
 bool session_get_target_result(const struct session *s, unsigned i, struct session_target_result *ret);
 
+/* SESSION_READ, once target i succeeded: its application area as an
+ * image (blank sectors and 0xFF bytes left out, the entry bytes in
+ * `entry`), valid until the session is freed; NULL otherwise. */
+const struct isp_image *session_get_read_image(const struct session *s, unsigned i);
+
 const char *session_phase_to_string(enum session_phase phase);  /* "connect", "erase", ... */
+const char *session_boot_to_string(enum session_boot boot);     /* "", "confirmed", "unconfirmed", "failed" */
+const char *session_outcome_to_string(enum session_outcome o);  /* "", "flashed", "up-to-date", ... */
 const char *session_kind_to_string(enum session_kind kind);     /* "flash", "reboot", "scan" */
 const char *session_state_to_string(enum session_state state);  /* "running", "succeeded", ... */
 /* "none", "cancelled", "not-answering", "no-reply", "refused", "verify-failed",

@@ -992,10 +992,14 @@ static void test_connect_no_answer(void **state) {
         assert_failed_with(SESSION_PHASE_CONNECT,
                            "node3 did not answer CONNECT within 500 ms (4 tries",
                            "'ispctl scan' lists the nodes that answer");
+        /* CONNECT, then IDENTIFY (is it running its application?), then
+         * ENTER_ISP and CONNECT again */
         assert_int_equal(count_sent(ISP_CMD_CONNECT), 8);
+        assert_int_equal(count_sent(ISP_CMD_IDENTIFY), 4);
+        assert_int_equal(count_sent_before(ISP_CMD_IDENTIFY, ISP_CMD_ENTER_ISP), 4);
         assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
-        assert_int_equal(b->n_log, 9);
-        assert_int_equal(session_get_stats(b->s)->timeouts, 8);
+        assert_int_equal(b->n_log, 13);
+        assert_int_equal(session_get_stats(b->s)->timeouts, 12);
 }
 
 static void test_connect_no_answer_legacy(void **state) {
@@ -1518,8 +1522,12 @@ static void test_scan_three(void **state) {
 
         assert_succeeded();
         assert_int_equal(b->phases[0], SESSION_PHASE_DISCOVER);
-        assert_int_equal(b->n_log, 1);
+        /* DISCOVER, then IDENTIFY (IDENTITY, ABOUT) for running applications */
+        assert_int_equal(b->n_log, 3);
         assert_int_equal(b->log[0].id, 0x1A0000FF);
+        assert_int_equal(b->log[1].id, 0x1A6000FF);
+        assert_int_equal(b->log[1].data[0], ISP_IDENTIFY_IDENTITY);
+        assert_int_equal(b->log[2].data[0], ISP_IDENTIFY_ABOUT);
         assert_int_equal(b->n_seen, 3);
         for (unsigned i = 0; i < b->n_seen; i++) {
                 assert_false(b->seen[i].legacy);
