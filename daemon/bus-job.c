@@ -81,20 +81,34 @@ JOB_PROPERTY(finished, "t", j->finished_usec)
 JOB_PROPERTY(attempts, "u", j->attempts)
 JOB_PROPERTY(requested_by, "u", j->requested_by)
 
-/* Nodes: a(ssyssttuuus), one entry per node (docs/dbus-api.md). */
+/* Nodes: a(ssyssttuuusssutau), one entry per node (docs/dbus-api.md). */
 static int property_get_job_nodes(sd_bus *bus, const char *path, const char *iface, const char *prop,
                                   sd_bus_message *reply, void *userdata, sd_bus_error *error) {
         Job *j = userdata;
         int r;
 
-        r = sd_bus_message_open_container(reply, 'a', "(ssyssttuuus)");
+        r = sd_bus_message_open_container(reply, 'a', "(ssyssttuuusssutau)");
         for (unsigned i = 0; r >= 0 && i < j->n_nodes; i++) {
                 const struct job_node *n = &j->nodes[i];
 
-                r = sd_bus_message_append(reply, "(ssyssttuuus)", strempty(n->interface), n->name, n->id,
-                                          job_state_to_string(n->state), session_phase_to_string(n->phase),
-                                          n->bytes_done, n->bytes_total, n->sectors_written, n->sectors_skipped,
-                                          n->repairs, strempty(n->error));
+                r = sd_bus_message_open_container(reply, 'r', "ssyssttuuusssutau");
+                if (r >= 0)
+                        r = sd_bus_message_append(reply, "ssyssttuuusssut", strempty(n->interface), n->name, n->id,
+                                                  job_state_to_string(n->state), session_phase_to_string(n->phase),
+                                                  n->bytes_done, n->bytes_total, n->sectors_written,
+                                                  n->sectors_skipped, n->repairs, strempty(n->error),
+                                                  session_outcome_to_string(n->outcome),
+                                                  session_boot_to_string(n->boot), n->sectors_to_erase,
+                                                  n->estimate_usec);
+                if (r >= 0)
+                        r = sd_bus_message_open_container(reply, 'a', "u");
+                for (unsigned sec = 0; r >= 0 && sec < ISP_SECTORS; sec++)
+                        if ((n->differing[sec / 8] >> (sec % 8)) & 1)
+                                r = sd_bus_message_append(reply, "u", (uint32_t) (sec * ISP_SECTOR_SIZE));
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
         }
         return r < 0 ? r : sd_bus_message_close_container(reply);
 }
@@ -112,6 +126,30 @@ int bus_cancel_job(Manager *m, sd_bus_message *msg, uint32_t id, sd_bus_error *e
         if (r < 0)
                 return r;
         return sd_bus_reply_method_return(msg, NULL);
+}
+
+static int method_job_get_image(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        _cleanup_free_ char *text = NULL;
+        Job *j = userdata;
+        size_t len = 0;
+        int r;
+
+        if (j->kind != SESSION_READ || j->state != JOB_SUCCEEDED)
+                return sd_bus_error_setf(error, STCISP_ERROR_NO_IMAGE,
+                                         "Job %u is a %s job that %s: only a read job that succeeded has an image",
+                                         j->id, session_kind_to_string(j->kind),
+                                         j->state == JOB_SUCCEEDED ? "succeeded" : "did not succeed");
+        r = job_store_load_read(j->manager->store, j, &text, &len);
+        if (r < 0)
+                return sd_bus_error_setf(error, STCISP_ERROR_NO_IMAGE, "What job %u read is no longer stored: %s",
+                                         j->id, strerror(-r));
+        r = sd_bus_message_new_method_return(msg, &reply);
+        if (r >= 0)
+                r = sd_bus_message_append_array(reply, 'y', text, len);
+        if (r < 0)
+                return r;
+        return sd_bus_message_send(reply);
 }
 
 static int method_job_cancel(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -136,7 +174,9 @@ const sd_bus_vtable bus_job_vtable[] = {
         SD_BUS_PROPERTY("FinishedUSec", "t", property_get_job_finished, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Attempts", "u", property_get_job_attempts, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("RequestedBy", "u", property_get_job_requested_by, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Nodes", "a(ssyssttuuus)", property_get_job_nodes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Nodes", "a(ssyssttuuusssutau)", property_get_job_nodes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_METHOD_WITH_ARGS("GetImage", SD_BUS_NO_ARGS, SD_BUS_RESULT("ay", image),
+                                method_job_get_image, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Cancel", SD_BUS_NO_ARGS, SD_BUS_NO_RESULT,
                                 method_job_cancel, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_VTABLE_END

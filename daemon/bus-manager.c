@@ -56,24 +56,51 @@ static int reply_job(Manager *m, sd_bus_message *msg, Job *j, sd_bus_error *erro
 }
 
 struct flash_options {
-        bool reboot, verify, full;
+        bool reboot, verify, full, force, dry_run, require_boot;
+        uint32_t canary;
         int format;
         char *name;
 };
 
-static int read_option(sd_bus_message *msg, const char *key, bool flash, struct flash_options *o,
+/* Which options a method takes. */
+enum {
+        OPTS_NONE,
+        OPTS_IMAGE,             /* format, name (Verify) */
+        OPTS_FLASH,             /* and the flash options */
+};
+
+static int read_option(sd_bus_message *msg, const char *key, int set, struct flash_options *o,
                        sd_bus_error *error) {
+        const struct {
+                const char *key;
+                bool *value;
+        } bools[] = {
+                { "reboot", &o->reboot },
+                { "verify", &o->verify },
+                { "full", &o->full },
+                { "force", &o->force },
+                { "dry-run", &o->dry_run },
+                { "require-boot", &o->require_boot },
+        };
         const char *s;
         int b, r;
 
-        if (flash && (strcmp(key, "reboot") == 0 || strcmp(key, "verify") == 0 || strcmp(key, "full") == 0)) {
+        for (size_t i = 0; set == OPTS_FLASH && i < ELEMENTSOF(bools); i++) {
+                if (strcmp(key, bools[i].key) != 0)
+                        continue;
                 r = sd_bus_message_read(msg, "v", "b", &b);
                 if (r < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be a boolean (b)", key);
-                *(key[0] == 'r' ? &o->reboot : key[0] == 'v' ? &o->verify : &o->full) = b;
+                *bools[i].value = b;
                 return 0;
         }
-        if (flash && (strcmp(key, "format") == 0 || strcmp(key, "name") == 0)) {
+        if (set == OPTS_FLASH && strcmp(key, "canary") == 0) {
+                r = sd_bus_message_read(msg, "v", "u", &o->canary);
+                if (r < 0)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option 'canary' must be an unsigned number (u)");
+                return 0;
+        }
+        if (set >= OPTS_IMAGE && (strcmp(key, "format") == 0 || strcmp(key, "name") == 0)) {
                 r = sd_bus_message_read(msg, "v", "s", &s);
                 if (r < 0)
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option '%s' must be a string (s)", key);
@@ -89,10 +116,12 @@ static int read_option(sd_bus_message *msg, const char *key, bool flash, struct 
                 return 0;
         }
         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option '%s'%s", key,
-                                 flash ? " (known: format, full, name, reboot, verify)" : "");
+                                 set == OPTS_FLASH ? " (known: canary, dry-run, force, format, full, name, reboot, "
+                                                     "require-boot, verify)" :
+                                 set == OPTS_IMAGE ? " (known: format, name)" : "");
 }
 
-static int read_options(sd_bus_message *msg, bool flash, struct flash_options *o, sd_bus_error *error) {
+static int read_options(sd_bus_message *msg, int flash, struct flash_options *o, sd_bus_error *error) {
         int r;
 
         r = sd_bus_message_enter_container(msg, 'a', "{sv}");
@@ -307,8 +336,9 @@ static Job *new_node_job(Manager *m, enum session_kind kind, const struct node_s
 
 /* Flash and FlashNodes, after the targets: the image, the options, the
  * job. Everything is checked before anything is queued. */
-static int queue_flash(Manager *m, sd_bus_message *msg, const char *const *specs, size_t n_specs, bool allow_all,
-                       uid_t uid, sd_bus_error *error) {
+static int queue_image_job(Manager *m, sd_bus_message *msg, enum session_kind kind,
+                           const char *const *specs, size_t n_specs, bool allow_all,
+                           uid_t uid, sd_bus_error *error) {
         _cleanup_(image_freep) struct isp_image *img = NULL;
         _cleanup_(node_set_done) struct node_set ns = {};
         struct flash_options o = { .reboot = true, .verify = true, .format = ISP_IMAGE_AUTO };
@@ -321,15 +351,19 @@ static int queue_flash(Manager *m, sd_bus_message *msg, const char *const *specs
         if (r >= 0)
                 r = sd_bus_message_read_array(msg, 'y', &data, &size);
         if (r >= 0)
-                r = read_options(msg, true, &o, error);
+                r = read_options(msg, kind == SESSION_FLASH ? OPTS_FLASH : OPTS_IMAGE, &o, error);
         if (r >= 0)
                 r = load_image(data, size, o.format, &img, error);
+        if (r >= 0 && o.canary > 0 && o.canary >= ns.n)
+                r = sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
+                                      "canary %u: a canary rollout needs more nodes than canaries (%zu node%s given)",
+                                      o.canary, ns.n, ns.n == 1 ? "" : "s");
         if (r < 0) {
                 free(o.name);
                 return r;
         }
 
-        j = new_node_job(m, SESSION_FLASH, &ns, uid);
+        j = new_node_job(m, kind, &ns, uid);
         if (!j) {
                 free(o.name);
                 return -ENOMEM;
@@ -337,6 +371,10 @@ static int queue_flash(Manager *m, sd_bus_message *msg, const char *const *specs
         j->opt_reboot = o.reboot;
         j->opt_verify = o.verify;
         j->opt_full = o.full;
+        j->opt_force = o.force;
+        j->opt_dry_run = o.dry_run;
+        j->opt_require_boot = o.require_boot;
+        j->opt_canary = o.canary;
         j->image_name = o.name;
         j->app_crc = isp_image_app_crc32(img);
         j->image = TAKE_PTR(img);
@@ -355,10 +393,10 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
         r = sd_bus_message_read(msg, "s", &target);
         if (r < 0)
                 return r;
-        return queue_flash(m, msg, &target, 1, /* allow_all= */ false, uid, error);
+        return queue_image_job(m, msg, SESSION_FLASH, &target, 1, /* allow_all= */ false, uid, error);
 }
 
-static int method_flash_nodes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+static int node_list_method(sd_bus_message *msg, void *userdata, enum session_kind kind, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_free_ const char **specs = NULL;
         const char *s;
@@ -383,7 +421,39 @@ static int method_flash_nodes(sd_bus_message *msg, void *userdata, sd_bus_error 
                 r = sd_bus_message_exit_container(msg);
         if (r < 0)
                 return r;
-        return queue_flash(m, msg, specs, n, /* allow_all= */ true, uid, error);
+        return queue_image_job(m, msg, kind, specs, n, /* allow_all= */ true, uid, error);
+}
+
+static int method_flash_nodes(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return node_list_method(msg, userdata, SESSION_FLASH, error);
+}
+
+static int method_verify(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return node_list_method(msg, userdata, SESSION_VERIFY, error);
+}
+
+static int method_read(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        Manager *m = userdata;
+        _cleanup_(node_set_done) struct node_set ns = {};
+        struct flash_options o = {};
+        const char *target;
+        uid_t uid;
+        Job *j;
+        int r;
+
+        r = access_check(&m->access, msg, &uid, error);
+        if (r >= 0)
+                r = sd_bus_message_read(msg, "s", &target);
+        if (r >= 0)
+                r = resolve_node_set(m, &target, 1, /* allow_all= */ false, &ns, error);
+        if (r >= 0)
+                r = read_options(msg, OPTS_NONE, &o, error);
+        if (r < 0)
+                return r;
+        j = new_node_job(m, SESSION_READ, &ns, uid);
+        if (!j)
+                return -ENOMEM;
+        return reply_job(m, msg, j, error);
 }
 
 static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
@@ -401,7 +471,7 @@ static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r >= 0)
                 r = resolve_node_set(m, &target, 1, /* allow_all= */ false, &ns, error);
         if (r >= 0)
-                r = read_options(msg, false, &o, error);
+                r = read_options(msg, OPTS_NONE, &o, error);
         if (r < 0)
                 return r;
         j = new_node_job(m, SESSION_REBOOT, &ns, uid);
@@ -512,7 +582,7 @@ static int list_nodes(sd_bus_message *msg, Manager *m, bool ex) {
 
         r = sd_bus_message_new_method_return(msg, &reply);
         if (r >= 0)
-                r = sd_bus_message_open_container(reply, 'a', ex ? "(sysssyyyysttstuo)" : "(ysssyyts)");
+                r = sd_bus_message_open_container(reply, 'a', ex ? "(sysssyyyysttstuouussas)" : "(ysssyyts)");
         for (size_t i = 0; r >= 0 && i < m->nodes->n_entries; i++)
                 r = ex ? bus_node_append_row_ex(m, reply, m->nodes->entries[i])
                        : bus_node_append_row(m, reply, m->nodes->entries[i]);
@@ -596,6 +666,14 @@ static const sd_bus_vtable manager_vtable[] = {
                                 SD_BUS_ARGS("as", targets, "ay", image, "a{sv}", options),
                                 SD_BUS_RESULT("o", job),
                                 method_flash_nodes, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Verify",
+                                SD_BUS_ARGS("as", targets, "ay", image, "a{sv}", options),
+                                SD_BUS_RESULT("o", job),
+                                method_verify, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_ARGS("Read",
+                                SD_BUS_ARGS("s", target, "a{sv}", options),
+                                SD_BUS_RESULT("o", job),
+                                method_read, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("Reboot",
                                 SD_BUS_ARGS("s", target, "a{sv}", options),
                                 SD_BUS_RESULT("o", job),
@@ -614,7 +692,7 @@ static const sd_bus_vtable manager_vtable[] = {
                                 method_list_nodes, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListNodesEx",
                                 SD_BUS_NO_ARGS,
-                                SD_BUS_RESULT("a(sysssyyyysttstuo)", nodes),
+                                SD_BUS_RESULT("a(sysssyyyysttstuouussas)", nodes),
                                 method_list_nodes_ex, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_ARGS("ListJobs",
                                 SD_BUS_NO_ARGS,

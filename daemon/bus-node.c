@@ -90,6 +90,45 @@ static const char *node_flash_result(const NodeEntry *e) {
         return e ? strempty(e->last_flash_result) : "";
 }
 
+static const char *node_state(const NodeEntry *e) {
+        return e->conflict ? "conflict" : node_state_to_string(e->state);
+}
+
+static int append_conflict_uids(sd_bus_message *reply, const NodeEntry *e) {
+        int r = sd_bus_message_open_container(reply, 'a', "s");
+
+        for (unsigned i = 0; r >= 0 && e->conflict && i < 2; i++) {
+                char u[9];
+
+                snprintf(u, sizeof(u), "%02X%02X%02X%02X", e->conflict_uids[i][0], e->conflict_uids[i][1],
+                         e->conflict_uids[i][2], e->conflict_uids[i][3]);
+                r = sd_bus_message_append(reply, "s", u);
+        }
+        return r < 0 ? r : sd_bus_message_close_container(reply);
+}
+
+static int property_get_node_running(sd_bus *bus, const char *path, const char *iface, const char *prop,
+                                     sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const NodeEntry *e = node_from_path(userdata, path);
+        _cleanup_free_ char *running = NULL;
+
+        if (!e)
+                return -ENOENT;
+        running = node_entry_running(e);
+        if (!running)
+                return -ENOMEM;
+        return sd_bus_message_append(reply, "s", running);
+}
+
+static int property_get_node_conflict_uids(sd_bus *bus, const char *path, const char *iface, const char *prop,
+                                           sd_bus_message *reply, void *userdata, sd_bus_error *error) {
+        const NodeEntry *e = node_from_path(userdata, path);
+
+        if (!e)
+                return -ENOENT;
+        return append_conflict_uids(reply, e);
+}
+
 #define NODE_PROPERTY(name, sig, expr)                                                          \
         static int property_get_node_##name(sd_bus *bus, const char *path, const char *iface,  \
                                             const char *prop, sd_bus_message *reply,            \
@@ -119,7 +158,7 @@ static int property_get_node_name(sd_bus *bus, const char *path, const char *ifa
 NODE_PROPERTY(id, "y", e->id)
 NODE_PROPERTY(interface, "s", e->interface)
 NODE_PROPERTY(form, "s", node_form(e))
-NODE_PROPERTY(state, "s", node_state_to_string(e->state))
+NODE_PROPERTY(state, "s", node_state(e))
 NODE_PROPERTY(protocol, "y", e->info.version)
 NODE_PROPERTY(firmware, "y", e->info.firmware)
 NODE_PROPERTY(caps, "y", e->info.capabilities)
@@ -130,6 +169,9 @@ NODE_PROPERTY(last_seen, "t", e->last_seen_usec)
 NODE_PROPERTY(last_result, "s", node_flash_result(e))
 NODE_PROPERTY(last_flash, "t", e->last_flash_usec)
 NODE_PROPERTY(last_crc, "u", e->has_flash_crc ? e->last_flash_crc : 0)
+NODE_PROPERTY(image_crc, "u", e->has_image_crc ? e->image_crc : 0)
+NODE_PROPERTY(app_version, "u", e->app_version)
+NODE_PROPERTY(last_name, "s", strempty(e->last_flash_name))
 
 const sd_bus_vtable bus_node_vtable[] = {
         SD_BUS_VTABLE_START(0),
@@ -148,26 +190,57 @@ const sd_bus_vtable bus_node_vtable[] = {
         SD_BUS_PROPERTY("LastFlashResult", "s", property_get_node_last_result, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastFlashUSec", "t", property_get_node_last_flash, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("LastFlashCRC", "u", property_get_node_last_crc, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("LastFlashName", "s", property_get_node_last_name, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ImageCRC", "u", property_get_node_image_crc, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("AppVersion", "u", property_get_node_app_version, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Running", "s", property_get_node_running, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("ConflictUIDs", "as", property_get_node_conflict_uids, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_VTABLE_END
 };
 
 int bus_node_append_properties(Manager *m, sd_bus_message *reply, Line *line, uint8_t node) {
         const NodeEntry *e = node_table_find(m->nodes, line->interface, node);
         static const NodeEntry none = {};
-        _cleanup_free_ char *name = manager_node_display_name(m, line, node);
+        _cleanup_free_ char *name = manager_node_display_name(m, line, node), *running = NULL;
         char uid[9];
+        int r;
 
         if (!name)
                 return -ENOMEM;
         if (!e)
                 e = &none;
+        running = node_entry_running(e);
+        if (!running)
+                return -ENOMEM;
         node_entry_format_uid(e, uid);
-        return sd_bus_message_append(reply, "a{sv}", 15,
+        r = sd_bus_message_open_container(reply, 'a', "{sv}");
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}",
+                "ImageCRC", "u", e->has_image_crc ? e->image_crc : 0,
+                "AppVersion", "u", e->app_version,
+                "Running", "s", running,
+                "LastFlashName", "s", strempty(e->last_flash_name));
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'e', "sv");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "s", "ConflictUIDs");
+        if (r >= 0)
+                r = sd_bus_message_open_container(reply, 'v', "as");
+        if (r >= 0)
+                r = append_conflict_uids(reply, e);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r >= 0)
+                r = sd_bus_message_close_container(reply);
+        if (r < 0)
+                return r;
+        r = sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}",
                 "Id", "y", node,
                 "Name", "s", name,
                 "Interface", "s", line->interface,
                 "Form", "s", node_form(e),
-                "State", "s", node_state_to_string(e->state),
+                "State", "s", node_state(e),
                 "ProtocolVersion", "y", e->info.version,
                 "FirmwareVersion", "y", e->info.firmware,
                 "Capabilities", "y", e->info.capabilities,
@@ -178,6 +251,7 @@ int bus_node_append_properties(Manager *m, sd_bus_message *reply, Line *line, ui
                 "LastFlashResult", "s", node_flash_result(e),
                 "LastFlashUSec", "t", e->last_flash_usec,
                 "LastFlashCRC", "u", e->has_flash_crc ? e->last_flash_crc : 0);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
 int bus_node_append_row(Manager *m, sd_bus_message *reply, const NodeEntry *e) {
@@ -188,26 +262,34 @@ int bus_node_append_row(Manager *m, sd_bus_message *reply, const NodeEntry *e) {
         if (!name && asprintf(&name, "%s/node%u", e->interface, e->id) < 0)
                 return -ENOMEM;
         return sd_bus_message_append(reply, "(ysssyyts)", e->id, name, node_form(e),
-                                     node_state_to_string(e->state), e->info.version, e->info.firmware,
+                                     node_state(e), e->info.version, e->info.firmware,
                                      e->last_seen_usec, node_flash_result(e));
 }
 
 int bus_node_append_row_ex(Manager *m, sd_bus_message *reply, const NodeEntry *e) {
         Line *line = manager_find_line(m, e->interface);
-        _cleanup_free_ char *name = NULL, *path = node_path(m, e);
+        _cleanup_free_ char *name = NULL, *path = node_path(m, e), *running = node_entry_running(e);
         char uid[9];
+        int r;
 
         name = line ? manager_node_display_name(m, line, e->id) : NULL;
         if (!name && asprintf(&name, "%s/node%u", e->interface, e->id) < 0)
                 return -ENOMEM;
-        if (!path)
+        if (!path || !running)
                 return -ENOMEM;
         node_entry_format_uid(e, uid);
-        return sd_bus_message_append(reply, "(sysssyyyysttstuo)", e->interface, e->id, name, node_form(e),
-                                     node_state_to_string(e->state), e->info.version, e->info.firmware,
-                                     e->info.capabilities, e->info.rx_depth, uid, e->first_seen_usec,
-                                     e->last_seen_usec, node_flash_result(e), e->last_flash_usec,
-                                     e->has_flash_crc ? e->last_flash_crc : 0, path);
+        r = sd_bus_message_open_container(reply, 'r', "sysssyyyysttstuouussas");
+        if (r >= 0)
+                r = sd_bus_message_append(reply, "sysssyyyysttstuouuss", e->interface, e->id, name, node_form(e),
+                                          node_state(e), e->info.version, e->info.firmware,
+                                          e->info.capabilities, e->info.rx_depth, uid, e->first_seen_usec,
+                                          e->last_seen_usec, node_flash_result(e), e->last_flash_usec,
+                                          e->has_flash_crc ? e->last_flash_crc : 0, path,
+                                          e->has_image_crc ? e->image_crc : 0, e->app_version,
+                                          strempty(e->last_flash_name), running);
+        if (r >= 0)
+                r = append_conflict_uids(reply, e);
+        return r < 0 ? r : sd_bus_message_close_container(reply);
 }
 
 void bus_emit_node_changed(Manager *m, const NodeEntry *e) {
@@ -219,5 +301,6 @@ void bus_emit_node_changed(Manager *m, const NodeEntry *e) {
                                               "Form", "State", "ProtocolVersion", "FirmwareVersion",
                                               "Capabilities", "ReceiveDepth", "UID", "FirstSeenUSec",
                                               "LastSeenUSec", "LastFlashResult", "LastFlashUSec",
-                                              "LastFlashCRC", NULL);
+                                              "LastFlashCRC", "LastFlashName", "ImageCRC", "AppVersion",
+                                              "Running", "ConflictUIDs", NULL);
 }

@@ -86,6 +86,8 @@ static const struct key keys[] = {
           1, 64, NULL, "frames" },
         { SECTION_PROTOCOL, "DiscoverTime", KEY_U32, offsetof(struct config, session.discover_ms),
           10, 60000, NULL, "ms" },
+        { SECTION_PROTOCOL, "BootTimeout", KEY_U32, offsetof(struct config, session.boot_timeout_ms),
+          100, 600000, "do not wait for the application after REBOOT", "ms" },
         { SECTION_ACCESS, "FlashGroup", KEY_GROUP, offsetof(struct config, flash_group) },
         { SECTION_DAEMON, "History", KEY_UINT, offsetof(struct config, history),
           0, 100000, NULL, "jobs" },
@@ -626,6 +628,7 @@ int config_init(struct config *c) {
                 .max_attempts = CONFIG_DEFAULT_MAX_ATTEMPTS,
         };
         session_config_init(&c->session);
+        c->session.boot_timeout_ms = CONFIG_DEFAULT_BOOT_TIMEOUT_MS;
 
         if (!c->interface || !c->flash_group || !c->state_dir) {
                 config_done(c);

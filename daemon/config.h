@@ -17,6 +17,7 @@
 #define CONFIG_DEFAULT_GROUP     "stcisp"
 #define CONFIG_DEFAULT_HISTORY   100
 #define CONFIG_DEFAULT_MAX_ATTEMPTS 3
+#define CONFIG_DEFAULT_BOOT_TIMEOUT_MS 5000  /* [Protocol] BootTimeout=: verified boot after REBOOT */
 #define CONFIG_LINES_MAX         16
 
 struct config_node_name {

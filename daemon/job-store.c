@@ -146,6 +146,8 @@ static void history_trim(JobStore *s) {
 
                 list_remove(&s->history_head, &s->history_tail, old);
                 s->history_len--;
+                if (old->kind == SESSION_READ)
+                        unlink_job_file(s, old->id, "read");
                 job_free(old);
         }
 }
@@ -242,7 +244,7 @@ int job_store_enqueue(JobStore *s, Job *j) {
 
         if (s->queue_len >= JOB_STORE_QUEUE_MAX)
                 return -EBUSY;
-        if (j->kind == SESSION_FLASH && !j->image)
+        if (job_has_image(j) && !j->image)
                 return -EINVAL;
 
         j->id = allocate_id(s);
@@ -250,11 +252,11 @@ int job_store_enqueue(JobStore *s, Job *j) {
         j->created_usec = now_usec(CLOCK_REALTIME);
 
         r = next_id_save(s);
-        if (r >= 0 && j->kind == SESSION_FLASH)
+        if (r >= 0 && job_has_image(j))
                 r = image_save(s, j);
         if (r >= 0) {
                 r = record_save(s, j, /* log= */ true);
-                if (r < 0 && j->kind == SESSION_FLASH)
+                if (r < 0 && job_has_image(j))
                         unlink_job_file(s, j->id, "image");
         }
         if (r < 0) {
@@ -268,6 +270,29 @@ int job_store_enqueue(JobStore *s, Job *j) {
         s->queue_len++;
         log_info("Job %u (%s %s) queued", j->id, session_kind_to_string(j->kind), j->target);
         return 0;
+}
+
+/* ---- what a read job read ---- */
+
+int job_store_save_read(JobStore *s, Job *j, const struct isp_image *img) {
+        _cleanup_free_ char *hex = NULL;
+        char name[NAME_MAX_LEN];
+        size_t len;
+        int r;
+
+        r = isp_image_write_hex(img, &hex, &len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot format what job %u read: %m", j->id);
+        r = write_file_atomic(s->jobs_dir_fd, job_file_name(name, j->id, "read"), hex, len);
+        if (r < 0)
+                return log_error_errno(r, "Cannot save what job %u read in %s/jobs: %m", j->id, s->state_dir);
+        return 0;
+}
+
+int job_store_load_read(JobStore *s, const Job *j, char **ret, size_t *ret_len) {
+        char name[NAME_MAX_LEN];
+
+        return read_file_at(s->jobs_dir_fd, job_file_name(name, j->id, "read"), JOB_STORE_READ_MAX, ret, ret_len);
 }
 
 /* ---- the image, when the job starts ---- */

@@ -77,4 +77,9 @@ int job_store_load_image(JobStore *s, Job *j, char **ret_error);
  * job_store_trim(), which frees what History= no longer keeps; j may be
  * among those (History=0), so the caller must not touch j after it. */
 void job_store_finish(JobStore *s, Job *j);
+/* A read job's result, Intel HEX, kept as jobs/<id>.read while the job is
+ * in the history. */
+#define JOB_STORE_READ_MAX (1024 * 1024)
+int job_store_save_read(JobStore *s, Job *j, const struct isp_image *img);
+int job_store_load_read(JobStore *s, const Job *j, char **ret, size_t *ret_len);
 void job_store_trim(JobStore *s);

@@ -88,6 +88,13 @@ void job_reset_nodes(Job *j) {
                 n->bytes_done = n->bytes_total = 0;
                 n->sectors_written = n->sectors_skipped = n->repairs = 0;
                 n->error = mfree(n->error);
+                n->outcome = SESSION_OUTCOME_NONE;
+                n->boot = SESSION_BOOT_NONE;
+                n->sectors_to_erase = 0;
+                n->estimate_usec = 0;
+                memset(n->differing, 0, sizeof(n->differing));
+                n->identified = false;
+                n->image_crc = 0;
         }
 }
 
@@ -105,12 +112,27 @@ void job_node_update(struct job_node *n, const struct session_target_result *r, 
         n->sectors_written = r->sectors_written;
         n->sectors_skipped = r->sectors_skipped;
         n->repairs = r->repairs;
+        n->boot = r->boot;
+        n->sectors_to_erase = r->sectors_to_erase;
+        n->estimate_usec = r->estimate_usec;
+        memcpy(n->differing, r->differing, sizeof(n->differing));
+        if (r->identified) {
+                n->identified = true;
+                n->image_crc = r->image_crc;
+        }
         if (!with_end || r->state == SESSION_RUNNING || job_state_is_final(n->state))
                 return;
+        n->outcome = r->outcome;
         n->state = job_state_from_session(r->state);
         n->phase = r->phase;
         free(n->error);
         n->error = r->error ? strdup(r->error) : NULL;
+}
+
+bool job_node_in_stage(const Job *j, unsigned i) {
+        if (j->kind != SESSION_FLASH || j->opt_canary == 0 || j->opt_canary >= j->n_nodes)
+                return true;
+        return j->stage == 0 ? i < j->opt_canary : i >= j->opt_canary;
 }
 
 void job_summarize_nodes(Job *j) {
@@ -163,6 +185,29 @@ static json_object *node_to_json(const struct job_node *n) {
         json_object_object_add(o, "repairs", json_object_new_int64(n->repairs));
         if (n->error)
                 json_object_object_add(o, "error", json_object_new_string(n->error));
+        if (n->outcome != SESSION_OUTCOME_NONE)
+                json_object_object_add(o, "outcome", json_object_new_string(session_outcome_to_string(n->outcome)));
+        if (n->boot != SESSION_BOOT_NONE)
+                json_object_object_add(o, "boot", json_object_new_string(session_boot_to_string(n->boot)));
+        if (n->sectors_to_erase)
+                json_object_object_add(o, "sectors_to_erase", json_object_new_int64(n->sectors_to_erase));
+        if (n->estimate_usec)
+                json_object_object_add(o, "estimate_usec", json_object_new_int64((int64_t) n->estimate_usec));
+        if (n->identified)
+                json_object_object_add(o, "image_crc", json_object_new_int64(n->image_crc));
+        {
+                json_object *a = NULL;
+
+                for (unsigned sec = 0; sec < ISP_SECTORS; sec++)
+                        if ((n->differing[sec / 8] >> (sec % 8)) & 1) {
+                                if (!a)
+                                        a = json_object_new_array();
+                                if (a)
+                                        json_object_array_add(a, json_object_new_int64((int64_t) sec * ISP_SECTOR_SIZE));
+                        }
+                if (a)
+                        json_object_object_add(o, "differing", a);
+        }
         return o;
 }
 
@@ -208,10 +253,14 @@ char *job_to_json(const Job *j) {
                 }
                 json_object_object_add(o, "nodes", a);
         }
-        if (j->kind == SESSION_FLASH) {
+        if (job_has_image(j)) {
                 json_object_object_add(o, "reboot", json_object_new_boolean(j->opt_reboot));
                 json_object_object_add(o, "verify", json_object_new_boolean(j->opt_verify));
                 json_object_object_add(o, "full", json_object_new_boolean(j->opt_full));
+                json_object_object_add(o, "force", json_object_new_boolean(j->opt_force));
+                json_object_object_add(o, "dry_run", json_object_new_boolean(j->opt_dry_run));
+                json_object_object_add(o, "require_boot", json_object_new_boolean(j->opt_require_boot));
+                json_object_object_add(o, "canary", json_object_new_int64(j->opt_canary));
                 if (j->image_name)
                         json_object_object_add(o, "image_name", json_object_new_string(j->image_name));
                 json_object_object_add(o, "image_crc", json_object_new_int64(j->image_crc));
@@ -270,6 +319,29 @@ static int node_from_json(Job *j, json_object *o) {
         n->repairs = get_unsigned(o, "repairs");
         if (error && !(n->error = strdup(error)))
                 return -ENOMEM;
+        for (int k = 0; k < _SESSION_OUTCOME_MAX; k++)
+                if (get_str(o, "outcome") && strcmp(get_str(o, "outcome"), session_outcome_to_string((enum session_outcome) k)) == 0)
+                        n->outcome = (enum session_outcome) k;
+        for (int k = 0; k < _SESSION_BOOT_MAX; k++)
+                if (get_str(o, "boot") && strcmp(get_str(o, "boot"), session_boot_to_string((enum session_boot) k)) == 0)
+                        n->boot = (enum session_boot) k;
+        n->sectors_to_erase = get_unsigned(o, "sectors_to_erase");
+        n->estimate_usec = (uint64_t) get_int(o, "estimate_usec", 0);
+        {
+                json_object *a, *v;
+
+                if (json_object_object_get_ex(o, "image_crc", &v)) {
+                        n->identified = true;
+                        n->image_crc = (uint32_t) json_object_get_int64(v);
+                }
+                if (json_object_object_get_ex(o, "differing", &a) && json_object_is_type(a, json_type_array))
+                        for (size_t k = 0; k < json_object_array_length(a); k++) {
+                                int64_t off = json_object_get_int64(json_object_array_get_idx(a, k));
+
+                                if (off >= 0 && off < ISP_FLASH_SIZE)
+                                        n->differing[off / ISP_SECTOR_SIZE / 8] |= (uint8_t) (1u << (off / ISP_SECTOR_SIZE % 8));
+                        }
+        }
         return 0;
 }
 
@@ -357,11 +429,15 @@ int job_from_json(Manager *m, const char *json, Job **ret) {
                 job_free(j);
                 return r;
         }
-        if (j->kind == SESSION_FLASH) {
+        if (job_has_image(j)) {
                 json_object *v;
                 j->opt_reboot = json_object_object_get_ex(o, "reboot", &v) ? json_object_get_boolean(v) : true;
                 j->opt_verify = json_object_object_get_ex(o, "verify", &v) ? json_object_get_boolean(v) : true;
                 j->opt_full = json_object_object_get_ex(o, "full", &v) && json_object_get_boolean(v);
+                j->opt_force = json_object_object_get_ex(o, "force", &v) && json_object_get_boolean(v);
+                j->opt_dry_run = json_object_object_get_ex(o, "dry_run", &v) && json_object_get_boolean(v);
+                j->opt_require_boot = json_object_object_get_ex(o, "require_boot", &v) && json_object_get_boolean(v);
+                j->opt_canary = get_unsigned(o, "canary");
                 image_name = get_str(o, "image_name");
                 if (image_name && !(j->image_name = strdup(image_name)))
                         goto oom;

@@ -33,6 +33,13 @@ struct job_node {
         uint64_t bytes_done, bytes_total;       /* PROGRAM bytes (session_target_result) */
         unsigned sectors_written, sectors_skipped, repairs;
         char *error;                    /* NULL unless it failed (or was cancelled with a reason) */
+        enum session_outcome outcome;   /* once it succeeded; NOT_STARTED after a failed canary */
+        enum session_boot boot;
+        unsigned sectors_to_erase;      /* dry run */
+        uint64_t estimate_usec;         /* dry run */
+        uint8_t differing[ISP_SECTORS / 8];     /* verify, dry run: a bit per sector */
+        bool identified;                /* its application answered: image_crc is valid */
+        uint32_t image_crc;
 };
 
 struct Job {
@@ -58,8 +65,10 @@ struct Job {
         struct job_node *nodes;         /* flash, reboot: the targets, in the order given */
         unsigned n_nodes;
 
-        /* flash only */
+        /* flash (and verify: image, name) only */
         bool opt_reboot, opt_verify, opt_full;
+        bool opt_force, opt_dry_run, opt_require_boot;
+        unsigned opt_canary;            /* the first this many nodes first */
         char *image_name;               /* file name the client gave, may be NULL */
         uint32_t image_crc;             /* CRC-32 of the stored jobs/<id>.image */
         uint32_t app_crc;               /* isp_image_app_crc32(): what the node will hold */
@@ -75,6 +84,7 @@ struct Job {
         unsigned lines_running;
         enum job_state part_state;              /* of the first part that did not succeed */
         char *part_error;
+        unsigned stage;                         /* canary: 0 the canaries, 1 the others */
 };
 
 Job *job_new(Manager *m, uint32_t id, enum session_kind kind, const char *target, uint8_t node);
@@ -98,6 +108,13 @@ void job_node_update(struct job_node *n, const struct session_target_result *r, 
  * nodes still running (unchanged while none runs), its bytes the sums
  * over its nodes. */
 void job_summarize_nodes(Job *j);
+/* Whether node i runs in the job's current stage (a canary flash runs
+ * its first opt_canary nodes first). */
+bool job_node_in_stage(const Job *j, unsigned i);
+/* Kinds that carry an image (flash, verify). */
+static inline bool job_has_image(const Job *j) {
+        return j->kind == SESSION_FLASH || j->kind == SESSION_VERIFY;
+}
 
 /* (De)serialise the job's record, not the image. job_from_json() returns
  * -EBADMSG for text that is not a JSON object, -EINVAL for an object that

@@ -162,12 +162,26 @@ static void session_node_seen(void *userdata, const struct session_node_info *in
         l->ops->node_seen(l->userdata, l, info);
 }
 
+static void session_node_conflict(void *userdata, uint8_t node, const uint8_t a[4], const uint8_t b[4]) {
+        Line *l = userdata;
+
+        l->ops->node_conflict(l->userdata, l, l->job, node, a, b);
+}
+
 static void session_target_finished(void *userdata, const struct session_target_result *r) {
         Line *l = userdata;
         struct job_node *jn = job_node(l, r->node);
 
         if (!l->job)
                 return;
+        if (l->job->kind == SESSION_READ && r->state == SESSION_SUCCEEDED)
+                for (unsigned i = 0; i < session_get_n_targets(l->session); i++) {
+                        struct session_target_result ri;
+                        const struct isp_image *img = session_get_read_image(l->session, i);
+
+                        if (img && session_get_target_result(l->session, i, &ri) && ri.node == r->node)
+                                l->ops->job_read(l->userdata, l, l->job, r->node, img);
+                }
         if (jn)
                 job_node_update(jn, r, /* with_end= */ true);
         if (job_has_nodes(l->job))
@@ -214,6 +228,7 @@ static const struct session_ops session_ops = {
         .target_finished = session_target_finished,
         .finished = session_finished,
         .log = session_log,
+        .node_conflict = session_node_conflict,
 };
 
 /* ---- event sources ---- */
@@ -251,8 +266,29 @@ static void on_frame(void *userdata, const struct isp_can_frame *frame) {
                 return;
         }
 
+        if (isp_reply_parse(frame, &reply) < 0)
+                return;
+
+        /* Between jobs a late IDENTIFY answer (an application that was
+         * still computing its image CRC) still says what a board runs. */
+        if (reply.cmd == ISP_CMD_IDENTIFY) {
+                struct session_node_info info = {
+                        .node = reply.node,
+                        .application = true,
+                        .has_identity = reply.variant == ISP_IDENTIFY_IDENTITY,
+                        .has_about = reply.variant == ISP_IDENTIFY_ABOUT,
+                };
+
+                if (info.has_identity)
+                        info.identity = reply.u.identity;
+                else
+                        info.about = reply.u.about;
+                l->ops->node_seen(l->userdata, l, &info);
+                return;
+        }
+
         /* Between jobs only ANNOUNCE means something: a node (re)started into its ISP. */
-        if (isp_reply_parse(frame, &reply) >= 0 && reply.cmd == ISP_CMD_ENTER_ISP) {
+        if (reply.cmd == ISP_CMD_ENTER_ISP) {
                 struct session_node_info info = {
                         .node = reply.node,
                         .announce = true,
@@ -356,12 +392,14 @@ void line_start_job(Line *l, Job *j, const struct session_target_spec *targets, 
         l->job = j;
         l->progress_pending = false;
         memset(l->seen, 0, sizeof(l->seen));
-        if (j->kind == SESSION_FLASH) {
+        if (job_has_image(j)) {
                 struct can_link_status st;
 
                 cfg.reboot = j->opt_reboot;
                 cfg.verify = j->opt_verify;
-                cfg.full = j->opt_full;
+                cfg.full = j->opt_full || j->opt_force;
+                cfg.dry_run = j->opt_dry_run;
+                cfg.require_boot = j->opt_require_boot;
 
                 /* On a CAN controller the bus paces a QUIET stream; over an
                  * interface without a bit clock (vcan) the frames reach the
@@ -374,7 +412,7 @@ void line_start_job(Line *l, Job *j, const struct session_target_spec *targets, 
                         cfg.stream_checkpoints = LINE_UNPACED_CHECKPOINTS;
         }
         r = session_new_targets(&l->session, j->kind, targets, n_targets,
-                                j->kind == SESSION_FLASH ? j->image : NULL, &cfg, &session_ops, l);
+                                job_has_image(j) ? j->image : NULL, &cfg, &session_ops, l);
         if (r < 0) {
                 _cleanup_free_ char *why = NULL;
 

@@ -37,8 +37,15 @@ struct line_ops {
         /* The running job's work on this line ended: state is final.
          * `error` is NULL on success. The line is idle when this runs. */
         void (*job_done)(void *userdata, Line *l, Job *j, enum job_state state, const char *error);
-        /* A node answered CONNECT or DISCOVER, or announced itself. */
+        /* A node answered CONNECT or DISCOVER, or announced itself; or a
+         * running application answered IDENTIFY (info->application). */
         void (*node_seen)(void *userdata, Line *l, const struct session_node_info *info);
+        /* Two boards answered on one node id (their UIDs). `j` is the
+         * running job that saw it. */
+        void (*node_conflict)(void *userdata, Line *l, Job *j, uint8_t node, const uint8_t a[4], const uint8_t b[4]);
+        /* A target of a read job succeeded: what it read (valid during the
+         * call). */
+        void (*job_read)(void *userdata, Line *l, Job *j, uint8_t node, const struct isp_image *img);
         /* The link went up or down, or the line became idle: a new job
          * may start, properties may have changed. */
         void (*changed)(void *userdata, Line *l);

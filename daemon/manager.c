@@ -48,7 +48,7 @@ static uint32_t job_lines(Manager *m, const Job *j) {
         for (unsigned i = 0; i < j->n_nodes; i++) {
                 Line *l = j->nodes[i].interface ? manager_find_line(m, j->nodes[i].interface) : NULL;
 
-                if (l)
+                if (l && job_node_in_stage(j, i))
                         mask |= 1u << line_index(m, l);
         }
         return mask;
@@ -264,6 +264,31 @@ static void on_node_seen(void *userdata, Line *l, const struct session_node_info
 
         if (!e)
                 return;
+        /* A scan that sees this id answer (again) clears a conflict an
+         * earlier job found; a second UID in this one sets it again. */
+        if (e->conflict && l->job && l->job->kind == SESSION_SCAN && l->job->id != e->conflict_job &&
+            !info->announce) {
+                log_info("%s: node%u: one board answers on this id again", l->interface, info->node);
+                e->conflict = false;
+        }
+        if (info->application) {
+                /* a running application: IDENTIFY */
+                e->known = true;
+                e->legacy = false;
+                e->state = NODE_APPLICATION;
+                if (info->has_identity) {
+                        memcpy(e->info.uid, info->identity.uid, 4);
+                        e->has_image_crc = true;
+                        e->image_crc = info->identity.image_crc;
+                }
+                if (info->has_about)
+                        e->app_version = info->about.app_version;
+                e->last_seen_usec = now_usec(CLOCK_REALTIME);
+                if (e->first_seen_usec == 0)
+                        e->first_seen_usec = e->last_seen_usec;
+                node_changed(m, l, e);
+                return;
+        }
         e->known = true;
         e->legacy = info->legacy;
         if (!info->legacy)
@@ -275,12 +300,32 @@ static void on_node_seen(void *userdata, Line *l, const struct session_node_info
         node_changed(m, l, e);
 }
 
+static void on_node_conflict(void *userdata, Line *l, Job *j, uint8_t node, const uint8_t a[4], const uint8_t b[4]) {
+        Manager *m = userdata;
+        NodeEntry *e = node_get(m, l, node);
+
+        if (!e)
+                return;
+        e->conflict = true;
+        memcpy(e->conflict_uids[0], a, 4);
+        memcpy(e->conflict_uids[1], b, 4);
+        e->conflict_job = j ? j->id : 0;
+        node_changed(m, l, e);
+}
+
+static void on_job_read(void *userdata, Line *l, Job *j, uint8_t node, const struct isp_image *img) {
+        Manager *m = userdata;
+
+        (void) job_store_save_read(m->store, j, img);
+}
+
 /* A scan on l ended: nodes in ISP there that did not answer it are gone. */
 static void scan_mark_missing(Manager *m, Line *l) {
         for (size_t i = 0; i < m->nodes->n_entries; i++) {
                 NodeEntry *e = m->nodes->entries[i];
 
-                if (strcmp(e->interface, l->interface) != 0 || !e->known || e->state != NODE_ISP)
+                if (strcmp(e->interface, l->interface) != 0 || !e->known ||
+                    (e->state != NODE_ISP && e->state != NODE_APPLICATION))
                         continue;
                 if (l->seen[e->id / 8] & (1u << (e->id % 8)))
                         continue;
@@ -295,6 +340,28 @@ static void record_flash(Manager *m, Line *l, Job *j, const struct job_node *n) 
 
         if (!e)
                 return;
+        if (n->identified) {
+                e->has_image_crc = true;
+                e->image_crc = n->image_crc;
+        }
+        /* a dry run changes nothing; a node left alone keeps its last flash */
+        if (j->opt_dry_run || n->outcome == SESSION_OUTCOME_NOT_STARTED) {
+                node_changed(m, l, e);
+                return;
+        }
+        if (n->state == JOB_SUCCEEDED && n->outcome == SESSION_OUTCOME_UP_TO_DATE) {
+                if (n->boot == SESSION_BOOT_CONFIRMED || !n->identified) {
+                        e->has_image_crc = n->boot == SESSION_BOOT_CONFIRMED || e->has_image_crc;
+                        if (n->boot == SESSION_BOOT_CONFIRMED)
+                                e->image_crc = j->app_crc;
+                }
+                if (j->opt_reboot || n->identified) {
+                        e->known = true;
+                        e->state = NODE_APPLICATION;
+                }
+                node_changed(m, l, e);
+                return;
+        }
         free(e->last_flash_result);
         if (n->state == JOB_SUCCEEDED)
                 e->last_flash_result = strdup("succeeded");
@@ -304,10 +371,19 @@ static void record_flash(Manager *m, Line *l, Job *j, const struct job_node *n) 
         if (n->state == JOB_SUCCEEDED) {
                 e->last_flash_crc = j->app_crc;
                 e->has_flash_crc = true;
+                free(e->last_flash_name);
+                e->last_flash_name = j->image_name ? strdup(j->image_name) : NULL;
                 if (j->opt_reboot) {
                         e->known = true;
                         e->state = NODE_APPLICATION;
                 }
+                if (n->boot == SESSION_BOOT_CONFIRMED) {
+                        e->has_image_crc = true;
+                        e->image_crc = j->app_crc;
+                }
+        } else if (n->boot == SESSION_BOOT_FAILED && !n->identified) {
+                /* it came back in its ISP */
+                e->state = NODE_ISP;
         }
         node_changed(m, l, e);
 }
@@ -379,7 +455,7 @@ static void part_done(Manager *m, Line *l, Job *j, enum job_state state, const c
         for (unsigned i = 0; i < j->n_nodes; i++) {
                 struct job_node *n = &j->nodes[i];
 
-                if (!node_on(n, l))
+                if (!node_on(n, l) || !job_node_in_stage(j, i))
                         continue;
                 /* a part that ended without this node's own end (it did
                  * not start, it was cancelled) ends the node alike */
@@ -390,6 +466,15 @@ static void part_done(Manager *m, Line *l, Job *j, enum job_state state, const c
                 }
                 if (j->kind == SESSION_FLASH)
                         record_flash(m, l, j, n);
+                else if (j->kind == SESSION_VERIFY && n->identified) {
+                        NodeEntry *e = node_get(m, l, n->id);
+
+                        if (e) {
+                                e->has_image_crc = true;
+                                e->image_crc = n->image_crc;
+                                node_changed(m, l, e);
+                        }
+                }
                 else if (j->kind == SESSION_REBOOT && n->state == JOB_SUCCEEDED) {
                         NodeEntry *e = node_get(m, l, n->id);
 
@@ -430,6 +515,39 @@ static enum job_state nodes_outcome(Job *j, char **ret_error) {
         return JOB_FAILED;
 }
 
+/* The canaries of j are done: if every one succeeded, the others' turn
+ * (true); else they are not started at all. */
+static bool canary_next_stage(Manager *m, Job *j) {
+        const struct job_node *failed = NULL;
+
+        if (j->kind != SESSION_FLASH || j->opt_canary == 0 || j->opt_canary >= j->n_nodes || j->stage != 0)
+                return false;
+        for (unsigned i = 0; i < j->opt_canary && !failed; i++)
+                if (j->nodes[i].state != JOB_SUCCEEDED)
+                        failed = &j->nodes[i];
+        if (!failed && j->part_state != JOB_CANCELLED) {
+                log_info("Job %u (%s %s): %u canar%s succeeded, now the other %u node%s", j->id,
+                         session_kind_to_string(j->kind), j->target, j->opt_canary, j->opt_canary == 1 ? "y" : "ies",
+                         j->n_nodes - j->opt_canary, j->n_nodes - j->opt_canary == 1 ? "" : "s");
+                j->stage = 1;
+                j->lines_started = j->lines_done = 0;
+                bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", "Nodes", NULL);
+                schedule_dispatch(m);
+                return true;
+        }
+        for (unsigned i = j->opt_canary; i < j->n_nodes; i++) {
+                struct job_node *n = &j->nodes[i];
+
+                n->state = JOB_CANCELLED;
+                n->outcome = SESSION_OUTCOME_NOT_STARTED;
+                free(n->error);
+                if (asprintf(&n->error, "not started: the canary %s %s", failed ? failed->name : "run",
+                             failed ? job_state_to_string(failed->state) : "was cancelled") < 0)
+                        n->error = NULL;
+        }
+        return false;
+}
+
 static void on_job_done(void *userdata, Line *l, Job *j, enum job_state state, const char *error) {
         Manager *m = userdata;
         _cleanup_free_ char *e = NULL;
@@ -449,6 +567,8 @@ static void on_job_done(void *userdata, Line *l, Job *j, enum job_state state, c
                 schedule_dispatch(m);
                 return;
         }
+        if (canary_next_stage(m, j))
+                return;
         if (j->n_nodes > 1)
                 outcome = nodes_outcome(j, &e);
         else {
@@ -472,6 +592,8 @@ static const struct line_ops line_ops = {
         .job_target = on_job_target,
         .job_done = on_job_done,
         .node_seen = on_node_seen,
+        .node_conflict = on_node_conflict,
+        .job_read = on_job_read,
         .changed = on_line_changed,
 };
 
@@ -491,13 +613,14 @@ static int job_begin(Manager *m, Job *j) {
         j->part_state = JOB_SUCCEEDED;
         j->part_error = mfree(j->part_error);
         job_reset_nodes(j);
+        j->stage = 0;
 
         r = job_store_save(m->store, j);
         if (r < 0) {
                 job_finish(m, j, JOB_FAILED, "cannot save the job's state to disk");
                 return r;
         }
-        if (j->kind == SESSION_FLASH) {
+        if (job_has_image(j)) {
                 _cleanup_free_ char *why = NULL;
 
                 r = job_store_load_image(m->store, j, &why);
@@ -526,10 +649,29 @@ static int target_specs(Manager *m, Line *l, Job *j, struct session_target_spec 
         if (!v)
                 return -ENOMEM;
         for (unsigned i = 0; i < j->n_nodes; i++) {
-                if (!node_on(&j->nodes[i], l))
+                struct job_node *jn = &j->nodes[i];
+                const NodeEntry *e;
+
+                if (!node_on(jn, l) || !job_node_in_stage(j, i))
                         continue;
-                v[n].node = j->nodes[i].id;
-                v[n].name = manager_node_display_name(m, l, j->nodes[i].id);
+                e = node_table_find(m->nodes, l->interface, jn->id);
+                if (e && e->conflict && j->kind != SESSION_SCAN) {
+                        /* two boards on that id: nothing goes to it */
+                        char uids[24];
+
+                        node_entry_format_conflict(e, uids);
+                        jn->state = JOB_FAILED;
+                        free(jn->error);
+                        if (asprintf(&jn->error, "%s is claimed by two boards (UIDs %s): give one of them another "
+                                     "node id, then 'ispctl scan'; nothing was sent to it", jn->name, uids) < 0)
+                                jn->error = NULL;
+                        log_warning("Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target,
+                                    strna(jn->error));
+                        continue;
+                }
+                v[n].node = jn->id;
+                v[n].application = e && e->known && e->state == NODE_APPLICATION;
+                v[n].name = manager_node_display_name(m, l, jn->id);
                 if (!v[n++].name) {
                         target_specs_free(v, n);
                         return -ENOMEM;
@@ -550,6 +692,17 @@ static void job_start_on(Manager *m, Line *l, Job *j) {
         j->lines_running++;
         if (j->kind != SESSION_SCAN && target_specs(m, l, j, &specs, &n) < 0) {
                 on_job_done(m, l, j, JOB_FAILED, "out of memory starting the job");
+                return;
+        }
+        if (j->kind != SESSION_SCAN && n == 0) {
+                /* every node of this part was refused (conflicts) */
+                const char *why = NULL;
+
+                for (unsigned i = 0; i < j->n_nodes && !why; i++)
+                        if (node_on(&j->nodes[i], l) && j->nodes[i].state == JOB_FAILED)
+                                why = j->nodes[i].error;
+                target_specs_free(specs, n);
+                on_job_done(m, l, j, JOB_FAILED, why ?: "no node to work on");
                 return;
         }
         line_start_job(l, j, specs, n);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "log.h"
 #include "node-table.h"
@@ -122,6 +123,7 @@ static NodeEntry *node_entry_free(NodeEntry *e) {
                 return NULL;
         free(e->interface);
         free(e->last_flash_result);
+        free(e->last_flash_name);
         free(e);
         return NULL;
 }
@@ -315,6 +317,31 @@ static json_object *entry_to_json(const NodeEntry *e) {
         if (e->has_flash_crc &&
             add(o, "last_flash_crc", json_object_new_int64(e->last_flash_crc)) < 0)
                 return NULL;
+        if (e->last_flash_name &&
+            add(o, "last_flash_name", json_object_new_string(e->last_flash_name)) < 0)
+                return NULL;
+        if (e->has_image_crc &&
+            add(o, "image_crc", json_object_new_int64(e->image_crc)) < 0)
+                return NULL;
+        if (e->app_version && add(o, "app_version", json_object_new_int64(e->app_version)) < 0)
+                return NULL;
+        if (e->conflict) {
+                json_object *a = json_object_new_array();
+
+                for (unsigned i = 0; a && i < 2; i++) {
+                        char u[9];
+
+                        snprintf(u, sizeof(u), "%02X%02X%02X%02X", e->conflict_uids[i][0], e->conflict_uids[i][1],
+                                 e->conflict_uids[i][2], e->conflict_uids[i][3]);
+                        if (json_object_array_add(a, json_object_new_string(u)) < 0) {
+                                json_object_put(a);
+                                return NULL;
+                        }
+                }
+                if (add(o, "conflict_uids", a) < 0 ||
+                    add(o, "conflict_job", json_object_new_int64(e->conflict_job)) < 0)
+                        return NULL;
+        }
         return TAKE_PTR(o);
 }
 
@@ -505,6 +532,59 @@ static int parse_uid(json_object *o, NodeEntry *e, char why[static WHY_MAX]) {
         return 0;
 }
 
+static int parse_hex_uid(const char *s, uint8_t uid[4]) {
+        if (!s || strlen(s) != 8 || strspn(s, "0123456789abcdefABCDEF") != 8)
+                return -EINVAL;
+        for (size_t i = 0; i < 4; i++) {
+                char byte[3] = { s[2 * i], s[2 * i + 1], 0 };
+                uid[i] = (uint8_t) strtoul(byte, NULL, 16);
+        }
+        return 0;
+}
+
+/* What its application said, and a conflict on its id. */
+static int parse_app(json_object *o, NodeEntry *e, char why[static WHY_MAX]) {
+        const char *name = NULL;
+        json_object *a;
+        uint64_t v;
+        int r;
+
+        r = get_string(o, "last_flash_name", /* null_ok= */ true, &name, why);
+        if (r < 0)
+                return r;
+        if (r > 0 && !(e->last_flash_name = strdup(name)))
+                return -ENOMEM;
+        r = get_uint(o, "image_crc", UINT32_MAX, /* null_ok= */ true, &v, why);
+        if (r < 0)
+                return r;
+        e->has_image_crc = r > 0;
+        e->image_crc = r > 0 ? (uint32_t) v : 0;
+        r = get_uint(o, "app_version", UINT32_MAX, /* null_ok= */ true, &v, why);
+        if (r < 0)
+                return r;
+        e->app_version = r > 0 ? (uint32_t) v : 0;
+        r = field(o, "conflict_uids", json_type_array, /* null_ok= */ true, &a, why);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                if (json_object_array_length(a) != 2)
+                        return damaged(why, "\"conflict_uids\" has %zu entries, expected 2", json_object_array_length(a));
+                for (size_t i = 0; i < 2; i++) {
+                        json_object *u = json_object_array_get_idx(a, i);
+
+                        if (!json_object_is_type(u, json_type_string) ||
+                            parse_hex_uid(json_object_get_string(u), e->conflict_uids[i]) < 0)
+                                return damaged(why, "\"conflict_uids\" holds something else than 8 hexadecimal digits");
+                }
+                e->conflict = true;
+                r = get_uint(o, "conflict_job", UINT32_MAX, /* null_ok= */ true, &v, why);
+                if (r < 0)
+                        return r;
+                e->conflict_job = r > 0 ? (uint32_t) v : 0;
+        }
+        return 0;
+}
+
 static int parse_flash(json_object *o, NodeEntry *e, char why[static WHY_MAX]) {
         const char *result = NULL;
         uint64_t crc;
@@ -554,6 +634,8 @@ static int entry_from_json(json_object *o, NodeEntry **ret, char why[static WHY_
                 r = -EBADMSG;
         if (r >= 0)
                 r = parse_flash(o, e, why);
+        if (r >= 0)
+                r = parse_app(o, e, why);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(e);
@@ -718,4 +800,35 @@ int node_table_load(NodeTable *t) {
         if (quarantine_file(t->state_dir_fd, t->state_dir, NODE_TABLE_FILE, why) >= 0 && t->n_entries > 0)
                 (void) node_table_save(t);
         return 0;
+}
+
+void node_entry_format_conflict(const NodeEntry *e, char buf[static 24]) {
+        const uint8_t (*u)[4] = e->conflict_uids;
+
+        if (!e->conflict) {
+                buf[0] = 0;
+                return;
+        }
+        snprintf(buf, 24, "%02X%02X%02X%02X and %02X%02X%02X%02X",
+                 u[0][0], u[0][1], u[0][2], u[0][3], u[1][0], u[1][1], u[1][2], u[1][3]);
+}
+
+char *node_entry_running(const NodeEntry *e) {
+        char when[32] = "", *s;
+
+        if (!e->has_image_crc)
+                return strdup("");
+        if (e->has_flash_crc && e->last_flash_crc == e->image_crc && e->last_flash_usec > 0) {
+                time_t t = (time_t) (e->last_flash_usec / 1000000);
+                struct tm tm;
+
+                if (localtime_r(&t, &tm))
+                        strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
+                if (asprintf(&s, "%s, flashed %s", e->last_flash_name ?: "the image flashed last", when) < 0)
+                        return NULL;
+                return s;
+        }
+        if (asprintf(&s, "image %08X", (unsigned) e->image_crc) < 0)
+                return NULL;
+        return s;
 }

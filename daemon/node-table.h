@@ -51,6 +51,18 @@ typedef struct NodeEntry {
         uint64_t last_flash_usec;
         uint32_t last_flash_crc;        /* CRC-32 of the application area last flashed there successfully */
         bool has_flash_crc;
+        char *last_flash_name;          /* the file name of that flash, NULL if none was given */
+
+        /* its application, from IDENTIFY (docs/protocol.md 4.9) */
+        bool has_image_crc;
+        uint32_t image_crc;             /* the image CRC it last answered with */
+        uint32_t app_version;           /* from ABOUT, 0 none */
+
+        /* Two boards answer on this id (different UIDs): nothing that
+         * changes flash is sent to it until a later scan sees one board. */
+        bool conflict;
+        uint8_t conflict_uids[2][4];
+        uint32_t conflict_job;          /* the job that saw it */
 } NodeEntry;
 
 typedef struct NodeTable {
@@ -89,6 +101,12 @@ void node_entry_format_uid(const NodeEntry *e, char buf[static 9]);  /* "A491706
  * last_flash_usec. The CRC is left alone: set it on success only. Returns
  * 0 or -ENOMEM (the entry is then unchanged). */
 int node_entry_set_flash_result(NodeEntry *e, const char *result, uint64_t when_usec);
+/* "A4917069 and 5D0C33E1" for a conflicting entry; "" otherwise. */
+void node_entry_format_conflict(const NodeEntry *e, char buf[static 24]);
+/* What it runs, for people: "app.hex, flashed 2026-12-01 10:02" when the
+ * image its application answered with is what was last flashed there,
+ * "image 5907571D" otherwise, "" when unknown. Returns a new string or NULL. */
+char *node_entry_running(const NodeEntry *e);
 
 
 /* The table's order of interface names: digit runs compare as numbers,

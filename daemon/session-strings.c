@@ -57,6 +57,7 @@ const char *session_outcome_to_string(enum session_outcome o) {
         case SESSION_OUTCOME_MATCHES:     return "matches";
         case SESSION_OUTCOME_DIFFERS:     return "differs";
         case SESSION_OUTCOME_READ:        return "read";
+        case SESSION_OUTCOME_NOT_STARTED: return "not-started";
         case _SESSION_OUTCOME_MAX:        break;
         }
         return "";

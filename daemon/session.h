@@ -97,6 +97,7 @@ enum session_outcome {
         SESSION_OUTCOME_MATCHES,        /* verify */
         SESSION_OUTCOME_DIFFERS,        /* verify */
         SESSION_OUTCOME_READ,
+        SESSION_OUTCOME_NOT_STARTED,    /* stcispd: a canary failed before its turn (never the engine's) */
         _SESSION_OUTCOME_MAX,
 };
 

@@ -22,4 +22,5 @@
 #define STCISP_ERROR_BUSY               STCISP_BUS_NAME ".Error.Busy"
 #define STCISP_ERROR_NO_SUCH_JOB        STCISP_BUS_NAME ".Error.NoSuchJob"
 #define STCISP_ERROR_JOB_FINISHED       STCISP_BUS_NAME ".Error.JobFinished"
+#define STCISP_ERROR_NO_IMAGE           STCISP_BUS_NAME ".Error.NoImage"
 #define STCISP_ERROR_STORAGE            STCISP_BUS_NAME ".Error.StorageFailed"

@@ -132,6 +132,7 @@ static void assert_defaults(const struct config *c) {
         assert_int_equal(c->session.retries, 3);
         assert_int_equal(c->session.window, 8);
         assert_int_equal(c->session.discover_ms, 300);
+        assert_int_equal(c->session.boot_timeout_ms, 5000);
         assert_true(c->session.verify);
         assert_true(c->session.reboot);
         assert_int_equal(c->n_names, 0);
@@ -418,7 +419,7 @@ static const struct bad bad_files[] = {
         { "[Bus]\nBitRate=500000\n",
           "FILE:2: unknown key BitRate= in [Bus], expected Interface=, Bitrate= or RestartMs=\n" },
         { "[Protocol]\nTimeOut=100\n",
-          "FILE:2: unknown key TimeOut= in [Protocol], expected Timeout=, EraseTimeout=, Retries=, Window= or DiscoverTime=\n" },
+          "FILE:2: unknown key TimeOut= in [Protocol], expected Timeout=, EraseTimeout=, Retries=, Window=, DiscoverTime= or BootTimeout=\n" },
         { "[Access]\nGroup=wheel\n",
           "FILE:2: unknown key Group= in [Access], expected FlashGroup=\n" },
         { "[Daemon]\nHistory=1\nStateDirectory=/tmp\n",
@@ -674,7 +675,7 @@ static void test_example_file(void **state) {
                 }
                 o += sprintf(o, "%s\n", line);
         }
-        assert_int_equal(uncommented, 11);  /* every key */
+        assert_int_equal(uncommented, 12);  /* every key */
         path = write_conf(out, strlen(out));
         assert_int_equal(load_captured(&c, path, true, &err), 0);
         assert_string_equal(err, "");
