@@ -108,6 +108,10 @@ void connect_exhausted(struct session *s, struct session_target *t) {
                              t->name, s->cfg.timeout_ms, tries);
 }
 
+static bool target_crc_capable(const struct session_target *t) {
+        return !t->legacy && t->connected && (t->info.capabilities & ISP_CAP_CRC);
+}
+
 static void after_settle(struct session *s, struct session_target *t) {
         clear_wait(t);
         switch (s->kind) {
@@ -154,7 +158,7 @@ void after_connected_turn(struct session *s, struct session_target *t) {
                         target_finish_ok(s, t, SESSION_OUTCOME_UP_TO_DATE);
                 return;
         }
-        if (s->kind == SESSION_READ && target_unit_capable(s, t)) {
+        if (s->kind == SESSION_READ && target_crc_capable(t)) {
                 t->step = STEP_SETTLE;
                 if (t->settle_until > s->now) {
                         set_wait(s, t, t->settle_until - s->now);
@@ -365,7 +369,7 @@ void on_connect_wait_expired(struct session *s, struct session_target *t) {
                 start_connect(s, t);
                 return;
         case STEP_SETTLE:
-                if (s->kind == SESSION_READ && target_unit_capable(s, t))
+                if (s->kind == SESSION_READ && target_crc_capable(t))
                         start_read(s, t);
                 else
                         after_settle(s, t);

@@ -61,7 +61,8 @@
 bool target_unit_capable(const struct session *s, const struct session_target *t) {
         const uint8_t need = ISP_CAP_CRC | ISP_CAP_SECTOR_ERASE;
 
-        return s->kind == SESSION_FLASH && !t->legacy && t->connected && (t->info.capabilities & need) == need;
+        return (s->kind == SESSION_FLASH || s->kind == SESSION_VERIFY) && !t->legacy && t->connected &&
+               (t->info.capabilities & need) == need;
 }
 
 bool target_quiet_capable(const struct session *s, const struct session_target *t) {

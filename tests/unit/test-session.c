@@ -106,6 +106,10 @@ struct Bench {
         struct { uint64_t release; struct isp_can_frame f; } held[64];
         unsigned n_held;
         uint64_t reply_delay_usec[MAX_NODES];   /* a slow node answers late */
+        /* node_conflict callbacks */
+        unsigned n_conflicts;
+        uint8_t conflict_node;
+        uint8_t conflict_uids[2][4];
         /* Called after each frame delivered to the nodes. */
         void (*hook)(Bench *b, const struct isp_can_frame *f);
         /* Called on each phase change. */
@@ -250,7 +254,17 @@ static void on_finished(void *userdata, enum session_state state, const char *er
                 assert_null(error);
 }
 
+static void on_node_conflict(void *userdata, uint8_t node, const uint8_t a[4], const uint8_t c[4]) {
+        Bench *bb = userdata;
+
+        bb->n_conflicts++;
+        bb->conflict_node = node;
+        memcpy(bb->conflict_uids[0], a, 4);
+        memcpy(bb->conflict_uids[1], c, 4);
+}
+
 static const struct session_ops ops = {
+        .node_conflict = on_node_conflict,
         .send = on_send,
         .phase = on_phase,
         .progress = on_progress,
@@ -366,8 +380,17 @@ static unsigned add_node(uint8_t id, uint8_t rx_depth) {
 }
 
 static void new_session(enum session_kind kind, uint8_t node) {
-        assert_int_equal(session_new(&b->s, kind, node, NULL, kind == SESSION_FLASH ? b->img : NULL,
+        assert_int_equal(session_new(&b->s, kind, node, NULL,
+                                     kind == SESSION_FLASH || kind == SESSION_VERIFY ? b->img : NULL,
                                      &b->cfg, &ops, b), 0);
+}
+
+/* A second board with id `id` (another UID) next to the node at index i. */
+static unsigned add_duplicate(uint8_t id) {
+        unsigned i = add_node(id, 4);
+
+        b->node[i].config.uid[0] = 0x5D;
+        return i;
 }
 
 static void hold(const struct isp_can_frame *f, uint64_t usec) {
@@ -690,6 +713,13 @@ static void install_old_application(unsigned i, unsigned variant) {
         }
 }
 
+/* Node i holds exactly the bench's image, as a flash leaves it. */
+static void install_image(unsigned i) {
+        for (uint32_t o = 0; o < ISP_FLASH_SIZE; o++)
+                if (o < ISP_AREA_START || o >= ISP_AREA_END)
+                        b->ram[i].flash[o] = isp_image_node_byte(b->img, o);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Flash: the good path */
 
@@ -980,6 +1010,236 @@ static void test_foreign_traffic_ignored(void **state) {
         st = session_get_stats(b->s);
         assert_true(st->ignored_frames >= 4 * 10);
         assert_true(st->stray_replies >= 3 * 10);
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* Knowing what a node holds: up to date, verify, dry run, read-back, two
+ * boards on one id */
+
+/* A node that holds the image already is neither erased nor written: only
+ * rebooted into it. */
+static void test_flash_up_to_date(void **state) {
+        add_node(3, 4);
+        install_image(0);
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_UP_TO_DATE);
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+        assert_int_equal(count_sent(ISP_CMD_PROGRAM), 0);
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), 1);
+        assert_int_equal(b->ram[0].n_erased, 0);
+        assert_flash_is_image(0, b->img);
+        assert_true(boots_application(0));
+}
+
+/* full (force) rewrites it anyway */
+static void test_flash_up_to_date_full(void **state) {
+        add_node(3, 4);
+        install_image(0);
+        b->cfg.full = true;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_FLASHED);
+        assert_true(count_sent(ISP_CMD_ERASE) > 0);
+        assert_true(count_sent(ISP_CMD_PROGRAM) > 0);
+}
+
+/* In a group, the member that holds the image is left alone, the other
+ * flashed; the one left alone is never erased along with the other. */
+static void test_flash_group_one_up_to_date(void **state) {
+        const struct session_target_spec specs[] = { { .node = 3 }, { .node = 5 } };
+
+        add_node(3, 4);
+        add_node(5, 4);
+        install_image(0);
+        assert_int_equal(session_new_targets(&b->s, SESSION_FLASH, specs, 2, b->img, &b->cfg, &ops, b), 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->n_results, 2);
+        for (unsigned i = 0; i < 2; i++) {
+                const struct session_target_result *r = &b->results[i];
+
+                assert_int_equal(r->outcome, r->node == 3 ? SESSION_OUTCOME_UP_TO_DATE : SESSION_OUTCOME_FLASHED);
+        }
+        assert_int_equal(b->ram[0].n_erased, 0);
+        assert_true(b->ram[1].n_erased > 0);
+        assert_flash_is_image(0, b->img);
+        assert_flash_is_image(1, b->img);
+        assert_true(boots_application(0));
+        assert_true(boots_application(1));
+}
+
+static unsigned count_differing(const struct session_target_result *r) {
+        unsigned n = 0;
+
+        for (unsigned sec = 0; sec < ISP_SECTORS; sec++)
+                n += (r->differing[sec / 8] >> (sec % 8)) & 1;
+        return n;
+}
+
+static void assert_nothing_changed_sent(void) {
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+        assert_int_equal(count_sent(ISP_CMD_PROGRAM), 0);
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 0);
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), 0);
+}
+
+static void test_verify_matches(void **state) {
+        add_node(3, 4);
+        install_image(0);
+        new_session(SESSION_VERIFY, 3);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_MATCHES);
+        assert_int_equal(count_differing(&b->results[0]), 0);
+        assert_nothing_changed_sent();
+}
+
+/* An old application differs in the sectors the images do not share, and
+ * in the sector only the old one uses; nothing is changed. */
+static void test_verify_differs(void **state) {
+        uint8_t before[ISP_FLASH_SIZE];
+
+        add_node(3, 4);
+        install_old_application(0, 9);
+        memcpy(before, b->ram[0].flash, sizeof(before));
+        new_session(SESSION_VERIFY, 3);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_DIFFERS);
+        assert_true(count_differing(&b->results[0]) > 0);
+        /* the old sector at 0x08000 the new image does not have */
+        assert_true((b->results[0].differing[0x40 / 8] >> (0x40 % 8)) & 1);
+        assert_nothing_changed_sent();
+        assert_memory_equal(before, b->ram[0].flash, sizeof(before));
+}
+
+/* A dry run says what a flash would do and changes nothing. */
+static void test_dry_run(void **state) {
+        const struct session_target_result *r;
+        uint8_t before[ISP_FLASH_SIZE];
+
+        add_node(3, 4);
+        install_old_application(0, 9);
+        memcpy(before, b->ram[0].flash, sizeof(before));
+        b->cfg.dry_run = true;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_succeeded();
+        r = &b->results[0];
+        assert_int_equal(r->outcome, SESSION_OUTCOME_WOULD_FLASH);
+        assert_true(r->sectors_to_erase > 0);
+        assert_true(r->bytes_total > 0);
+        assert_true(r->estimate_usec > 0);
+        assert_nothing_changed_sent();
+        assert_memory_equal(before, b->ram[0].flash, sizeof(before));
+}
+
+static void test_dry_run_up_to_date(void **state) {
+        add_node(3, 4);
+        install_image(0);
+        b->cfg.dry_run = true;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_UP_TO_DATE);
+        assert_nothing_changed_sent();
+}
+
+/* Read-back: every sector that is not blank, checked by its CRC; the
+ * result is the image the node holds, entry apart. */
+static void test_read_back(void **state) {
+        const struct isp_image *img;
+        unsigned used = 0;
+
+        add_node(3, 4);
+        install_image(0);
+        new_session(SESSION_READ, 3);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_READ);
+        img = session_get_read_image(b->s, 0);
+        assert_non_null(img);
+        for (uint32_t o = 0; o < ISP_FLASH_SIZE; o++)
+                assert_int_equal(isp_image_node_byte(img, o),
+                                 o >= ISP_AREA_START && o < ISP_AREA_END ? 0xFF : b->ram[0].flash[o]);
+        assert_int_equal(isp_image_app_crc32(img), isp_image_app_crc32(b->img));
+        assert_memory_equal(img->entry, b->img->entry, ISP_ENTRY_SIZE);
+        for (unsigned sec = 0; sec < ISP_SECTORS; sec++)
+                used += isp_image_sector_used(b->img, sec);
+        /* a CRC per application sector, 64 READs per sector that is not blank */
+        assert_int_equal(count_sent(ISP_CMD_CRC), 248);
+        assert_int_equal(count_sent(ISP_CMD_READ), used * 64);
+        assert_nothing_changed_sent();
+}
+
+/* Lost answers make a sector's READs disagree with its CRC: read again. */
+static void test_read_back_lossy(void **state) {
+        const struct isp_image *img;
+
+        add_node(3, 4);
+        install_image(0);
+        b->drop_rx_every = 13;
+        new_session(SESSION_READ, 3);
+        start_and_run();
+
+        assert_succeeded();
+        img = session_get_read_image(b->s, 0);
+        assert_non_null(img);
+        assert_int_equal(isp_image_app_crc32(img), isp_image_app_crc32(b->img));
+}
+
+static void test_read_no_application(void **state) {
+        add_node(3, 4);
+        new_session(SESSION_READ, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_READ, "node3 holds no application: the entry at FF:1000 is FF FF FF", NULL);
+        assert_null(session_get_read_image(b->s, 0));
+}
+
+/* Two boards on one id: the second INFO fails the target before anything
+ * is erased, naming both UIDs. */
+static void test_conflict_at_connect(void **state) {
+        add_node(3, 4);
+        add_duplicate(3);
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_CONNECT,
+                           "node3 is claimed by two boards (UIDs C0FFEE03 and 5DFFEE03)",
+                           "nothing was erased or written");
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+        assert_int_equal(count_sent(ISP_CMD_PROGRAM), 0);
+        assert_int_equal(b->results[0].reason, SESSION_REASON_CONFLICT);
+        assert_int_equal(b->n_conflicts, 1);
+        assert_int_equal(b->conflict_node, 3);
+        assert_int_equal(b->ram[0].n_erased + b->ram[1].n_erased, 0);
+}
+
+static void test_scan_conflict(void **state) {
+        add_node(3, 4);
+        add_duplicate(3);
+        add_node(5, 4);
+        new_session(SESSION_SCAN, 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->n_conflicts, 1);
+        assert_int_equal(b->conflict_node, 3);
+        assert_memory_equal(b->conflict_uids[0], ((uint8_t[]) { 0xC0, 0xFF, 0xEE, 3 }), 4);
+        assert_memory_equal(b->conflict_uids[1], ((uint8_t[]) { 0x5D, 0xFF, 0xEE, 3 }), 4);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1980,6 +2240,18 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_scan_no_target_result, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reason_strings, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_strings_and_args, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_up_to_date, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_up_to_date_full, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_flash_group_one_up_to_date, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_matches, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_differs, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dry_run, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dry_run_up_to_date, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_back, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_back_lossy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_read_no_application, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conflict_at_connect, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_scan_conflict, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
