@@ -131,12 +131,21 @@ static int load_image(const void *data, size_t size, int format, struct isp_imag
         return 0;
 }
 
-/* Flash, FlashNodes: the nodes of one job, "all" too where allowed. */
+/* Flash, FlashNodes: the nodes of one job, a group's members, "all" too
+ * where allowed. */
 static int resolve_node_set(Manager *m, const char *const *specs, size_t n_specs, bool allow_all,
                             struct node_set *ret, sd_bus_error *error) {
         struct targets_context c = manager_targets(m);
 
-        return targets_resolve(&c, specs, n_specs, allow_all ? TARGETS_ALL : 0, ret, error);
+        return targets_resolve(&c, specs, n_specs, TARGETS_GROUPS | (allow_all ? TARGETS_ALL : 0), ret, error);
+}
+
+/* A method for one node: a group is refused ("'pumps' is a group of 3
+ * nodes: name one node"). */
+static int resolve_one_node(Manager *m, const char *target, struct node_set *ret, sd_bus_error *error) {
+        struct targets_context c = manager_targets(m);
+
+        return targets_resolve(&c, &target, 1, /* flags= */ 0, ret, error);
 }
 
 /* One job for every node of ns: its target is their canonical names,
@@ -262,7 +271,7 @@ static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r >= 0)
                 r = sd_bus_message_read(msg, "s", &target);
         if (r >= 0)
-                r = resolve_node_set(m, &target, 1, /* allow_all= */ false, &ns, error);
+                r = resolve_one_node(m, target, &ns, error);
         if (r >= 0)
                 r = read_options(msg, false, &o, error);
         if (r < 0)

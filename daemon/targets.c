@@ -15,6 +15,26 @@ static Line *find_line(const struct targets_context *c, const char *interface) {
         return NULL;
 }
 
+/* The entry of the board with this UID on a configured line (`only`, or
+ * any), seen last; its line in *ret_line. NULL if none. */
+static NodeEntry *find_board(const struct targets_context *c, const Line *only, const uint8_t uid[static 4],
+                             Line **ret_line) {
+        NodeEntry *best = NULL;
+
+        for (unsigned i = 0; c->nodes && i < c->n_lines; i++) {
+                NodeEntry *e;
+
+                if (only && c->lines[i] != only)
+                        continue;
+                e = node_table_find_uid(c->nodes, c->lines[i]->interface, uid);
+                if (e && (!best || e->last_seen_usec > best->last_seen_usec)) {
+                        best = e;
+                        *ret_line = c->lines[i];
+                }
+        }
+        return best;
+}
+
 /* ---- names ---- */
 
 char *targets_canonical(const struct targets_context *c, const Line *line, uint8_t node) {
@@ -30,8 +50,16 @@ char *targets_canonical(const struct targets_context *c, const Line *line, uint8
 }
 
 char *targets_display_name(const struct targets_context *c, const Line *line, uint8_t node) {
-        const char *name = config_node_name(c->config, node);
+        NodeEntry *e = c->nodes ? node_table_find(c->nodes, line->interface, node) : NULL;
+        const char *name;
+        Line *l;
 
+        /* A UID name only where the board is now: where targets_resolve_target()
+         * finds it, not at an old entry it left behind. */
+        if (e && e->known && !e->legacy && (name = config_uid_name(c->config, e->info.uid)) &&
+            find_board(c, NULL, e->info.uid, &l) == e)
+                return strdup(name);
+        name = config_node_name(c->config, node);
         if (name)
                 return strdup(name);
         return targets_canonical(c, line, node);
@@ -85,6 +113,25 @@ char *targets_line_list(const struct targets_context *c) {
         return s;
 }
 
+/* A name bound to a UID: the board's entry, wherever it was seen last
+ * (on `line` if the target named one). */
+static int resolve_uid(const struct targets_context *c, const char *target, const struct config_node_name *n,
+                       Line *line, struct target *ret, char **ret_why) {
+        Line *found = NULL;
+        NodeEntry *e = find_board(c, line, n->uid, &found);
+
+        if (!e) {
+                if (ret_why && asprintf(ret_why, "'%s' (board %02X%02X%02X%02X) has not been seen on %s: run 'ispctl scan'",
+                                        target, n->uid[0], n->uid[1], n->uid[2], n->uid[3],
+                                        line ? line->interface : "any line") < 0)
+                        *ret_why = NULL;
+                return -ENOENT;
+        }
+        *ret = (struct target) { .line = found, .node = e->id };
+        ret->canonical = targets_canonical(c, found, e->id);
+        return ret->canonical ? 0 : -ENOMEM;
+}
+
 /* A bare id with several lines: the one line that knows it. */
 static int resolve_line(const struct targets_context *c, const char *target, uint8_t id, Line **ret, char **ret_why) {
         _cleanup_free_ char *list = NULL, *suffix = NULL;
@@ -116,6 +163,8 @@ static int resolve_line(const struct targets_context *c, const char *target, uin
 
 int targets_resolve_target(const struct targets_context *c, const char *target, struct target *ret, char **ret_why) {
         const char *slash = strchr(target, '/'), *node_part = target;
+        const struct config_node_name *name;
+        const struct config_group *group;
         Line *line = NULL;
         int id, r;
 
@@ -133,6 +182,18 @@ int targets_resolve_target(const struct targets_context *c, const char *target, 
                         return -ENOENT;
                 }
                 node_part = slash + 1;
+        }
+        name = config_find_name(c->config, node_part);
+        if (name && name->by_uid)
+                return resolve_uid(c, target, name, line, ret, ret_why);
+        group = config_find_group(c->config, node_part);
+        if (group) {
+                if (ret_why && (slash ? asprintf(ret_why, "'%s': '%s' is a group, which is named without 'INTERFACE/'",
+                                                 target, node_part)
+                                      : asprintf(ret_why, "'%s' is a group of %u node%s: name one node", target,
+                                                 group->n_members, group->n_members == 1 ? "" : "s")) < 0)
+                        *ret_why = NULL;
+                return slash ? -ENOENT : -E2BIG;
         }
         id = resolve_id(c, node_part);
         if (id < 0)
@@ -157,6 +218,8 @@ int targets_resolve_one(const struct targets_context *c, const char *target, str
                 return r;
         if (r == -EADDRINUSE)
                 return sd_bus_error_setf(error, STCISP_ERROR_AMBIGUOUS_NODE, "%s", why ? why : target);
+        if (r == -E2BIG)
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "%s", why ? why : target);
         if (r < 0 && why)
                 return sd_bus_error_setf(error, STCISP_ERROR_NODE_NOT_FOUND, "%s", why);
         if (r < 0)
@@ -171,25 +234,68 @@ void node_set_done(struct node_set *ns) {
                 target_done(&ns->v[i]);
         free(ns->v);
         free(ns->spec);
+        free(ns->group);
         *ns = (struct node_set) {};
 }
 
-int node_set_add(struct node_set *ns, struct target *t, const char *spec) {
+static int node_set_add_from(struct node_set *ns, struct target *t, const char *spec, const char *group) {
         struct target *v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
-        const char **sp;
+        const char **sp = NULL, **g = NULL;
 
         if (v)
                 ns->v = v;
         sp = v ? realloc(ns->spec, (ns->n + 1) * sizeof(*sp)) : NULL;
-        if (!sp) {
+        if (sp)
+                ns->spec = sp;
+        g = sp ? realloc(ns->group, (ns->n + 1) * sizeof(*g)) : NULL;
+        if (!g) {
                 target_done(t);
                 return -ENOMEM;
         }
-        ns->spec = sp;
+        ns->group = g;
         ns->v[ns->n] = *t;
-        ns->spec[ns->n++] = spec;
+        ns->spec[ns->n] = spec;
+        ns->group[ns->n++] = group;
         *t = (struct target) {};
         return 0;
+}
+
+int node_set_add(struct node_set *ns, struct target *t, const char *spec) {
+        return node_set_add_from(ns, t, spec, NULL);
+}
+
+/* A group's members, each resolved as if named on its own; a member that
+ * cannot be is the call's error, naming the group. */
+static int add_group(const struct targets_context *c, const struct config_group *g, struct node_set *ns,
+                     sd_bus_error *error) {
+        int r;
+
+        for (unsigned i = 0; i < g->n_members; i++) {
+                _cleanup_(sd_bus_error_free) sd_bus_error e = SD_BUS_ERROR_NULL;
+                struct target t = {};
+
+                r = targets_resolve_one(c, g->members[i], &t, &e);
+                if (r < 0) {
+                        target_done(&t);
+                        if (!sd_bus_error_is_set(&e))
+                                return r;
+                        return sd_bus_error_setf(error, e.name, "Group '%s': %s", g->name, e.message);
+                }
+                r = node_set_add_from(ns, &t, g->members[i], g->name);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* How messages call the i-th node of ns: "'node3'", or "'pump' (in group
+ * 'pumps')". */
+static char *node_label(const struct node_set *ns, size_t i) {
+        char *s;
+
+        if (ns->group[i])
+                return asprintf(&s, "'%s' (in group '%s')", ns->spec[i], ns->group[i]) < 0 ? NULL : s;
+        return asprintf(&s, "'%s'", ns->spec[i]) < 0 ? NULL : s;
 }
 
 /* "all" or "IF/all": NULL when spec is neither, else the line ("" for
@@ -252,10 +358,17 @@ int targets_resolve(const struct targets_context *c, const char *const *specs, s
                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
                                          "No target given: name nodes (node3, 3, can1/node3, a configured name) or 'all'");
         for (size_t i = 0; i < n_specs; i++) {
+                const struct config_group *g = flags & TARGETS_GROUPS ? config_find_group(c->config, specs[i]) : NULL;
                 struct target t = {};
                 const char *all_line;
                 char buf[16];
 
+                if (g) {
+                        r = add_group(c, g, ret, error);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 all_line = flags & TARGETS_ALL ? all_nodes_line(specs[i], buf) : NULL;
                 if (all_line) {
                         r = add_all_nodes(c, specs[i], all_line, ret, error);
@@ -278,14 +391,21 @@ int targets_resolve(const struct targets_context *c, const char *const *specs, s
                                                  "'%s' is the legacy node, which answers for every node on its line: "
                                                  "it cannot be in a job with other nodes; flash it on its own", ret->spec[i]);
                 for (size_t k = 0; k < i; k++) {
+                        _cleanup_free_ char *first = NULL, *second = NULL;
+
                         if (ret->v[k].line != ret->v[i].line || ret->v[k].node != ret->v[i].node)
                                 continue;
-                        if (strcmp(ret->spec[k], ret->spec[i]) == 0)
+                        if (strcmp(ret->spec[k], ret->spec[i]) == 0 && ret->group[k] == ret->group[i])
                                 return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                         "'%s' is given twice: name each node once", ret->spec[i]);
+                                                         "'%s' is given twice: name each node once",
+                                                         ret->group[i] ?: ret->spec[i]);
+                        first = node_label(ret, k);
+                        second = node_label(ret, i);
+                        if (!first || !second)
+                                return -ENOMEM;
                         return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "'%s' and '%s' both name %s: name each node once",
-                                                 ret->spec[k], ret->spec[i], ret->v[i].canonical);
+                                                 "%s and %s both name %s: name each node once",
+                                                 first, second, ret->v[i].canonical);
                 }
         }
         return 0;
