@@ -725,7 +725,9 @@ static int queue_and_follow(const struct ispctl_args *args, sd_bus *bus, char **
         int r;
 
         r = collect_targets(args, bus, target_args, n_target_args, /* all_for_daemon= */ false, &targets);
-        if (r == 0)
+        /* One target: its own call checks it before anything is queued, and
+         * takes forms Status refuses (a group from [Groups], for Flash). */
+        if (r == 0 && targets.n > 1)
                 r = check_targets(args, bus, &targets);
         if (r != 0)
                 goto finish;

@@ -17,21 +17,12 @@ static void image_freep(struct isp_image **p) {
         free(*p);
 }
 
+/* Target resolution is targets.c's, over the manager's configuration,
+ * node table and lines. */
 static int resolve_target(Manager *m, const char *target, struct target *ret, sd_bus_error *error) {
-        _cleanup_free_ char *why = NULL;
-        int r = manager_resolve_target(m, target, ret, &why);
+        struct targets_context c = manager_targets(m);
 
-        if (r == -ENOMEM)
-                return r;
-        if (r == -EADDRINUSE)
-                return sd_bus_error_setf(error, STCISP_ERROR_AMBIGUOUS_NODE, "%s", why ? why : target);
-        if (r < 0 && why)
-                return sd_bus_error_setf(error, STCISP_ERROR_NODE_NOT_FOUND, "%s", why);
-        if (r < 0)
-                return sd_bus_error_setf(error, STCISP_ERROR_NODE_NOT_FOUND,
-                                         "No node '%s': a target is nodeN or N (N = 1-254), 'legacy', or a name from [Nodes] in stcispd.conf%s",
-                                         target, m->n_lines > 1 ? ", each optionally after 'INTERFACE/'" : "");
-        return 0;
+        return targets_resolve_one(&c, target, ret, error);
 }
 
 static int reply_job(Manager *m, sd_bus_message *msg, Job *j, sd_bus_error *error) {
@@ -169,140 +160,21 @@ static int load_image(const void *data, size_t size, int format, struct isp_imag
         return 0;
 }
 
-/* The nodes of one job, resolved, each with the target string that named
- * it (borrowed from the message) for messages. */
-struct node_set {
-        struct target *v;
-        const char **spec;
-        size_t n;
-};
-
-static void node_set_done(struct node_set *ns) {
-        for (size_t i = 0; i < ns->n; i++)
-                target_done(&ns->v[i]);
-        free(ns->v);
-        free(ns->spec);
-        *ns = (struct node_set) {};
-}
-
-/* Takes t's allocations, also on failure. */
-static int node_set_add(struct node_set *ns, struct target *t, const char *spec) {
-        struct target *v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
-        const char **sp;
-
-        if (v)
-                ns->v = v;
-        sp = v ? realloc(ns->spec, (ns->n + 1) * sizeof(*sp)) : NULL;
-        if (!sp) {
-                target_done(t);
-                return -ENOMEM;
-        }
-        ns->spec = sp;
-        ns->v[ns->n] = *t;
-        ns->spec[ns->n++] = spec;
-        *t = (struct target) {};
-        return 0;
-}
-
-/* "all" or "IF/all": NULL when spec is neither, else the line ("" for
- * every line). */
-static const char *all_nodes_line(const char *spec, char buf[static 16]) {
-        const char *slash = strchr(spec, '/');
-
-        if (strcmp(spec, "all") == 0)
-                return "";
-        if (!slash || strcmp(slash + 1, "all") != 0 || (size_t) (slash - spec) >= 16)
-                return NULL;
-        memcpy(buf, spec, (size_t) (slash - spec));
-        buf[slash - spec] = '\0';
-        return buf;
-}
-
-/* Every extended node the node table has, on one line or on every line. */
-static int add_all_nodes(Manager *m, const char *spec, const char *ifname, struct node_set *ns, sd_bus_error *error) {
-        size_t before = ns->n;
-        int r;
-
-        if (*ifname && !manager_find_line(m, ifname)) {
-                _cleanup_(target_done) struct target t = {};
-
-                /* the resolver's message for an unknown line */
-                return resolve_target(m, spec, &t, error);
-        }
-        for (unsigned li = 0; li < m->n_lines; li++) {
-                Line *l = m->lines[li];
-
-                if (*ifname && strcmp(l->interface, ifname) != 0)
-                        continue;
-                for (size_t i = 0; i < m->nodes->n_entries; i++) {
-                        const NodeEntry *e = m->nodes->entries[i];
-                        struct target t = { .line = l, .node = e->id };
-
-                        if (strcmp(e->interface, l->interface) != 0 || !e->known || e->legacy)
-                                continue;
-                        t.canonical = manager_node_canonical(m, l, e->id);
-                        if (!t.canonical)
-                                return -ENOMEM;
-                        r = node_set_add(ns, &t, spec);
-                        if (r < 0)
-                                return r;
-                }
-        }
-        if (ns->n == before)
-                return sd_bus_error_setf(error, STCISP_ERROR_NODE_NOT_FOUND,
-                                         "'%s': stcispd knows no extended node%s%s: 'ispctl scan' looks for them",
-                                         spec, *ifname ? " on " : "", ifname);
-        return 0;
-}
-
-/* Resolve every target as Flash does, "all" too where allowed, then
- * refuse a node named twice and the legacy node among others: it answers
- * for every node, so it can only ever be flashed alone. */
+/* Flash, FlashNodes: the nodes of one job, a group's members, "all" too
+ * where allowed. */
 static int resolve_node_set(Manager *m, const char *const *specs, size_t n_specs, bool allow_all,
                             struct node_set *ret, sd_bus_error *error) {
-        int r;
+        struct targets_context c = manager_targets(m);
 
-        if (n_specs == 0)
-                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                         "No target given: name nodes (node3, 3, can1/node3, a configured name) or 'all'");
-        for (size_t i = 0; i < n_specs; i++) {
-                struct target t = {};
-                const char *all_line;
-                char buf[16];
+        return targets_resolve(&c, specs, n_specs, TARGETS_GROUPS | (allow_all ? TARGETS_ALL : 0), ret, error);
+}
 
-                all_line = allow_all ? all_nodes_line(specs[i], buf) : NULL;
-                if (all_line) {
-                        r = add_all_nodes(m, specs[i], all_line, ret, error);
-                        if (r < 0)
-                                return r;
-                        continue;
-                }
-                r = resolve_target(m, specs[i], &t, error);
-                if (r < 0) {
-                        target_done(&t);
-                        return r;
-                }
-                r = node_set_add(ret, &t, specs[i]);
-                if (r < 0)
-                        return r;
-        }
-        for (size_t i = 0; i < ret->n; i++) {
-                if (ret->v[i].node == ISP_NODE_LEGACY && ret->n > 1)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "'%s' is the legacy node, which answers for every node on its line: "
-                                                 "it cannot be in a job with other nodes; flash it on its own", ret->spec[i]);
-                for (size_t k = 0; k < i; k++) {
-                        if (ret->v[k].line != ret->v[i].line || ret->v[k].node != ret->v[i].node)
-                                continue;
-                        if (strcmp(ret->spec[k], ret->spec[i]) == 0)
-                                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                         "'%s' is given twice: name each node once", ret->spec[i]);
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS,
-                                                 "'%s' and '%s' both name %s: name each node once",
-                                                 ret->spec[k], ret->spec[i], ret->v[i].canonical);
-                }
-        }
-        return 0;
+/* A method for one node: a group is refused ("'pumps' is a group of 3
+ * nodes: name one node"). */
+static int resolve_one_node(Manager *m, const char *target, struct node_set *ret, sd_bus_error *error) {
+        struct targets_context c = manager_targets(m);
+
+        return targets_resolve(&c, &target, 1, /* flags= */ 0, ret, error);
 }
 
 /* One job for every node of ns: its target is their canonical names,
@@ -445,7 +317,7 @@ static int method_read(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         if (r >= 0)
                 r = sd_bus_message_read(msg, "s", &target);
         if (r >= 0)
-                r = resolve_node_set(m, &target, 1, /* allow_all= */ false, &ns, error);
+                r = resolve_one_node(m, target, &ns, error);
         if (r >= 0)
                 r = read_options(msg, OPTS_NONE, &o, error);
         if (r < 0)
@@ -469,7 +341,7 @@ static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         if (r >= 0)
                 r = sd_bus_message_read(msg, "s", &target);
         if (r >= 0)
-                r = resolve_node_set(m, &target, 1, /* allow_all= */ false, &ns, error);
+                r = resolve_one_node(m, target, &ns, error);
         if (r >= 0)
                 r = read_options(msg, OPTS_NONE, &o, error);
         if (r < 0)

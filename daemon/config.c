@@ -32,7 +32,7 @@
  * no such symbols.
  */
 
-#define NAME_MAX_LEN  64        /* [Nodes] names */
+#define NAME_MAX_LEN  64        /* [Nodes] and [Groups] names */
 #define GROUP_MAX_LEN 32        /* as useradd(8) */
 
 enum section {
@@ -42,6 +42,7 @@ enum section {
         SECTION_ACCESS,
         SECTION_DAEMON,
         SECTION_NODES,
+        SECTION_GROUPS,
         SECTION_INVALID,        /* unknown or malformed: reported once, its keys ignored */
 };
 
@@ -51,6 +52,7 @@ static const char *const section_names[] = {
         [SECTION_ACCESS]   = "Access",
         [SECTION_DAEMON]   = "Daemon",
         [SECTION_NODES]    = "Nodes",
+        [SECTION_GROUPS]   = "Groups",
 };
 
 enum key_type {
@@ -103,7 +105,9 @@ struct parser {
         unsigned line;
         enum section section;
         struct config *c;       /* the copy being filled in */
-        unsigned name_line[256];  /* line that named each node id in this file, 0 = none */
+        unsigned names_before;  /* c->names[] from an earlier file: before this index */
+        unsigned *name_lines;   /* the line of each later one in this file */
+        unsigned groups_before, *group_lines;   /* the same for c->groups[] */
         unsigned n_errors;
         int error;              /* a failure that is not the file's fault: -ENOMEM, a read error */
 };
@@ -168,7 +172,7 @@ static const char *check_line(struct parser *p, char *s) {
                 *e = '\0';
                 p->section = section_from_string(s + 1);
                 if (p->section == SECTION_INVALID) {
-                        file_error(p, "unknown section [%s], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]",
+                        file_error(p, "unknown section [%s], expected [Bus], [Protocol], [Access], [Daemon], [Nodes] or [Groups]",
                                    s + 1);
                         return "";
                 }
@@ -444,39 +448,91 @@ static bool is_reserved_name(const char *name) {
                 strspn(name + 4, "0123456789") == strlen(name + 4);
 }
 
-static int parse_node_name(struct parser *p, const char *name, const char *value) {
-        struct config_node_name *names;
-        uint32_t id;
-        int r;
+/* The line of this file that gave c->names[i] or c->groups[i], 0 for an
+ * earlier file. */
+static unsigned name_line(const struct parser *p, unsigned i) {
+        return i >= p->names_before ? p->name_lines[i - p->names_before] : 0;
+}
 
+static unsigned group_line(const struct parser *p, unsigned i) {
+        return i >= p->groups_before ? p->group_lines[i - p->groups_before] : 0;
+}
+
+/* Appends the current line to *lines, which holds n. */
+static int add_line(struct parser *p, unsigned **lines, unsigned n) {
+        unsigned *v = realloc(*lines, (n + 1) * sizeof(*v));
+
+        if (!v)
+                return p->error = -ENOMEM;
+        v[n] = p->line;
+        *lines = v;
+        return 0;
+}
+
+/* The syntax shared by node and group names; `what` is "node" or "group". */
+static int check_name(struct parser *p, const char *what, const char *name, const char *value) {
         if (!isascii(name[0]) || !isalpha(name[0])) {
-                file_error(p, "%s=%s: invalid node name, expected a letter, then letters, digits, '_', '-' or '.'",
-                           name, value);
+                file_error(p, "%s=%s: invalid %s name, expected a letter, then letters, digits, '_', '-' or '.'",
+                           name, value, what);
                 return -EINVAL;
         }
         if (strlen(name) > NAME_MAX_LEN) {
-                file_error(p, "%s=%s: node name longer than %d characters", name, value, NAME_MAX_LEN);
+                file_error(p, "%s=%s: %s name longer than %d characters", name, value, what, NAME_MAX_LEN);
                 return -EINVAL;
         }
         if (is_reserved_name(name)) {
-                file_error(p, "%s=%s: node name \"%s\" is reserved, \"legacy\" and \"nodeN\" already name nodes",
-                           name, value, name);
+                file_error(p, "%s=%s: %s name \"%s\" is reserved, \"legacy\" and \"nodeN\" already name nodes",
+                           name, value, what, name);
                 return -EINVAL;
         }
+        return 0;
+}
 
+/* "3", "legacy" or "uid:A4917069" (hex digits in either case). */
+static int parse_node_value(struct parser *p, const char *name, const char *value, struct config_node_name *ret) {
+        uint32_t id;
+
+        *ret = (struct config_node_name) {};
         if (strcmp(value, "legacy") == 0)
-                id = 0;
-        else {
-                r = parse_number(value, &id);
-                if (r < 0 || id < 1 || id > 254) {
-                        file_error(p, "%s=%s: expected a node id 1-254 or legacy", name, value);
+                return 0;
+        if (strncmp(value, "uid:", 4) == 0) {
+                const char *hex = value + 4;
+
+                if (strlen(hex) != 8 || strspn(hex, "0123456789abcdefABCDEF") != 8) {
+                        file_error(p, "%s=%s: expected uid: and the board's UID, 8 hexadecimal digits as 'ispctl list' shows it",
+                                   name, value);
                         return -EINVAL;
                 }
+                ret->by_uid = true;
+                for (unsigned i = 0; i < 4; i++) {
+                        char byte[3] = { hex[2 * i], hex[2 * i + 1], '\0' };
+
+                        ret->uid[i] = (uint8_t) strtoul(byte, NULL, 16);
+                }
+                return 0;
         }
+        if (parse_number(value, &id) < 0 || id < 1 || id > 254) {
+                file_error(p, "%s=%s: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)", name, value);
+                return -EINVAL;
+        }
+        ret->node = (uint8_t) id;
+        return 0;
+}
+
+static int parse_node_name(struct parser *p, const char *name, const char *value) {
+        struct config_node_name *names, entry;
+        int r;
+
+        r = check_name(p, "node", name, value);
+        if (r < 0)
+                return r;
+        r = parse_node_value(p, name, value, &entry);
+        if (r < 0)
+                return r;
 
         for (unsigned i = 0; i < p->c->n_names; i++) {
                 const struct config_node_name *n = &p->c->names[i];
-                unsigned line = p->name_line[n->node];
+                unsigned line = name_line(p, i);
 
                 if (strcmp(n->name, name) == 0) {
                         if (line > 0)
@@ -490,7 +546,7 @@ static int parse_node_name(struct parser *p, const char *name, const char *value
                 /* Two names for one node are an error, not an alias: a
                  * mistyped id would otherwise flash one board's image into
                  * another board. */
-                if (n->node == id) {
+                if (!n->by_uid && !entry.by_uid && n->node == entry.node) {
                         if (line > 0)
                                 file_error(p, "%s=%s: node %s is already named \"%s\" on line %u; a node has one name",
                                            name, value, value, n->name, line);
@@ -499,18 +555,262 @@ static int parse_node_name(struct parser *p, const char *name, const char *value
                                            name, value, value, n->name);
                         return -EINVAL;
                 }
+                if (n->by_uid && entry.by_uid && memcmp(n->uid, entry.uid, sizeof(n->uid)) == 0) {
+                        if (line > 0)
+                                file_error(p, "%s=%s: board %02X%02X%02X%02X is already named \"%s\" on line %u; a board has one name",
+                                           name, value, entry.uid[0], entry.uid[1], entry.uid[2], entry.uid[3],
+                                           n->name, line);
+                        else
+                                file_error(p, "%s=%s: board %02X%02X%02X%02X is already named \"%s\" in an earlier file; a board has one name",
+                                           name, value, entry.uid[0], entry.uid[1], entry.uid[2], entry.uid[3],
+                                           n->name);
+                        return -EINVAL;
+                }
+        }
+        for (unsigned i = 0; i < p->c->n_groups; i++) {
+                unsigned line = group_line(p, i);
+
+                if (strcmp(p->c->groups[i].name, name) != 0)
+                        continue;
+                if (line > 0)
+                        file_error(p, "%s=%s: \"%s\" is already a group name, given on line %u", name, value, name, line);
+                else
+                        file_error(p, "%s=%s: \"%s\" is already a group name, given in an earlier file", name, value, name);
+                return -EINVAL;
         }
 
         names = realloc(p->c->names, (p->c->n_names + 1) * sizeof(*names));
         if (!names)
                 return p->error = -ENOMEM;
         p->c->names = names;
-        names[p->c->n_names] = (struct config_node_name) { .name = strdup(name), .node = (uint8_t) id };
-        if (!names[p->c->n_names].name)
+        entry.name = strdup(name);
+        if (!entry.name)
                 return p->error = -ENOMEM;
-        p->c->n_names++;
-        p->name_line[id] = p->line;
+        if (add_line(p, &p->name_lines, p->c->n_names - p->names_before) < 0) {
+                free(entry.name);
+                return p->error;
+        }
+        names[p->c->n_names++] = entry;
         return 0;
+}
+
+static void group_free_members(struct config_group *g) {
+        for (unsigned i = 0; i < g->n_members; i++)
+                free(g->members[i]);
+        free(g->members);
+        g->members = NULL;
+        g->n_members = 0;
+}
+
+/* "pumps = pump 5 can1/node7": the name and the members as written. What
+ * the members name is checked at the end of the file (check_groups()), as
+ * [Nodes] may come after [Groups]. */
+static int parse_group(struct parser *p, const char *name, const char *value) {
+        _cleanup_free_ char *buf = NULL;
+        struct config_group g = { .name = NULL }, *groups;
+        int r;
+
+        r = check_name(p, "group", name, value);
+        if (r < 0)
+                return r;
+        if (strcasecmp(name, "all") == 0) {
+                file_error(p, "%s=%s: group name \"%s\" is reserved, \"all\" already means every node", name, value, name);
+                return -EINVAL;
+        }
+        for (unsigned i = 0; i < p->c->n_groups; i++) {
+                unsigned line = group_line(p, i);
+
+                if (strcmp(p->c->groups[i].name, name) != 0)
+                        continue;
+                if (line > 0)
+                        file_error(p, "%s=%s: duplicate group name \"%s\", first given on line %u", name, value, name, line);
+                else
+                        file_error(p, "%s=%s: duplicate group name \"%s\", given in an earlier file", name, value, name);
+                return -EINVAL;
+        }
+        for (unsigned i = 0; i < p->c->n_names; i++) {
+                unsigned line = name_line(p, i);
+
+                if (strcmp(p->c->names[i].name, name) != 0)
+                        continue;
+                if (line > 0)
+                        file_error(p, "%s=%s: \"%s\" is already a node name, given on line %u", name, value, name, line);
+                else
+                        file_error(p, "%s=%s: \"%s\" is already a node name, given in an earlier file", name, value, name);
+                return -EINVAL;
+        }
+
+        buf = strdup(value);
+        if (!buf)
+                return p->error = -ENOMEM;
+        for (char *w = strtok(buf, " \t"); w; w = strtok(NULL, " \t")) {
+                char **v = realloc(g.members, (g.n_members + 1) * sizeof(*v));
+
+                if (!v || !(v[g.n_members] = strdup(w))) {
+                        if (v)
+                                g.members = v;
+                        group_free_members(&g);
+                        return p->error = -ENOMEM;
+                }
+                g.members = v;
+                g.n_members++;
+        }
+        if (g.n_members == 0) {
+                file_error(p, "%s=: empty group, expected the nodes it holds, separated by spaces", name);
+                return -EINVAL;
+        }
+
+        groups = realloc(p->c->groups, (p->c->n_groups + 1) * sizeof(*groups));
+        if (groups)
+                p->c->groups = groups;
+        if (!groups || !(g.name = strdup(name)) ||
+            add_line(p, &p->group_lines, p->c->n_groups - p->groups_before) < 0) {
+                free(g.name);
+                group_free_members(&g);
+                return p->error = -ENOMEM;
+        }
+        p->c->groups[p->c->n_groups++] = g;
+        return 0;
+}
+
+/* What a group member names, to find one node named twice. */
+struct member_key {
+        const char *ifname;     /* into the member, iflen long; NULL: whichever line */
+        size_t iflen;
+        bool by_uid;
+        uint8_t node;
+        uint8_t uid[4];
+};
+
+static bool member_key_equal(const struct member_key *a, const struct member_key *b) {
+        if (a->iflen != b->iflen || (a->iflen > 0 && memcmp(a->ifname, b->ifname, a->iflen) != 0) ||
+            a->by_uid != b->by_uid)
+                return false;
+        return a->by_uid ? memcmp(a->uid, b->uid, sizeof(a->uid)) == 0 : a->node == b->node;
+}
+
+/* One member of group `g` (written `g=joined` in messages): the forms a
+ * target takes, as targets.c resolves them, but one node each. */
+static int classify_member(struct parser *p, const struct config_group *g, const char *joined, const char *m,
+                           struct member_key *ret) {
+        const char *slash = strchr(m, '/'), *s = m, *digits;
+        const struct config_node_name *n;
+        uint32_t id;
+
+        *ret = (struct member_key) {};
+        if (slash) {
+                char ifname[IFNAMSIZ];
+                size_t len = (size_t) (slash - m);
+
+                if (len < sizeof(ifname)) {
+                        memcpy(ifname, m, len);
+                        ifname[len] = '\0';
+                }
+                if (len >= sizeof(ifname) || !ifname_is_valid(ifname)) {
+                        file_error(p, "%s=%s: \"%s\": \"%.*s\" is not a network interface name",
+                                   g->name, joined, m, (int) len, m);
+                        return -EINVAL;
+                }
+                ret->ifname = m;
+                ret->iflen = len;
+                s = slash + 1;
+        }
+        if (strcmp(s, "all") == 0) {
+                file_error(p, "%s=%s: \"%s\": a group cannot hold \"all\", name its nodes", g->name, joined, m);
+                return -EINVAL;
+        }
+        n = config_find_name(p->c, s);
+        if (strcmp(s, "legacy") == 0 || (n && !n->by_uid && n->node == ISP_NODE_LEGACY)) {
+                file_error(p, "%s=%s: \"%s\" is the legacy node, which is flashed alone: it cannot be in a group",
+                           g->name, joined, m);
+                return -EINVAL;
+        }
+        if (n) {
+                ret->by_uid = n->by_uid;
+                ret->node = n->node;
+                memcpy(ret->uid, n->uid, sizeof(ret->uid));
+                return 0;
+        }
+        if (config_find_group(p->c, s)) {
+                file_error(p, "%s=%s: \"%s\" is a group: a group holds nodes, not groups", g->name, joined, m);
+                return -EINVAL;
+        }
+        digits = strncmp(s, "node", 4) == 0 ? s + 4 : s;
+        if (isdigit((unsigned char) digits[0])) {
+                if (parse_number(digits, &id) < 0 || id < ISP_NODE_MIN || id > ISP_NODE_MAX) {
+                        file_error(p, "%s=%s: \"%s\": expected a node id 1-254", g->name, joined, m);
+                        return -EINVAL;
+                }
+                ret->node = (uint8_t) id;
+                return 0;
+        }
+        file_error(p, "%s=%s: \"%s\" is not a node: expected a name from [Nodes], nodeN or N (N = 1-254), "
+                   "each optionally after INTERFACE/", g->name, joined, m);
+        return -EINVAL;
+}
+
+/* "pump 5 can1/node7", as messages show a group's value. */
+static char *join_members(const struct config_group *g) {
+        size_t size = 1, len = 0;
+        char *s;
+
+        for (unsigned i = 0; i < g->n_members; i++)
+                size += strlen(g->members[i]) + 1;
+        s = malloc(size);
+        if (!s)
+                return NULL;
+        s[0] = '\0';
+        for (unsigned i = 0; i < g->n_members; i++)
+                len += (size_t) sprintf(s + len, "%s%s", i ? " " : "", g->members[i]);
+        return s;
+}
+
+static int check_group(struct parser *p, const struct config_group *g) {
+        _cleanup_free_ struct member_key *member_keys = calloc(g->n_members, sizeof(*keys));
+        _cleanup_free_ char *joined = join_members(g);
+        _cleanup_free_ bool *valid = calloc(g->n_members, sizeof(*valid));
+        int ret = 0;
+
+        if (!member_keys || !joined || !valid)
+                return p->error = -ENOMEM;
+        for (unsigned i = 0; i < g->n_members; i++) {
+                if (classify_member(p, g, joined, g->members[i], &member_keys[i]) < 0) {
+                        ret = -EINVAL;
+                        continue;
+                }
+                valid[i] = true;
+                for (unsigned k = 0; k < i; k++) {
+                        if (!valid[k] || !member_key_equal(&member_keys[k], &member_keys[i]))
+                                continue;
+                        if (strcmp(g->members[k], g->members[i]) == 0)
+                                file_error(p, "%s=%s: \"%s\" is given twice: name each node once",
+                                           g->name, joined, g->members[i]);
+                        else if (member_keys[i].by_uid)
+                                file_error(p, "%s=%s: \"%s\" and \"%s\" both name board %02X%02X%02X%02X: name each node once",
+                                           g->name, joined, g->members[k], g->members[i],
+                                           member_keys[i].uid[0], member_keys[i].uid[1], member_keys[i].uid[2], member_keys[i].uid[3]);
+                        else
+                                file_error(p, "%s=%s: \"%s\" and \"%s\" both name %.*s%snode%u: name each node once",
+                                           g->name, joined, g->members[k], g->members[i], (int) member_keys[i].iflen,
+                                           member_keys[i].iflen ? member_keys[i].ifname : "", member_keys[i].iflen ? "/" : "", member_keys[i].node);
+                        valid[i] = false;
+                        ret = -EINVAL;
+                        break;
+                }
+        }
+        return ret;
+}
+
+/* The members of this file's groups, at the line of each group, once the
+ * whole file (its [Nodes] too) is read. */
+static void check_groups(struct parser *p) {
+        unsigned line = p->line;
+
+        for (unsigned i = p->groups_before; i < p->c->n_groups && p->error == 0; i++) {
+                p->line = group_line(p, i);
+                (void) check_group(p, &p->c->groups[i]);
+        }
+        p->line = line;
 }
 
 static void list_keys(enum section section, char *buf, size_t size) {
@@ -546,12 +846,15 @@ static int on_key(void *userdata, const char *section, const char *name, const c
                 return 1;       /* reported at the section's line */
 
         case SECTION_NONE:
-                file_error(p, "%s=%s: outside a section, put it under [Bus], [Protocol], [Access], [Daemon] or [Nodes]",
+                file_error(p, "%s=%s: outside a section, put it under [Bus], [Protocol], [Access], [Daemon], [Nodes] or [Groups]",
                            name, value);
                 return 0;
 
         case SECTION_NODES:
                 return parse_node_name(p, name, value) >= 0;
+
+        case SECTION_GROUPS:
+                return parse_group(p, name, value) >= 0;
 
         default:
                 break;
@@ -586,6 +889,8 @@ static int config_copy(struct config *dst, const struct config *src) {
         c.interface = c.flash_group = c.state_dir = NULL;
         c.names = NULL;
         c.n_names = 0;
+        c.groups = NULL;
+        c.n_groups = 0;
         c.overrides = NULL;
         c.n_overrides = 0;
 
@@ -607,10 +912,31 @@ static int config_copy(struct config *dst, const struct config *src) {
                 if (!c.names)
                         return -ENOMEM;
                 for (; c.n_names < src->n_names; c.n_names++) {
-                        c.names[c.n_names].node = src->names[c.n_names].node;
+                        c.names[c.n_names] = src->names[c.n_names];
                         c.names[c.n_names].name = strdup(src->names[c.n_names].name);
                         if (!c.names[c.n_names].name)
                                 return -ENOMEM;
+                }
+        }
+        if (src->n_groups > 0) {
+                c.groups = calloc(src->n_groups, sizeof(*c.groups));
+                if (!c.groups)
+                        return -ENOMEM;
+                for (; c.n_groups < src->n_groups; c.n_groups++) {
+                        const struct config_group *from = &src->groups[c.n_groups];
+                        struct config_group *g = &c.groups[c.n_groups];
+
+                        g->name = strdup(from->name);
+                        g->members = calloc(from->n_members, sizeof(*g->members));
+                        if (!g->name || !g->members) {
+                                c.n_groups++;   /* config_done() frees what there is */
+                                return -ENOMEM;
+                        }
+                        for (; g->n_members < from->n_members; g->n_members++)
+                                if (!(g->members[g->n_members] = strdup(from->members[g->n_members]))) {
+                                        c.n_groups++;
+                                        return -ENOMEM;
+                                }
                 }
         }
 
@@ -646,6 +972,13 @@ void config_done(struct config *c) {
         for (unsigned i = 0; i < c->n_names; i++)
                 free(c->names[i].name);
         free(c->names);
+        for (unsigned i = 0; i < c->n_groups; i++) {
+                free(c->groups[i].name);
+                group_free_members(&c->groups[i]);
+        }
+        free(c->groups);
+        c->groups = NULL;
+        c->n_groups = 0;
         for (unsigned i = 0; i < c->n_overrides; i++)
                 free(c->overrides[i].interface);
         free(c->overrides);
@@ -676,10 +1009,16 @@ int config_load(struct config *c, const char *path, bool must_exist) {
         if (r < 0)
                 return log_error_errno(r, "%s: %m", path);
 
+        p.names_before = copy.n_names;
+        p.groups_before = copy.n_groups;
         r = ini_parse_stream(read_line, &p, on_key, &p);
         free(p.buf);
         if (p.error == 0 && r < 0)
                 p.error = r == -2 ? -ENOMEM : -EIO;
+        if (p.error == 0)
+                check_groups(&p);
+        free(p.name_lines);
+        free(p.group_lines);
         if (p.error < 0)
                 return log_error_errno(p.error, "%s: cannot read: %m", path);
         if (p.n_errors > 0)
@@ -697,19 +1036,41 @@ int config_load(struct config *c, const char *path, bool must_exist) {
         return 0;
 }
 
-int config_lookup_name(const struct config *c, const char *name) {
+const struct config_node_name *config_find_name(const struct config *c, const char *name) {
         if (!name)
-                return -ENOENT;
+                return NULL;
         for (unsigned i = 0; i < c->n_names; i++)
                 if (strcmp(c->names[i].name, name) == 0)
-                        return c->names[i].node;
-        return -ENOENT;
+                        return &c->names[i];
+        return NULL;
+}
+
+int config_lookup_name(const struct config *c, const char *name) {
+        const struct config_node_name *n = config_find_name(c, name);
+
+        return n && !n->by_uid ? n->node : -ENOENT;
 }
 
 const char *config_node_name(const struct config *c, uint8_t node) {
         for (unsigned i = 0; i < c->n_names; i++)
-                if (c->names[i].node == node)
+                if (!c->names[i].by_uid && c->names[i].node == node)
                         return c->names[i].name;
+        return NULL;
+}
+
+const char *config_uid_name(const struct config *c, const uint8_t uid[static 4]) {
+        for (unsigned i = 0; i < c->n_names; i++)
+                if (c->names[i].by_uid && memcmp(c->names[i].uid, uid, sizeof(c->names[i].uid)) == 0)
+                        return c->names[i].name;
+        return NULL;
+}
+
+const struct config_group *config_find_group(const struct config *c, const char *name) {
+        if (!name)
+                return NULL;
+        for (unsigned i = 0; i < c->n_groups; i++)
+                if (strcmp(c->groups[i].name, name) == 0)
+                        return &c->groups[i];
         return NULL;
 }
 

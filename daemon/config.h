@@ -20,9 +20,22 @@
 #define CONFIG_DEFAULT_BOOT_TIMEOUT_MS 5000  /* [Protocol] BootTimeout=: verified boot after REBOOT */
 #define CONFIG_LINES_MAX         16
 
+/* [Nodes] name = id, name = legacy or name = uid:XXXXXXXX. */
 struct config_node_name {
         char *name;             /* e.g. "pump-controller" */
-        uint8_t node;           /* 0 = legacy, 1-254 */
+        uint8_t node;           /* 0 = legacy, 1-254; 0 and unused when by_uid */
+        bool by_uid;            /* names one board whatever its id and line */
+        uint8_t uid[4];         /* by_uid: the first 4 bytes of its UID, as INFO and IDENTIFY report them */
+};
+
+/* [Groups] name = targets: several nodes under one name. The members are
+ * kept as written; config_load() has checked that each names one node
+ * (a [Nodes] name, nodeN or N, optionally after IF/) and that none is the
+ * legacy node, "all" or another group. */
+struct config_group {
+        char *name;
+        char **members;
+        unsigned n_members;
 };
 
 /* [Bus] Bitrate.IF= and RestartMs.IF=: one interface's own values. */
@@ -50,8 +63,10 @@ struct config {
         unsigned history;       /* [Daemon] History= finished jobs kept */
         unsigned max_attempts;  /* [Daemon] MaxAttempts= starts of a job the daemon's end interrupted */
         struct session_config session;  /* [Protocol] Timeout= EraseTimeout= Retries= Window= DiscoverTime= */
-        struct config_node_name *names;  /* [Nodes] name = id */
+        struct config_node_name *names;  /* [Nodes] name = id, name = uid:XXXXXXXX */
         unsigned n_names;
+        struct config_group *groups;     /* [Groups] name = targets */
+        unsigned n_groups;
 };
 
 /* Defaults. Returns 0 or -ENOMEM. */
@@ -76,7 +91,15 @@ int config_set_interfaces(struct config *c, char *const *names, unsigned n);
 int config_get_lines(const struct config *c, struct config_line **ret, unsigned *ret_n);
 void config_lines_free(struct config_line *lines, unsigned n);
 
-/* Node id for a configured name, or -ENOENT. */
+/* The [Nodes] entry of a name, NULL if none. */
+const struct config_node_name *config_find_name(const struct config *c, const char *name);
+/* Node id for a configured name, or -ENOENT (also for a name bound to a
+ * UID, which has no id: see config_find_name()). */
 int config_lookup_name(const struct config *c, const char *name);
-/* Configured name of a node id, or NULL. */
+/* Configured name of a node id, or NULL. Names bound to a UID are not
+ * names of an id: config_uid_name(). */
 const char *config_node_name(const struct config *c, uint8_t node);
+/* The name bound to a UID (uid:XXXXXXXX), or NULL. */
+const char *config_uid_name(const struct config *c, const uint8_t uid[static 4]);
+/* The [Groups] entry of a name, NULL if none. */
+const struct config_group *config_find_group(const struct config *c, const char *name);

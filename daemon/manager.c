@@ -108,136 +108,36 @@ static void schedule_nodes_save(Manager *m) {
                 (void) sd_event_source_set_enabled(m->nodes_save, SD_EVENT_ONESHOT);
 }
 
-/* ---- names ---- */
+/* ---- names: targets.c ---- */
+
+struct targets_context manager_targets(Manager *m) {
+        return (struct targets_context) {
+                .config = &m->config, .nodes = m->nodes, .lines = m->lines, .n_lines = m->n_lines,
+        };
+}
 
 char *manager_node_canonical(Manager *m, const Line *line, uint8_t node) {
-        char *s;
-        int r;
+        struct targets_context c = manager_targets(m);
 
-        if (m->n_lines > 1)
-                r = node == ISP_NODE_LEGACY ? asprintf(&s, "%s/legacy", line->interface)
-                                            : asprintf(&s, "%s/node%u", line->interface, node);
-        else
-                r = node == ISP_NODE_LEGACY ? asprintf(&s, "legacy") : asprintf(&s, "node%u", node);
-        return r < 0 ? NULL : s;
+        return targets_canonical(&c, line, node);
 }
 
 char *manager_node_display_name(Manager *m, const Line *line, uint8_t node) {
-        const char *name = config_node_name(&m->config, node);
+        struct targets_context c = manager_targets(m);
 
-        if (name)
-                return strdup(name);
-        return manager_node_canonical(m, line, node);
-}
-
-void target_done(struct target *t) {
-        free(t->canonical);
-        *t = (struct target) {};
-}
-
-/* "3", "node3", "legacy" or a configured name: the node id. */
-static int resolve_id(Manager *m, const char *s) {
-        const char *digits = s;
-        unsigned long id;
-        char *end;
-        int r;
-
-        if (strcmp(s, "legacy") == 0)
-                return ISP_NODE_LEGACY;
-        r = config_lookup_name(&m->config, s);
-        if (r >= 0)
-                return r;
-        if (strncmp(s, "node", 4) == 0)
-                digits = s + 4;
-        if (*digits < '0' || *digits > '9')
-                return -ENOENT;
-        errno = 0;
-        id = strtoul(digits, &end, 10);
-        if (errno != 0 || *end != '\0' || id < ISP_NODE_MIN || id > ISP_NODE_MAX)
-                return -EINVAL;
-        return (int) id;
-}
-
-/* Append to a ", "-separated list; *list NULL starts it. */
-static int list_append(char **list, const char *a, const char *b) {
-        char *t;
-
-        if (asprintf(&t, "%s%s%s%s", strempty(*list), *list ? ", " : "", a, strempty(b)) < 0)
-                return -ENOMEM;
-        free(*list);
-        *list = t;
-        return 0;
-}
-
-static char *line_list(Manager *m) {
-        char *s = NULL;
-
-        for (unsigned i = 0; i < m->n_lines; i++)
-                if (list_append(&s, m->lines[i]->interface, NULL) < 0)
-                        return free(s), NULL;
-        return s;
-}
-
-/* A bare id with several lines: the one line that knows it. */
-static int resolve_line(Manager *m, const char *target, uint8_t id, Line **ret, char **ret_why) {
-        _cleanup_free_ char *list = NULL, *suffix = NULL;
-        Line *candidates[CONFIG_LINES_MAX];
-        unsigned n = 0;
-
-        if (m->n_lines == 1) {
-                *ret = m->lines[0];
-                return 0;
-        }
-        for (unsigned i = 0; i < m->n_lines; i++)
-                if (node_table_find(m->nodes, m->lines[i]->interface, id))
-                        candidates[n++] = m->lines[i];
-        if (n == 1) {
-                *ret = candidates[0];
-                return 0;
-        }
-        if (asprintf(&suffix, "/%s", target) < 0)
-                return -ENOMEM;
-        for (unsigned i = 0; i < (n ? n : m->n_lines); i++)
-                if (list_append(&list, (n ? candidates[i] : m->lines[i])->interface, suffix) < 0)
-                        return -ENOMEM;
-        if (ret_why && asprintf(ret_why, n ? "'%s' is on several lines: name one of %s"
-                                           : "'%s' has not been seen on any line: name it as one of %s, or run 'ispctl scan'",
-                                target, list) < 0)
-                *ret_why = NULL;
-        return n ? -EADDRINUSE : -ENOENT;
+        return targets_display_name(&c, line, node);
 }
 
 int manager_resolve_target(Manager *m, const char *target, struct target *ret, char **ret_why) {
-        const char *slash = strchr(target, '/'), *node_part = target;
-        Line *line = NULL;
-        int id, r;
+        struct targets_context c = manager_targets(m);
 
-        if (slash) {
-                _cleanup_free_ char *ifname = strndup(target, (size_t) (slash - target));
+        return targets_resolve_target(&c, target, ret, ret_why);
+}
 
-                if (!ifname)
-                        return -ENOMEM;
-                line = manager_find_line(m, ifname);
-                if (!line) {
-                        _cleanup_free_ char *list = line_list(m);
+static char *line_list(Manager *m) {
+        struct targets_context c = manager_targets(m);
 
-                        if (ret_why && asprintf(ret_why, "No line '%s': stcispd works on %s", ifname, strna(list)) < 0)
-                                *ret_why = NULL;
-                        return -ENOENT;
-                }
-                node_part = slash + 1;
-        }
-        id = resolve_id(m, node_part);
-        if (id < 0)
-                return id;
-        if (!line) {
-                r = resolve_line(m, node_part, (uint8_t) id, &line, ret_why);
-                if (r < 0)
-                        return r;
-        }
-        *ret = (struct target) { .line = line, .node = (uint8_t) id };
-        ret->canonical = manager_node_canonical(m, line, (uint8_t) id);
-        return ret->canonical ? 0 : -ENOMEM;
+        return targets_line_list(&c);
 }
 
 /* ---- the node table ---- */

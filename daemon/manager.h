@@ -18,6 +18,7 @@
 #include "job-store.h"
 #include "line.h"
 #include "node-table.h"
+#include "targets.h"
 
 typedef struct Manager Manager;
 
@@ -46,22 +47,14 @@ Manager *manager_free(Manager *m);
 int manager_start(Manager *m);
 int manager_run(Manager *m);
 
-/* A resolved target: the line and node id it names. */
-struct target {
-        Line *line;
-        uint8_t node;                   /* 0 = legacy */
-        char *canonical;                /* "node3", or "can1/node3" with several lines */
-};
-void target_done(struct target *t);
-
-/* Resolve "nodeN", "N", "legacy", a configured name, each optionally
- * prefixed by "IF/". Returns 0, -ENOENT (no such node or line: `ret_why`
- * says which), -EADDRINUSE (a bare id several lines could mean:
- * `ret_why` names the candidates), -EINVAL or -ENOMEM. */
+/* Target resolution and names (targets.h) over m's configuration, node
+ * table and lines, borrowed: valid until one of them changes. */
+struct targets_context manager_targets(Manager *m);
+/* targets_resolve_target() over manager_targets(m). */
 int manager_resolve_target(Manager *m, const char *target, struct target *ret, char **ret_why);
 
-/* How messages and the API call a node: its configured name, else the
- * canonical target. */
+/* How messages and the API call a node: targets_display_name() and
+ * targets_canonical(). */
 char *manager_node_display_name(Manager *m, const Line *line, uint8_t node);
 char *manager_node_canonical(Manager *m, const Line *line, uint8_t node);
 Line *manager_find_line(Manager *m, const char *interface);

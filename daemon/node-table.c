@@ -832,3 +832,21 @@ char *node_entry_running(const NodeEntry *e) {
                 return NULL;
         return s;
 }
+
+/* ---- lookup by UID ---- */
+
+NodeEntry *node_table_find_uid(NodeTable *t, const char *interface, const uint8_t uid[static 4]) {
+        NodeEntry *best = NULL;
+
+        for (size_t i = 0; i < t->n_entries; i++) {
+                NodeEntry *e = t->entries[i];
+
+                if (!e->known || e->legacy || memcmp(e->info.uid, uid, sizeof(e->info.uid)) != 0)
+                        continue;
+                if (interface && strcmp(e->interface, interface) != 0)
+                        continue;
+                if (!best || e->last_seen_usec > best->last_seen_usec)
+                        best = e;
+        }
+        return best;
+}

@@ -112,3 +112,13 @@ char *node_entry_running(const NodeEntry *e);
 /* The table's order of interface names: digit runs compare as numbers,
  * so "can2" comes before "can10"; a total order (ties broken by bytes). */
 int interface_name_compare(const char *a, const char *b);
+
+/* ---- lookup by UID ---- */
+
+/* The entry of the board with this UID (the first 4 bytes, as INFO
+ * reports them): a known extended node on `interface`, or on any line
+ * when it is NULL. A board that was re-addressed or moved leaves its old
+ * entries behind with its UID until another board answers there; the one
+ * seen last is where the board is. Ties go to the first in table order.
+ * NULL if no entry has the UID. */
+NodeEntry *node_table_find_uid(NodeTable *t, const char *interface, const uint8_t uid[static 4]);

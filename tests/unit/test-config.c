@@ -136,6 +136,7 @@ static void assert_defaults(const struct config *c) {
         assert_true(c->session.verify);
         assert_true(c->session.reboot);
         assert_int_equal(c->n_names, 0);
+        assert_int_equal(c->n_groups, 0);
 }
 
 static void test_defaults(void **state) {
@@ -425,11 +426,11 @@ static const struct bad bad_files[] = {
         { "[Daemon]\nHistory=1\nStateDirectory=/tmp\n",
           "FILE:3: unknown key StateDirectory= in [Daemon], expected History= or MaxAttempts=\n" },
         { "[Bus]\nInterface=can0\n[Busses]\nInterface=can1\nBitrate=1\n",
-          "FILE:3: unknown section [Busses], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n" },
+          "FILE:3: unknown section [Busses], expected [Bus], [Protocol], [Access], [Daemon], [Nodes] or [Groups]\n" },
         { "[bus]\nInterface=can1\n",
-          "FILE:1: unknown section [bus], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n" },
+          "FILE:1: unknown section [bus], expected [Bus], [Protocol], [Access], [Daemon], [Nodes] or [Groups]\n" },
         { "# comment\nTimeout=100\n[Protocol]\n",
-          "FILE:2: Timeout=100: outside a section, put it under [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n" },
+          "FILE:2: Timeout=100: outside a section, put it under [Bus], [Protocol], [Access], [Daemon], [Nodes] or [Groups]\n" },
         { "[Bus\nInterface=can1\n",
           "FILE:1: [Bus: missing ']' after the section name\n" },
         { "[Bus] [Protocol]\nInterface=can1\n",
@@ -465,23 +466,113 @@ static const struct bad bad_files[] = {
         { "[Nodes]\nabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm=5\n",
           "FILE:2: abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm=5: node name longer than 64 characters\n" },
         { "[Nodes]\npump=0\n",
-          "FILE:2: pump=0: expected a node id 1-254 or legacy\n" },
+          "FILE:2: pump=0: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)\n" },
         { "[Nodes]\npump=255\n",
-          "FILE:2: pump=255: expected a node id 1-254 or legacy\n" },
+          "FILE:2: pump=255: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)\n" },
         { "[Nodes]\npump=-3\n",
-          "FILE:2: pump=-3: expected a node id 1-254 or legacy\n" },
+          "FILE:2: pump=-3: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)\n" },
         { "[Nodes]\npump=node3\n",
-          "FILE:2: pump=node3: expected a node id 1-254 or legacy\n" },
+          "FILE:2: pump=node3: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)\n" },
         { "[Nodes]\npump=LEGACY\n",
-          "FILE:2: pump=LEGACY: expected a node id 1-254 or legacy\n" },
+          "FILE:2: pump=LEGACY: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)\n" },
         { "[Nodes]\npump=\n",
-          "FILE:2: pump=: expected a node id 1-254 or legacy\n" },
+          "FILE:2: pump=: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)\n" },
         { "[Nodes]\npump=3\nfan=4\npump=3\n",
           "FILE:4: pump=3: duplicate node name \"pump\", first given on line 2\n" },
         { "[Nodes]\npump=3\n\n# the same board\nwater-pump=3\n",
           "FILE:5: water-pump=3: node 3 is already named \"pump\" on line 2; a node has one name\n" },
         { "[Nodes]\nold=legacy\nolder=legacy\n",
           "FILE:3: older=legacy: node legacy is already named \"old\" on line 2; a node has one name\n" },
+
+        /* Nodes named by UID */
+        { "[Nodes]\npump=uid:A491706\n",
+          "FILE:2: pump=uid:A491706: expected uid: and the board's UID, 8 hexadecimal digits as 'ispctl list' shows it\n" },
+        { "[Nodes]\npump=uid:A4917069F\n",
+          "FILE:2: pump=uid:A4917069F: expected uid: and the board's UID, 8 hexadecimal digits as 'ispctl list' shows it\n" },
+        { "[Nodes]\npump=uid:G4917069\n",
+          "FILE:2: pump=uid:G4917069: expected uid: and the board's UID, 8 hexadecimal digits as 'ispctl list' shows it\n" },
+        { "[Nodes]\npump=uid:0xA49170\n",
+          "FILE:2: pump=uid:0xA49170: expected uid: and the board's UID, 8 hexadecimal digits as 'ispctl list' shows it\n" },
+        { "[Nodes]\npump=uid:\n",
+          "FILE:2: pump=uid:: expected uid: and the board's UID, 8 hexadecimal digits as 'ispctl list' shows it\n" },
+        { "[Nodes]\npump=UID:A4917069\n",
+          "FILE:2: pump=UID:A4917069: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)\n" },
+        { "[Nodes]\npump=A4917069\n",
+          "FILE:2: pump=A4917069: expected a node id 1-254, legacy or uid:XXXXXXXX (the board's UID)\n" },
+        { "[Nodes]\npump=uid:A4917069\nfan=3\ntank=uid:a4917069\n",
+          "FILE:4: tank=uid:a4917069: board A4917069 is already named \"pump\" on line 2; a board has one name\n" },
+        { "[Nodes]\npump=uid:A4917069\npump=3\n",
+          "FILE:3: pump=3: duplicate node name \"pump\", first given on line 2\n" },
+        { "[Nodes]\nnode7=uid:A4917069\n",
+          "FILE:2: node7=uid:A4917069: node name \"node7\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n" },
+
+        /* Groups: names */
+        { "[Groups]\n3pumps=3\n",
+          "FILE:2: 3pumps=3: invalid group name, expected a letter, then letters, digits, '_', '-' or '.'\n" },
+        { "[Groups]\nabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm=5\n",
+          "FILE:2: abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklm=5: group name longer than 64 characters\n" },
+        { "[Groups]\nnode3=3 4\n",
+          "FILE:2: node3=3 4: group name \"node3\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n" },
+        { "[Groups]\nlegacy=3 4\n",
+          "FILE:2: legacy=3 4: group name \"legacy\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n" },
+        { "[Groups]\nall=3 4\n",
+          "FILE:2: all=3 4: group name \"all\" is reserved, \"all\" already means every node\n" },
+        { "[Groups]\nAll=3 4\n",
+          "FILE:2: All=3 4: group name \"All\" is reserved, \"all\" already means every node\n" },
+        { "[Groups]\npumps=3 4\nfans=5\npumps=6\n",
+          "FILE:4: pumps=6: duplicate group name \"pumps\", first given on line 2\n" },
+        { "[Nodes]\npump=3\n[Groups]\npump=3 4\n",
+          "FILE:4: pump=3 4: \"pump\" is already a node name, given on line 2\n" },
+        { "[Groups]\npumps=3 4\n[Nodes]\npumps=3\n",
+          "FILE:4: pumps=3: \"pumps\" is already a group name, given on line 2\n" },
+        { "[Groups]\npumps=\n",
+          "FILE:2: pumps=: empty group, expected the nodes it holds, separated by spaces\n" },
+        { "[Groups]\npumps=   # only a comment\n",
+          "FILE:2: pumps=: empty group, expected the nodes it holds, separated by spaces\n" },
+
+        /* Groups: members, checked once the whole file is read */
+        { "[Groups]\npumps=pump 5\n",
+          "FILE:2: pumps=pump 5: \"pump\" is not a node: expected a name from [Nodes], nodeN or N (N = 1-254), each optionally after INTERFACE/\n" },
+        { "[Nodes]\nPump=3\n[Groups]\npumps=pump 5\n",
+          "FILE:4: pumps=pump 5: \"pump\" is not a node: expected a name from [Nodes], nodeN or N (N = 1-254), each optionally after INTERFACE/\n" },
+        { "[Groups]\npumps=5 all\n",
+          "FILE:2: pumps=5 all: \"all\": a group cannot hold \"all\", name its nodes\n" },
+        { "[Groups]\npumps=5 can1/all\n",
+          "FILE:2: pumps=5 can1/all: \"can1/all\": a group cannot hold \"all\", name its nodes\n" },
+        { "[Groups]\npumps=5 legacy\n",
+          "FILE:2: pumps=5 legacy: \"legacy\" is the legacy node, which is flashed alone: it cannot be in a group\n" },
+        { "[Groups]\npumps=can0/legacy 5\n",
+          "FILE:2: pumps=can0/legacy 5: \"can0/legacy\" is the legacy node, which is flashed alone: it cannot be in a group\n" },
+        { "[Nodes]\nold-board=legacy\n[Groups]\nboards=3 old-board\n",
+          "FILE:4: boards=3 old-board: \"old-board\" is the legacy node, which is flashed alone: it cannot be in a group\n" },
+        { "[Groups]\nleft=3 4\nall-pumps=left 5\n",
+          "FILE:3: all-pumps=left 5: \"left\" is a group: a group holds nodes, not groups\n" },
+        { "[Groups]\nloop=loop 5\n",
+          "FILE:2: loop=loop 5: \"loop\" is a group: a group holds nodes, not groups\n" },
+        { "[Groups]\npumps=node0 node255 0 300 3x\n",
+          "FILE:2: pumps=node0 node255 0 300 3x: \"node0\": expected a node id 1-254\n"
+          "FILE:2: pumps=node0 node255 0 300 3x: \"node255\": expected a node id 1-254\n"
+          "FILE:2: pumps=node0 node255 0 300 3x: \"0\": expected a node id 1-254\n"
+          "FILE:2: pumps=node0 node255 0 300 3x: \"300\": expected a node id 1-254\n"
+          "FILE:2: pumps=node0 node255 0 300 3x: \"3x\": expected a node id 1-254\n" },
+        { "[Groups]\npumps=NODE3 4\n",
+          "FILE:2: pumps=NODE3 4: \"NODE3\" is not a node: expected a name from [Nodes], nodeN or N (N = 1-254), each optionally after INTERFACE/\n" },
+        { "[Groups]\npumps=can-interface-16/node3 4\n",
+          "FILE:2: pumps=can-interface-16/node3 4: \"can-interface-16/node3\": \"can-interface-16\" is not a network interface name\n" },
+        { "[Groups]\npumps=/node3 4\n",
+          "FILE:2: pumps=/node3 4: \"/node3\": \"\" is not a network interface name\n" },
+        { "[Groups]\npumps=can0/ 4\n",
+          "FILE:2: pumps=can0/ 4: \"can0/\" is not a node: expected a name from [Nodes], nodeN or N (N = 1-254), each optionally after INTERFACE/\n" },
+        { "[Groups]\npumps=can0/can1/node3 4\n",
+          "FILE:2: pumps=can0/can1/node3 4: \"can0/can1/node3\" is not a node: expected a name from [Nodes], nodeN or N (N = 1-254), each optionally after INTERFACE/\n" },
+        { "[Groups]\npumps=4 5 4\n",
+          "FILE:2: pumps=4 5 4: \"4\" is given twice: name each node once\n" },
+        { "[Nodes]\npump=3\n[Groups]\npumps=pump 5 node3\n",
+          "FILE:4: pumps=pump 5 node3: \"pump\" and \"node3\" both name node3: name each node once\n" },
+        { "[Groups]\npumps=can1/3 5 can1/node3\n",
+          "FILE:2: pumps=can1/3 5 can1/node3: \"can1/3\" and \"can1/node3\" both name can1/node3: name each node once\n" },
+        { "[Nodes]\npump=uid:A4917069\n[Groups]\npumps=pump 5 pump\n",
+          "FILE:4: pumps=pump 5 pump: \"pump\" is given twice: name each node once\n" },
 
         /* Every error in a file, each at its line. */
         { "[Bus]\n"
@@ -496,10 +587,25 @@ static const struct bad bad_files[] = {
           "ok=2\n"
           "ok=3\n",
           "FILE:2: Bitrate=1: out of range, expected 0 (leave the interface as it is) or 10000-1000000 bit/s\n"
-          "FILE:3: unknown section [Bogus], expected [Bus], [Protocol], [Access], [Daemon] or [Nodes]\n"
+          "FILE:3: unknown section [Bogus], expected [Bus], [Protocol], [Access], [Daemon], [Nodes] or [Groups]\n"
           "FILE:6: Window=0: out of range, expected 1-64 frames\n"
           "FILE:9: node1=1: node name \"node1\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n"
           "FILE:11: ok=3: duplicate node name \"ok\", first given on line 10\n" },
+
+        /* Groups' members last, each at its group's line, in the order of
+         * the groups. */
+        { "[Groups]\n"
+          "first=fan 3\n"
+          "second=1 all\n"
+          "[Nodes]\n"
+          "pump=3\n"
+          "node2=2\n"
+          "[Groups]\n"
+          "third=pump 1 pump\n",
+          "FILE:6: node2=2: node name \"node2\" is reserved, \"legacy\" and \"nodeN\" already name nodes\n"
+          "FILE:2: first=fan 3: \"fan\" is not a node: expected a name from [Nodes], nodeN or N (N = 1-254), each optionally after INTERFACE/\n"
+          "FILE:3: second=1 all: \"all\": a group cannot hold \"all\", name its nodes\n"
+          "FILE:8: third=pump 1 pump: \"pump\" is given twice: name each node once\n" },
 };
 
 static void test_errors(void **state) {
@@ -631,6 +737,117 @@ static void test_lookup(void **state) {
         config_done(&c);
 }
 
+static void test_uid_names(void **state) {
+        static const uint8_t pump_uid[4] = { 0xA4, 0x91, 0x70, 0x69 }, tank_uid[4] = { 0x00, 0xC0, 0xFF, 0xEE },
+                             other_uid[4] = { 0xA4, 0x91, 0x70, 0x6A };
+        const struct config_node_name *n;
+        struct config c;
+        char *err;
+
+        assert_int_equal(config_init(&c), 0);
+        /* A UID name and an id name may name different boards side by side,
+         * and a UID name takes no id, not even the legacy node's. */
+        assert_int_equal(load_text(&c,
+                "[Nodes]\n"
+                "pump = uid:a4917069\n"
+                "tank = uid:00C0FFEE   # upper case\n"
+                "fan = 3\n", &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+
+        n = config_find_name(&c, "pump");
+        assert_non_null(n);
+        assert_true(n->by_uid);
+        assert_memory_equal(n->uid, pump_uid, 4);
+        n = config_find_name(&c, "fan");
+        assert_non_null(n);
+        assert_false(n->by_uid);
+        assert_int_equal(n->node, 3);
+        assert_null(config_find_name(&c, "Pump"));
+        assert_null(config_find_name(&c, NULL));
+
+        assert_string_equal(config_uid_name(&c, pump_uid), "pump");
+        assert_string_equal(config_uid_name(&c, tank_uid), "tank");
+        assert_null(config_uid_name(&c, other_uid));
+        /* UID names are no names of an id */
+        assert_int_equal(config_lookup_name(&c, "pump"), -ENOENT);
+        assert_int_equal(config_lookup_name(&c, "fan"), 3);
+        assert_null(config_node_name(&c, 0));
+        assert_string_equal(config_node_name(&c, 3), "fan");
+
+        /* A later file: a board keeps one name across files too. */
+        assert_int_equal(load_text(&c, "[Nodes]\nbig-pump=uid:A4917069\n", &err), -EINVAL);
+        assert_string_equal(err,
+                "FILE:2: big-pump=uid:A4917069: board A4917069 is already named \"pump\" in an earlier file; a board has one name\n");
+        free(err);
+        assert_int_equal(load_text(&c, "[Nodes]\nvalve=uid:A491706A\n", &err), 0);
+        free(err);
+        assert_string_equal(config_uid_name(&c, other_uid), "valve");
+        assert_int_equal(c.n_names, 4);
+        config_done(&c);
+}
+
+static void test_groups(void **state) {
+        const struct config_group *g;
+        struct config c;
+        char *err;
+
+        assert_int_equal(config_init(&c), 0);
+        /* [Groups] before the [Nodes] it names; every target form. */
+        assert_int_equal(load_text(&c,
+                "[Groups]\n"
+                "pumps = pump 5  can1/node7\tnode9 # four\n"
+                "all-of-can1 = can1/pump can1/5 can1/tank\n"
+                "one = tank\n"
+                "[Nodes]\n"
+                "pump = uid:A4917069\n"
+                "tank = 12\n", &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+
+        assert_int_equal(c.n_groups, 3);
+        g = config_find_group(&c, "pumps");
+        assert_non_null(g);
+        assert_string_equal(g->name, "pumps");
+        assert_int_equal(g->n_members, 4);
+        assert_string_equal(g->members[0], "pump");
+        assert_string_equal(g->members[1], "5");
+        assert_string_equal(g->members[2], "can1/node7");
+        assert_string_equal(g->members[3], "node9");
+        g = config_find_group(&c, "all-of-can1");
+        assert_non_null(g);
+        assert_int_equal(g->n_members, 3);
+        assert_string_equal(g->members[2], "can1/tank");
+        assert_int_equal(config_find_group(&c, "one")->n_members, 1);
+        assert_null(config_find_group(&c, "Pumps"));
+        assert_null(config_find_group(&c, "pump"));
+        assert_null(config_find_group(&c, NULL));
+        /* a group is no node name */
+        assert_null(config_find_name(&c, "pumps"));
+
+        /* A later file: its groups may name the earlier nodes; names stay
+         * apart from groups across files. */
+        assert_int_equal(load_text(&c, "[Groups]\nwet=pump tank\n", &err), 0);
+        assert_string_equal(err, "");
+        free(err);
+        assert_int_equal(config_find_group(&c, "wet")->n_members, 2);
+        assert_int_equal(load_text(&c, "[Nodes]\npumps=3\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:2: pumps=3: \"pumps\" is already a group name, given in an earlier file\n");
+        free(err);
+        assert_int_equal(load_text(&c, "[Groups]\ntank=3 4\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:2: tank=3 4: \"tank\" is already a node name, given in an earlier file\n");
+        free(err);
+        assert_int_equal(load_text(&c, "[Groups]\npumps=3 4\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:2: pumps=3 4: duplicate group name \"pumps\", given in an earlier file\n");
+        free(err);
+        assert_int_equal(load_text(&c, "[Groups]\nmore=pumps 3\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:2: more=pumps 3: \"pumps\" is a group: a group holds nodes, not groups\n");
+        free(err);
+        assert_int_equal(c.n_groups, 4);
+        assert_int_equal(c.n_names, 2);
+        config_done(&c);
+}
+
 /* "#Key=value", a capital right after the '#': a commented-out default.
  * The "#pump = 3" lines are examples, not defaults. */
 static bool is_commented_default(const char *line) {
@@ -697,6 +914,8 @@ int main(void) {
                 cmocka_unit_test(test_missing_file),
                 cmocka_unit_test(test_load_over),
                 cmocka_unit_test(test_lookup),
+                cmocka_unit_test(test_uid_names),
+                cmocka_unit_test(test_groups),
                 cmocka_unit_test(test_example_file),
         };
 

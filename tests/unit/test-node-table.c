@@ -610,6 +610,45 @@ static void test_format_uid(void **state) {
         assert_string_equal(buf, "");                   /* never answered */
 }
 
+/* A board is found by its UID wherever it was seen last: an old entry it
+ * left behind (re-addressed, moved to another line) keeps its UID. */
+static void test_find_uid(void **state) {
+        static const uint8_t uid[4] = { 0xA4, 0x91, 0x70, 0x69 }, none[4] = { 0xA4, 0x91, 0x70, 0x6A };
+        Fixture *f = *state;
+        NodeEntry *old, *moved, *other, *e;
+
+        assert_null(node_table_find_uid(f->t, NULL, uid));
+        old = add_full(f->t, "can0", 3, 0xA4917069);
+        other = add_full(f->t, "can0", 4, 0x11223344);
+        assert_ptr_equal(node_table_find_uid(f->t, NULL, uid), old);
+        assert_ptr_equal(node_table_find_uid(f->t, "can0", uid), old);
+        assert_null(node_table_find_uid(f->t, "can1", uid));
+        assert_null(node_table_find_uid(f->t, NULL, none));
+
+        moved = add_full(f->t, "can1", 9, 0xA4917069);
+        moved->last_seen_usec = old->last_seen_usec + 1;
+        assert_ptr_equal(node_table_find_uid(f->t, NULL, uid), moved);
+        assert_ptr_equal(node_table_find_uid(f->t, "can0", uid), old);
+        assert_ptr_equal(node_table_find_uid(f->t, "can1", uid), moved);
+        /* seen at its old place again */
+        old->last_seen_usec = moved->last_seen_usec + 1;
+        assert_ptr_equal(node_table_find_uid(f->t, NULL, uid), old);
+        /* a tie: the first in table order */
+        moved->last_seen_usec = old->last_seen_usec;
+        assert_ptr_equal(node_table_find_uid(f->t, NULL, uid), old);
+
+        /* Only what answered with that UID: not an entry that never
+         * answered (its info is not valid), not the legacy node (no UID). */
+        old->known = false;
+        assert_ptr_equal(node_table_find_uid(f->t, NULL, uid), moved);
+        moved->legacy = true;
+        assert_null(node_table_find_uid(f->t, NULL, uid));
+        assert_int_equal(node_table_add(f->t, "can2", 5, &e), 1);
+        memcpy(e->info.uid, uid, 4);
+        assert_null(node_table_find_uid(f->t, NULL, uid));
+        assert_ptr_equal(node_table_find_uid(f->t, NULL, (const uint8_t[]) { 0x11, 0x22, 0x33, 0x44 }), other);
+}
+
 static void test_state_strings(void **state) {
         static const char *const names[] = { "unknown", "isp", "application", "not-answering" };
 
@@ -653,6 +692,7 @@ int main(void) {
                 T(test_add_rejects_bad_keys),
                 T(test_remove),
                 T(test_format_uid),
+                T(test_find_uid),
                 T(test_state_strings),
                 T(test_interface_order),
 #undef T
