@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <ctype.h>
+#include <errno.h>
 #include <getopt.h>
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -41,6 +45,8 @@ static void help(void) {
                "\n"
                "Commands:\n"
                "  flash TARGET... FILE  Validate FILE, flash it to the targets and wait\n"
+               "  verify TARGET... FILE Compare the targets with FILE, changing nothing\n"
+               "  read TARGET FILE      Read a node's application back into FILE\n"
                "  reboot TARGET...      Reboot nodes from their ISP into their application\n"
                "  status [TARGET]       Show the daemon and its bus, or one node\n"
                "  list                  List the nodes the daemon knows\n"
@@ -58,19 +64,27 @@ static void help(void) {
                "  -h --help              Show this help\n"
                "     --version           Show the version\n"
                "     --json              Print only JSON on standard output\n"
-               "     --format FORMAT     Image format: hex or bin (default: from the file)\n"
+               "     --format FORMAT     Image format: hex or bin (default: from the file;\n"
+               "                         read: bin for .bin and .img, else hex)\n"
                "     --no-block          Queue the jobs and print their paths, do not wait\n"
                "     --no-reboot         flash: leave the nodes in their ISP afterwards\n"
                "     --no-verify         flash: skip verification (the entry is still last)\n"
                "     --full              flash: rewrite every sector of the image, even those\n"
                "                         that already hold it\n"
-               "     --all               flash, reboot: every extended node the daemon knows\n"
+               "     --force             flash: also nodes that hold the image already\n"
+               "     --dry-run           flash: change nothing, show what each node would get\n"
+               "     --require-boot      flash: a node whose new application does not confirm\n"
+               "                         its boot fails\n"
+               "     --canary N          flash: the first N nodes first, the others only when\n"
+               "                         they all succeeded\n"
+               "     --all               flash, verify, reboot: every extended node the daemon\n"
+               "                         knows\n"
                "  -H --host [USER@]HOST  Talk to the daemon on HOST over SSH\n"
                "     --address ADDRESS   Talk to the D-Bus bus at ADDRESS\n"
                "\n"
                "Exit status: 0 success, 1 invalid image, 2 usage error, 3 job failed,\n"
                "4 node not found, 5 access denied, 6 daemon not reachable, 7 other\n"
-               "daemon error. See ispctl(1).\n");
+               "daemon error, 8 verify: a node differs. See ispctl(1).\n");
 }
 
 static const struct {
@@ -78,6 +92,8 @@ static const struct {
         int (*run)(int argc, char *argv[], const struct ispctl_args *args);
 } verbs[] = {
         { "flash",   verb_flash   },
+        { "verify",  verb_verify  },
+        { "read",    verb_read    },
         { "reboot",  verb_reboot  },
         { "status",  verb_status  },
         { "list",    verb_list    },
@@ -90,7 +106,8 @@ static const struct {
 
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT, ARG_NO_BLOCK, ARG_NO_REBOOT,
-               ARG_NO_VERIFY, ARG_FULL, ARG_ALL, ARG_ADDRESS };
+               ARG_NO_VERIFY, ARG_FULL, ARG_FORCE, ARG_DRY_RUN, ARG_REQUIRE_BOOT, ARG_CANARY, ARG_ALL,
+               ARG_ADDRESS };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h'           },
                 { "version",   no_argument,       NULL, ARG_VERSION   },
@@ -100,6 +117,10 @@ int main(int argc, char *argv[]) {
                 { "no-reboot", no_argument,       NULL, ARG_NO_REBOOT },
                 { "no-verify", no_argument,       NULL, ARG_NO_VERIFY },
                 { "full",      no_argument,       NULL, ARG_FULL      },
+                { "force",     no_argument,       NULL, ARG_FORCE     },
+                { "dry-run",   no_argument,       NULL, ARG_DRY_RUN   },
+                { "require-boot", no_argument,    NULL, ARG_REQUIRE_BOOT },
+                { "canary",    required_argument, NULL, ARG_CANARY    },
                 { "all",       no_argument,       NULL, ARG_ALL       },
                 { "host",      required_argument, NULL, 'H'           },
                 { "address",   required_argument, NULL, ARG_ADDRESS   },
@@ -140,6 +161,29 @@ int main(int argc, char *argv[]) {
                 case ARG_FULL:
                         args.full = true;
                         break;
+                case ARG_FORCE:
+                        args.force = true;
+                        break;
+                case ARG_DRY_RUN:
+                        args.dry_run = true;
+                        break;
+                case ARG_REQUIRE_BOOT:
+                        args.require_boot = true;
+                        break;
+                case ARG_CANARY: {
+                        char *end;
+                        unsigned long n;
+
+                        errno = 0;
+                        n = strtoul(optarg, &end, 10);
+                        if (!isdigit((unsigned char) optarg[0]) || *end || errno || n > UINT32_MAX) {
+                                ispctl_error(&args, NULL, 0, false,
+                                             "ispctl: --canary takes a number of nodes, not '%s'", optarg);
+                                return ISPCTL_EXIT_USAGE;
+                        }
+                        args.canary = (unsigned) n;
+                        break;
+                }
                 case ARG_ALL:
                         args.all = true;
                         break;

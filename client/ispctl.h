@@ -9,13 +9,14 @@ struct isp_image;
 /* Exit statuses, documented in ispctl(1); scripts rely on them. */
 enum {
         ISPCTL_EXIT_SUCCESS       = 0,
-        ISPCTL_EXIT_INVALID_IMAGE = 1,  /* also: image file unreadable */
+        ISPCTL_EXIT_INVALID_IMAGE = 1,  /* also: image file unreadable; read: FILE not writable */
         ISPCTL_EXIT_USAGE         = 2,
         ISPCTL_EXIT_JOB_FAILED    = 3,  /* failed or cancelled */
         ISPCTL_EXIT_NODE_NOT_FOUND = 4,
         ISPCTL_EXIT_ACCESS_DENIED = 5,
         ISPCTL_EXIT_UNREACHABLE   = 6,
         ISPCTL_EXIT_DAEMON_ERROR  = 7,
+        ISPCTL_EXIT_DIFFERS       = 8,  /* verify: a node differs from the image, none failed */
 };
 
 struct ispctl_args {
@@ -24,6 +25,10 @@ struct ispctl_args {
         bool no_reboot;
         bool no_verify;
         bool full;
+        bool force;
+        bool dry_run;
+        bool require_boot;
+        unsigned canary;        /* --canary, 0 = none */
         bool all;
         const char *format;     /* --format, NULL = from the file */
         const char *host;       /* -H */
@@ -32,6 +37,8 @@ struct ispctl_args {
 
 int verb_inspect(int argc, char *argv[], const struct ispctl_args *args);
 int verb_flash(int argc, char *argv[], const struct ispctl_args *args);
+int verb_verify(int argc, char *argv[], const struct ispctl_args *args);
+int verb_read(int argc, char *argv[], const struct ispctl_args *args);
 int verb_reboot(int argc, char *argv[], const struct ispctl_args *args);
 int verb_scan(int argc, char *argv[], const struct ispctl_args *args);
 int verb_status(int argc, char *argv[], const struct ispctl_args *args);
@@ -50,6 +57,22 @@ void ispctl_error(const struct ispctl_args *args, const char *file, int line, bo
  * exit status. ret_data/ret_size (optional) get the raw file. */
 int ispctl_load_image(const char *path, const struct ispctl_args *args, struct isp_image **ret,
                       char **ret_data, size_t *ret_size);
+
+/* read: the format FILE is written in: --format, else BIN for the
+ * extensions .bin and .img, else HEX. Returns it, or -EINVAL (reported). */
+int ispctl_save_format(const char *path, const struct ispctl_args *args);
+
+/* read: check, before the daemon is asked, that FILE can be written (its
+ * directory takes a new file; FILE is no directory). Returns 0 or an exit
+ * status (reported). */
+int ispctl_save_check(const char *path, const struct ispctl_args *args);
+
+/* read: load `hex` (the node image as Job.GetImage() gives it) into
+ * ret_img and write it to FILE in `format`, atomically: FILE is replaced
+ * whole or not at all. `what` names the node in messages. Returns 0 or an
+ * exit status (reported). */
+int ispctl_save_image(const char *path, int format, const char *hex, size_t len, const char *what,
+                      const struct ispctl_args *args, struct isp_image *ret_img);
 
 /* Connect to the bus the options name. Returns 0 or an exit status. */
 int ispctl_connect(const struct ispctl_args *args, sd_bus **ret);

@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* flash, reboot, scan: queue jobs, then follow them to their end with a
- * live progress display (terminal), one line per phase change (pipe), or
- * one JSON object at the end (--json). A job of several nodes (FlashNodes)
- * is shown as one line per node, from its Nodes property. */
+/* flash, verify, read, reboot, scan: queue jobs, then follow them to
+ * their end with a live progress display (terminal), one line per phase
+ * change (pipe), or one JSON object at the end (--json). A job of several
+ * nodes (FlashNodes, Verify) is shown as one line per node, from its Nodes
+ * property; a job of one node takes its outcome from there too. */
 #include <errno.h>
+#include <inttypes.h>
 #include <json-c/json.h>
 #include <signal.h>
 #include <stdio.h>
@@ -20,7 +22,14 @@
 #include "util.h"
 
 #define REDRAW_USEC (100 * 1000ULL)
-#define NODES_SIGNATURE "a(ssyssttuuus)"
+/* Job.Nodes, and the same before issue 10 (a daemon on another host may
+ * be older): the first 11 fields are common. */
+#define NODES_FIELDS "ssyssttuuusssutau"
+#define NODES_FIELDS_V1 "ssyssttuuus"
+#define NODES_STRUCT "(" NODES_FIELDS ")"
+#define NODES_STRUCT_V1 "(" NODES_FIELDS_V1 ")"
+/* the differing sectors listed in a line; the rest are counted */
+#define DIFFERING_SHOWN 8
 
 /* One line of the display: a job, or one node of a job of several. */
 struct row {
@@ -39,6 +48,14 @@ struct watched_node {
         char *interface;
         uint8_t id;
         unsigned sectors_written, sectors_skipped, repairs;
+        char outcome[16];               /* "" while it runs or when it failed */
+        char boot[16];                  /* confirmed, unconfirmed, failed; "" none */
+        unsigned sectors_to_erase;
+        uint64_t estimate_usec;         /* dry run */
+        uint32_t *differing;            /* flash offsets of differing sectors */
+        size_t n_differing;
+        uint32_t board_crc;             /* verify: its ImageCRC, asked once */
+        bool board_crc_asked;
 };
 
 struct watched_job {
@@ -46,8 +63,15 @@ struct watched_job {
         char *path;
         uint32_t id;
         bool by_node;                   /* shown as its nodes */
-        struct watched_node *nodes;
+        struct watched_node *nodes;     /* Nodes: also for a job of one node */
         size_t n_nodes;
+};
+
+/* What the verb asked for: how the end of a job of several nodes is summed up. */
+enum waiter_mode {
+        WAITER_FLASH,                   /* flash, reboot, scan */
+        WAITER_DRY_RUN,
+        WAITER_VERIFY,
 };
 
 struct waiter {
@@ -61,6 +85,12 @@ struct waiter {
         bool dirty;
         bool quiet;             /* no display, no JSON: the caller reports */
         bool daemon_gone;       /* stcispd left the bus while we followed */
+        bool finishing;         /* the last draw, after the final states are read */
+        enum waiter_mode mode;
+        const char *file;       /* verify: the image file, for messages */
+        uint32_t file_crc;      /* verify: its CRC-32 (ispctl inspect's) */
+        bool keep_json;         /* leave the result in `json` for the caller to complete */
+        json_object *json;
         sd_event_source *redraw;
 };
 
@@ -90,6 +120,7 @@ static void watched_node_done(struct watched_node *nd) {
         free(nd->row.label);
         free(nd->row.error);
         free(nd->interface);
+        free(nd->differing);
 }
 
 /* Keep the first n nodes, drop the rest. */
@@ -116,24 +147,56 @@ static int watched_nodes_append(struct watched_job *j, const char *ifname, const
         return 0;
 }
 
-/* Nodes: a(ssyssttuuus). The daemon never reorders them, so an entry
- * keeps its place from one signal to the next, and with it its phase
- * start and what was printed for it. */
-static int read_nodes(sd_bus_message *m, struct watched_job *j) {
-        const char *ifname, *name, *state, *phase, *error;
-        uint64_t done, total;
-        uint32_t written, skipped, repairs;
-        size_t n = 0;
-        uint8_t id;
+/* The differing sector offsets (au) of one Nodes entry. */
+static int read_differing(sd_bus_message *m, struct watched_node *nd) {
+        uint32_t off;
         int r;
 
-        r = sd_bus_message_enter_container(m, 'v', NODES_SIGNATURE);
+        nd->differing = mfree(nd->differing);
+        nd->n_differing = 0;
+        r = sd_bus_message_enter_container(m, 'a', "u");
+        while (r >= 0 && (r = sd_bus_message_read_basic(m, 'u', &off)) > 0) {
+                uint32_t *v = realloc(nd->differing, (nd->n_differing + 1) * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                nd->differing = v;
+                nd->differing[nd->n_differing++] = off;
+        }
+        return r < 0 ? r : sd_bus_message_exit_container(m);
+}
+
+/* Nodes: a(ssyssttuuusssutau). The daemon never reorders them, so an
+ * entry keeps its place from one signal to the next, and with it its
+ * phase start and what was printed for it. */
+static int read_nodes(sd_bus_message *m, struct watched_job *j) {
+        const char *contents, *ifname, *name, *state, *phase, *error, *outcome = "", *boot = "";
+        uint64_t done, total, estimate = 0;
+        uint32_t written, skipped, repairs, to_erase = 0;
+        size_t n = 0;
+        uint8_t id;
+        bool v1;
+        int r;
+
+        r = sd_bus_message_peek_type(m, NULL, &contents);
+        if (r < 0)
+                return r;
+        v1 = strcmp(contents, "a" NODES_STRUCT_V1) == 0;
+        if (!v1 && strcmp(contents, "a" NODES_STRUCT) != 0)
+                return sd_bus_message_skip(m, "v");     /* a newer daemon's: no nodes shown */
+
+        r = sd_bus_message_enter_container(m, 'v', contents);
         if (r >= 0)
-                r = sd_bus_message_enter_container(m, 'a', "(ssyssttuuus)");
-        while (r >= 0 && (r = sd_bus_message_read(m, "(ssyssttuuus)", &ifname, &name, &id, &state, &phase, &done,
-                                                  &total, &written, &skipped, &repairs, &error)) > 0) {
+                r = sd_bus_message_enter_container(m, 'a', contents + 1);
+        while (r >= 0 && (r = sd_bus_message_enter_container(m, 'r', v1 ? NODES_FIELDS_V1 : NODES_FIELDS)) > 0) {
                 struct watched_node *nd;
 
+                r = sd_bus_message_read(m, "ssyssttuuus", &ifname, &name, &id, &state, &phase, &done, &total,
+                                        &written, &skipped, &repairs, &error);
+                if (r >= 0 && !v1)
+                        r = sd_bus_message_read(m, "ssut", &outcome, &boot, &to_erase, &estimate);
+                if (r < 0)
+                        return r;
                 if (n >= j->n_nodes || strcmp(j->nodes[n].row.label, name) != 0 ||
                     strcmp(j->nodes[n].interface, ifname) != 0) {
                         watched_nodes_truncate(j, n);
@@ -151,6 +214,13 @@ static int read_nodes(sd_bus_message *m, struct watched_job *j) {
                 nd->sectors_written = written;
                 nd->sectors_skipped = skipped;
                 nd->repairs = repairs;
+                snprintf(nd->outcome, sizeof(nd->outcome), "%s", outcome);
+                snprintf(nd->boot, sizeof(nd->boot), "%s", boot);
+                nd->sectors_to_erase = to_erase;
+                nd->estimate_usec = estimate;
+                r = v1 ? 0 : read_differing(m, nd);
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(m);
         }
         if (r >= 0)
                 r = sd_bus_message_exit_container(m);
@@ -208,7 +278,7 @@ static int read_job_props(sd_bus_message *m, struct watched_job *j) {
                         j->row.label = strdup(s);
                         if (!j->row.label)
                                 return -ENOMEM;
-                } else if (strcmp(key, "Nodes") == 0 && j->by_node) {
+                } else if (strcmp(key, "Nodes") == 0) {
                         r = read_nodes(m, j);
                         if (r < 0)
                                 return r;
@@ -249,17 +319,114 @@ static void format_size(uint64_t v, char *buf, size_t n) {
                 snprintf(buf, n, "%.1f KiB", (double) v / 1024.0);
 }
 
+/* The board's ImageCRC (what its application answered IDENTIFY with),
+ * from the node's properties; 0 when it has none or the call fails. */
+static uint32_t node_image_crc(sd_bus *bus, const char *target) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+        uint32_t crc = 0;
+        int r;
+
+        r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Status", NULL, &reply,
+                               "s", target);
+        if (r >= 0)
+                r = sd_bus_message_enter_container(reply, 'a', "{sv}");
+        while (r >= 0 && (r = sd_bus_message_enter_container(reply, 'e', "sv")) > 0) {
+                const char *key;
+
+                r = sd_bus_message_read(reply, "s", &key);
+                if (r >= 0 && strcmp(key, "ImageCRC") == 0)
+                        r = sd_bus_message_read(reply, "v", "u", &crc);
+                else if (r >= 0)
+                        r = sd_bus_message_skip(reply, "v");
+                if (r >= 0)
+                        r = sd_bus_message_exit_container(reply);
+        }
+        return crc;
+}
+
+/* "differs: 3 sectors (FE:0200 FE:0400 FF:1000)"; a running board, which
+ * is compared by its image CRC: "differs: runs image 1C291CA3, app.hex is
+ * 5907571D". */
+static void differs_text(struct waiter *w, struct watched_node *nd, char *buf, size_t n) {
+        size_t k;
+
+        if (nd->n_differing > 0) {
+                k = (size_t) snprintf(buf, n, "differs: %zu sector%s (", nd->n_differing, nd->n_differing == 1 ? "" : "s");
+                for (size_t i = 0; i < nd->n_differing && i < DIFFERING_SHOWN && k < n; i++) {
+                        char a[ISP_ADDR_STRING_MAX];
+
+                        k += (size_t) snprintf(buf + k, n - k, "%s%s", i ? " " : "",
+                                               isp_offset_to_string(nd->differing[i], a));
+                }
+                if (nd->n_differing > DIFFERING_SHOWN && k < n)
+                        k += (size_t) snprintf(buf + k, n - k, " and %zu more", nd->n_differing - DIFFERING_SHOWN);
+                if (k < n)
+                        snprintf(buf + k, n - k, ")");
+                return;
+        }
+        if (w->file && !nd->board_crc_asked) {
+                nd->board_crc = node_image_crc(w->bus, nd->row.label);
+                nd->board_crc_asked = true;
+        }
+        if (w->file && nd->board_crc)
+                snprintf(buf, n, "differs: runs image %08" PRIX32 ", %s is %08" PRIX32, nd->board_crc, w->file,
+                         w->file_crc);
+        else
+                snprintf(buf, n, "differs");
+}
+
+/* How a row ended, for people: "succeeded (boot confirmed)", "up-to-date",
+ * "not-started", "would erase 12 sectors, write 5432 bytes (about 1.2 s)",
+ * "matches", "differs: …", "failed: <error>", "cancelled". The state and
+ * error are the row's; the outcome is its node's (nd, NULL when the job
+ * has no node entry: a scan, or an older daemon). */
+static void result_text(struct waiter *w, const struct row *row, struct watched_node *nd, char *buf, size_t n) {
+        const char *outcome = nd ? nd->outcome : "";
+        const char *boot = nd ? nd->boot : "";
+
+        /* a canary failed first: whatever state the daemon gives it */
+        if (strcmp(outcome, "not-started") == 0) {
+                snprintf(buf, n, "not-started");
+                return;
+        }
+        if (strcmp(row->state, "succeeded") != 0) {
+                snprintf(buf, n, "%s%s%s", row->state, row->error ? ": " : "", strempty(row->error));
+                return;
+        }
+
+        if (strcmp(outcome, "would-flash") == 0) {
+                int k = snprintf(buf, n, "would erase %u sector%s, write %llu byte%s", nd->sectors_to_erase,
+                                 nd->sectors_to_erase == 1 ? "" : "s", (unsigned long long) nd->row.total,
+                                 nd->row.total == 1 ? "" : "s");
+
+                if (nd->estimate_usec > 0 && k >= 0 && (size_t) k < n)
+                        snprintf(buf + k, n - (size_t) k, " (about %.1f s)", (double) nd->estimate_usec / 1e6);
+        } else if (strcmp(outcome, "differs") == 0)
+                differs_text(w, nd, buf, n);
+        else if (strcmp(outcome, "matches") == 0 || strcmp(outcome, "up-to-date") == 0)
+                snprintf(buf, n, "%s%s%s%s", outcome, *boot ? " (boot " : "", boot, *boot ? ")" : "");
+        else
+                /* flashed, rebooted, read, or no outcome (an older daemon) */
+                snprintf(buf, n, "succeeded%s%s%s", *boot ? " (boot " : "", boot, *boot ? ")" : "");
+}
+
+/* The node entry that tells how a job of one node ended, NULL if none. */
+static struct watched_node *job_node(struct watched_job *j) {
+        return j->n_nodes == 1 ? &j->nodes[0] : NULL;
+}
+
 /* "node3    program    12.0 KiB/16.3 KiB   5.1 KiB/s  ETA 0:01". A node's
  * figures are its PROGRAM bytes (program_only): shown while it programs. */
-static void row_line(const struct row *j, int width, bool program_only, char *buf, size_t n) {
+static void row_line(struct waiter *w, const struct row *j, struct watched_node *nd, int width, bool program_only,
+                     char *buf, size_t n) {
         char a[32], b[32], rate[32];
         uint64_t elapsed = now_usec(CLOCK_MONOTONIC) - j->phase_start;
 
         if (j->final) {
-                if (j->error)
-                        snprintf(buf, n, "%-*s %s: %s", width, j->label, j->state, j->error);
-                else
-                        snprintf(buf, n, "%-*s %s", width, j->label, j->state);
+                char result[384];
+
+                result_text(w, j, nd, result, sizeof(result));
+                snprintf(buf, n, "%-*s %s", width, j->label, result);
                 return;
         }
         if (strcmp(j->state, "queued") == 0) {
@@ -297,15 +464,21 @@ static int nodes_width(const struct watched_job *j) {
         return (int) w;
 }
 
-/* Pipe mode: a line when the row enters a phase, and one at its end. */
-static void row_print_change(struct row *r) {
+/* Pipe mode: a line when the row enters a phase, and one at its end. The
+ * end of a job of one node waits for its node entry, which says how it
+ * ended (up-to-date, the boot), unless this is the last draw. */
+static void row_print_change(struct waiter *w, struct row *r, struct watched_node *nd) {
         const char *what = r->final ? r->state : r->phase;
+        char result[384];
 
         if (!*what || strcmp(what, "none") == 0 || strcmp(r->printed_phase, what) == 0)
                 return;
-        if (r->final && r->error)
-                printf("%s: %s: %s\n", r->label, r->state, r->error);
-        else
+        if (r->final && nd && !nd->row.final && !w->finishing)
+                return;
+        if (r->final) {
+                result_text(w, r, nd, result, sizeof(result));
+                printf("%s: %s\n", r->label, result);
+        } else
                 printf("%s: %s\n", r->label, what);
         snprintf(r->printed_phase, sizeof(r->printed_phase), "%s", what);
 }
@@ -325,13 +498,14 @@ static void draw(struct waiter *w) {
                         char line[512];
 
                         if (!j->by_node) {
-                                row_line(&j->row, 10, /* program_only= */ false, line, sizeof(line));
+                                row_line(w, &j->row, job_node(j), 10, /* program_only= */ false, line, sizeof(line));
                                 printf("\r\033[K%s\n", line);
                                 lines++;
                                 continue;
                         }
                         for (size_t k = 0; k < j->n_nodes; k++) {
-                                row_line(&j->nodes[k].row, nodes_width(j), /* program_only= */ true, line, sizeof(line));
+                                row_line(w, &j->nodes[k].row, &j->nodes[k], nodes_width(j), /* program_only= */ true,
+                                         line, sizeof(line));
                                 printf("\r\033[K%s\n", line);
                                 lines++;
                         }
@@ -342,9 +516,9 @@ static void draw(struct waiter *w) {
                         struct watched_job *j = &w->jobs[i];
 
                         if (!j->by_node)
-                                row_print_change(&j->row);
+                                row_print_change(w, &j->row, job_node(j));
                         for (size_t k = 0; j->by_node && k < j->n_nodes; k++)
-                                row_print_change(&j->nodes[k].row);
+                                row_print_change(w, &j->nodes[k].row, &j->nodes[k]);
                 }
         fflush(stdout);
         w->dirty = false;
@@ -408,6 +582,7 @@ static void waiter_done(struct waiter *w) {
                 free(w->jobs[i].nodes);
         }
         free(w->jobs);
+        json_object_put(w->json);
         sd_event_source_disable_unref(w->redraw);
         sd_event_unref(w->event);
 }
@@ -477,7 +652,7 @@ static json_object *job_json(const struct watched_job *j) {
 }
 
 static json_object *node_json(const struct watched_job *j, const struct watched_node *nd) {
-        json_object *o = json_object_new_object();
+        json_object *o = json_object_new_object(), *differing;
 
         json_object_object_add(o, "interface", json_object_new_string(nd->interface));
         json_object_object_add(o, "name", json_object_new_string(nd->row.label));
@@ -491,10 +666,19 @@ static json_object *node_json(const struct watched_job *j, const struct watched_
         json_object_object_add(o, "sectors_skipped", json_object_new_int64(nd->sectors_skipped));
         json_object_object_add(o, "repairs", json_object_new_int64(nd->repairs));
         json_object_object_add(o, "error", nd->row.error ? json_object_new_string(nd->row.error) : NULL);
+        json_object_object_add(o, "outcome", *nd->outcome ? json_object_new_string(nd->outcome) : NULL);
+        json_object_object_add(o, "boot", *nd->boot ? json_object_new_string(nd->boot) : NULL);
+        json_object_object_add(o, "sectors_to_erase", json_object_new_int64(nd->sectors_to_erase));
+        json_object_object_add(o, "estimate_usec", json_object_new_int64((int64_t) nd->estimate_usec));
+        /* logical addresses, as inspect's "ranges" give them */
+        differing = json_object_new_array();
+        for (size_t i = 0; i < nd->n_differing; i++)
+                json_object_array_add(differing, json_object_new_int64(ISP_LOGICAL_BASE + nd->differing[i]));
+        json_object_object_add(o, "differing", differing);
         return o;
 }
 
-/* {"jobs": [...], "nodes": [...] (jobs of several nodes only)} */
+/* {"jobs": [...], "nodes": [...] (when the jobs have node entries)} */
 static json_object *jobs_json(const struct waiter *w) {
         json_object *o = json_object_new_object(), *a = json_object_new_array(), *nodes = NULL;
 
@@ -502,9 +686,7 @@ static json_object *jobs_json(const struct waiter *w) {
                 const struct watched_job *j = &w->jobs[i];
 
                 json_object_array_add(a, job_json(j));
-                if (!j->by_node)
-                        continue;
-                if (!nodes)
+                if (j->n_nodes > 0 && !nodes)
                         nodes = json_object_new_array();
                 for (size_t k = 0; k < j->n_nodes; k++)
                         json_object_array_add(nodes, node_json(j, &j->nodes[k]));
@@ -515,35 +697,81 @@ static json_object *jobs_json(const struct waiter *w) {
         return o;
 }
 
-/* After the live lines: what each node of a job of several got, and a count. */
-static void print_node_summary(const struct watched_job *j) {
-        unsigned n_ok = 0, n_failed = 0, n_cancelled = 0;
-        int width = nodes_width(j);
+/* A node's result in one word, as the summary counts it. */
+static const char *result_word(const struct watched_node *nd) {
+        if (strcmp(nd->outcome, "not-started") == 0)
+                return "not-started";
+        if (strcmp(nd->row.state, "succeeded") != 0)
+                return strcmp(nd->row.state, "cancelled") == 0 ? "cancelled" : "failed";
+        if (strcmp(nd->outcome, "would-flash") == 0 || strcmp(nd->outcome, "matches") == 0 ||
+            strcmp(nd->outcome, "differs") == 0 || strcmp(nd->outcome, "up-to-date") == 0)
+                return nd->outcome;
+        return "succeeded";
+}
 
-        printf("\n%-*s %-10s %7s %7s %7s\n", width, "NODE", "RESULT", "WRITTEN", "SKIPPED", "REPAIRS");
+/* "3 nodes: 1 succeeded, 1 failed, 1 up-to-date": the words the mode is
+ * about, then "failed", always; the others where a node has them. */
+static void print_node_count(const struct waiter *w, const struct watched_job *j) {
+        static const char *const words[] = { "succeeded", "would-flash", "matches", "differs", "failed",
+                                             "up-to-date", "not-started", "cancelled" };
+        const char *always[3] = { "failed" };
+        bool first = true;
+
+        switch (w->mode) {
+        case WAITER_FLASH:   always[1] = "succeeded"; break;
+        case WAITER_DRY_RUN: always[1] = "would-flash"; break;
+        case WAITER_VERIFY:  always[1] = "matches"; always[2] = "differs"; break;
+        }
+        printf("%zu node%s:", j->n_nodes, j->n_nodes == 1 ? "" : "s");
+        for (size_t i = 0; i < ELEMENTSOF(words); i++) {
+                unsigned count = 0;
+                bool show = false;
+
+                for (size_t k = 0; k < j->n_nodes; k++)
+                        count += strcmp(result_word(&j->nodes[k]), words[i]) == 0;
+                for (size_t a = 0; a < ELEMENTSOF(always); a++)
+                        show = show || (always[a] && strcmp(always[a], words[i]) == 0);
+                if (count == 0 && !show)
+                        continue;
+                printf("%s %u %s", first ? "" : ",", count, words[i]);
+                first = false;
+        }
+        printf("\n");
+}
+
+/* After the live lines, what each node of a job of several got. A flash:
+ * a table (the sectors, the boot where a node was rebooted) and a count;
+ * a dry run or a verify: the lines said it all, a count. */
+static void print_node_summary(const struct waiter *w, const struct watched_job *j) {
+        int width = nodes_width(j);
+        bool boot = false;
+
+        if (w->mode != WAITER_FLASH) {
+                if (j->n_nodes > 1) {
+                        printf("\n");
+                        print_node_count(w, j);
+                }
+                return;
+        }
+        for (size_t k = 0; k < j->n_nodes; k++)
+                boot = boot || *j->nodes[k].boot;
+
+        printf("\n%-*s %-11s %7s %7s %7s%s\n", width, "NODE", "RESULT", "WRITTEN", "SKIPPED", "REPAIRS",
+               boot ? " BOOT" : "");
         for (size_t k = 0; k < j->n_nodes; k++) {
                 const struct watched_node *nd = &j->nodes[k];
 
-                printf("%-*s %-10s %7u %7u %7u\n", width, nd->row.label, nd->row.state, nd->sectors_written,
-                       nd->sectors_skipped, nd->repairs);
-                if (strcmp(nd->row.state, "succeeded") == 0)
-                        n_ok++;
-                else if (strcmp(nd->row.state, "cancelled") == 0)
-                        n_cancelled++;
-                else
-                        n_failed++;
+                printf("%-*s %-11s %7u %7u %7u%s%s\n", width, nd->row.label, result_word(nd), nd->sectors_written,
+                       nd->sectors_skipped, nd->repairs, boot ? " " : "", boot ? (*nd->boot ? nd->boot : "-") : "");
         }
-        printf("%zu node%s: %u succeeded, %u failed", j->n_nodes, j->n_nodes == 1 ? "" : "s", n_ok, n_failed);
-        if (n_cancelled > 0)
-                printf(", %u cancelled", n_cancelled);
-        printf("\n");
+        print_node_count(w, j);
 }
 
 static bool job_succeeded(const struct watched_job *j) {
         if (strcmp(j->row.state, "succeeded") != 0)
                 return false;
-        for (size_t k = 0; j->by_node && k < j->n_nodes; k++)
-                if (strcmp(j->nodes[k].row.state, "succeeded") != 0)
+        for (size_t k = 0; k < j->n_nodes; k++)
+                if (strcmp(j->nodes[k].row.state, "succeeded") != 0 || strcmp(j->nodes[k].outcome, "not-started") == 0)
                         return false;
         return true;
 }
@@ -605,17 +833,21 @@ static int waiter_run(struct waiter *w) {
                         failed = true;
         }
         w->dirty = true;
+        w->finishing = true;
         draw(w);
         if (!w->args->json && !w->quiet)
                 for (size_t i = 0; i < w->n_jobs; i++)
                         if (w->jobs[i].by_node)
-                                print_node_summary(&w->jobs[i]);
+                                print_node_summary(w, &w->jobs[i]);
 
         if (w->args->json && !w->quiet) {
                 json_object *o = jobs_json(w);
 
                 json_object_object_add(o, "result", json_object_new_string(failed ? "failed" : "succeeded"));
-                output_json(o);
+                if (w->keep_json)
+                        w->json = o;
+                else
+                        output_json(o);
         }
         return failed ? ISPCTL_EXIT_JOB_FAILED : ISPCTL_EXIT_SUCCESS;
 }
@@ -774,8 +1006,9 @@ struct flash_call {
 };
 
 /* Flash or FlashNodes: the targets (one string, or an array), the image,
- * the options. "full" only when asked: a daemon from before it refuses
- * options it does not know. */
+ * the options. "full", "force", "dry-run", "require-boot" and "canary"
+ * only when asked: a daemon from before them refuses options it does not
+ * know. */
 static int append_flash_call(sd_bus *bus, const char *method, const struct targets *targets, const char *target,
                              const struct ispctl_args *args, const struct flash_call *c, sd_bus_message **ret) {
         int r;
@@ -801,6 +1034,14 @@ static int append_flash_call(sd_bus *bus, const char *method, const struct targe
                                           "verify", "b", !args->no_verify);
         if (r >= 0 && args->full)
                 r = sd_bus_message_append(*ret, "{sv}", "full", "b", true);
+        if (r >= 0 && args->force)
+                r = sd_bus_message_append(*ret, "{sv}", "force", "b", true);
+        if (r >= 0 && args->dry_run)
+                r = sd_bus_message_append(*ret, "{sv}", "dry-run", "b", true);
+        if (r >= 0 && args->require_boot)
+                r = sd_bus_message_append(*ret, "{sv}", "require-boot", "b", true);
+        if (r >= 0 && args->canary > 0)
+                r = sd_bus_message_append(*ret, "{sv}", "canary", "u", (uint32_t) args->canary);
         if (r >= 0)
                 r = sd_bus_message_close_container(*ret);
         return r;
@@ -826,6 +1067,7 @@ static int flash_nodes(const struct ispctl_args *args, sd_bus *bus, struct targe
                 r = ispctl_bus_error(args, "Watching the job", NULL, r);
                 goto finish;
         }
+        w.mode = args->dry_run ? WAITER_DRY_RUN : WAITER_FLASH;
         r = append_flash_call(bus, "FlashNodes", targets, NULL, args, c, &m);
         if (r >= 0)
                 r = sd_bus_call(bus, m, 0, &error, &reply);
@@ -879,6 +1121,178 @@ int verb_flash(int argc, char *argv[], const struct ispctl_args *args) {
         if (r == 0)
                 r = flash_nodes(args, bus, &targets, &c);
         targets_done(&targets);
+        return r;
+}
+
+/* Verify: compare the nodes with the image, one job, followed node by
+ * node. Exit status 8 when a node differs and none failed. */
+int verb_verify(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *m = NULL, *reply = NULL;
+        _cleanup_free_ struct isp_image *img = NULL;
+        _cleanup_free_ char *data = NULL;
+        struct targets targets = {};
+        struct waiter w = {};
+        const char *file = argv[argc - 1], *path;
+        bool differs = false;
+        size_t size;
+        int r;
+
+        if (argc < 2 || (argc < 3 && !args->all)) {
+                ispctl_error(args, NULL, 0, false, "Usage: ispctl verify TARGET... FILE (or --all FILE)");
+                return ISPCTL_EXIT_USAGE;
+        }
+        r = ispctl_load_image(file, args, &img, &data, &size);
+        if (r != 0)
+                return r;
+        r = ispctl_connect(args, &bus);
+        if (r != 0)
+                return r;
+        r = collect_targets(args, bus, argv + 1, argc - 2, /* all_for_daemon= */ true, &targets);
+        if (r != 0)
+                goto finish;
+
+        r = waiter_init(&w, args, bus, 1);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Watching the job", NULL, r);
+                goto finish;
+        }
+        w.mode = WAITER_VERIFY;
+        w.file = file;
+        w.file_crc = isp_image_app_crc32(img);
+        w.keep_json = true;
+
+        r = sd_bus_message_new_method_call(bus, &m, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Verify");
+        if (r >= 0)
+                r = sd_bus_message_open_container(m, 'a', "s");
+        for (size_t i = 0; r >= 0 && i < targets.n; i++)
+                r = sd_bus_message_append(m, "s", targets.v[i]);
+        if (r >= 0)
+                r = sd_bus_message_close_container(m);
+        if (r >= 0)
+                r = sd_bus_message_append_array(m, 'y', data, size);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "a{sv}", 2,
+                                          "format", "s", img->format == ISP_IMAGE_HEX ? "hex" : "bin",
+                                          "name", "s", basename(file));
+        if (r >= 0)
+                r = sd_bus_call(bus, m, 0, &error, &reply);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Verifying", &error, r);
+                goto finish;
+        }
+        r = waiter_add(&w, "", path, /* by_node= */ true);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Watching the job", NULL, r);
+                goto finish;
+        }
+        r = waiter_run(&w);
+
+        for (size_t k = 0; k < w.jobs[0].n_nodes; k++)
+                differs = differs || strcmp(w.jobs[0].nodes[k].outcome, "differs") == 0;
+        if (r == 0 && differs)
+                r = ISPCTL_EXIT_DIFFERS;
+        if (w.json) {
+                json_object_object_add(w.json, "result", json_object_new_string(
+                        r == ISPCTL_EXIT_JOB_FAILED ? "failed" : differs ? "differs" : "matches"));
+                json_object_object_add(w.json, "file", json_object_new_string(file));
+                json_object_object_add(w.json, "crc32", json_object_new_int64(w.file_crc));
+                output_json(TAKE_PTR(w.json));
+        }
+finish:
+        waiter_done(&w);
+        targets_done(&targets);
+        return r;
+}
+
+/* Read: one node's application back into FILE. The FILE is checked
+ * before the daemon is asked, and written only when the job succeeded. */
+int verb_read(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_error_free) sd_bus_error error = SD_BUS_ERROR_NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL, *image = NULL;
+        _cleanup_free_ struct isp_image *img = NULL;
+        struct waiter w = {};
+        const char *target, *file, *path, *hex;
+        char what[300];
+        size_t len;
+        int format, r;
+
+        if (argc != 3 || args->all || strchr(argv[1], ',')) {
+                ispctl_error(args, NULL, 0, false, "Usage: ispctl read TARGET FILE (one node)");
+                return ISPCTL_EXIT_USAGE;
+        }
+        if (args->no_block) {
+                ispctl_error(args, NULL, 0, false, "read: --no-block does not fit: ispctl writes FILE when the job has ended");
+                return ISPCTL_EXIT_USAGE;
+        }
+        target = argv[1];
+        file = argv[2];
+        format = ispctl_save_format(file, args);
+        if (format < 0)
+                return ISPCTL_EXIT_USAGE;
+        r = ispctl_save_check(file, args);
+        if (r != 0)
+                return r;
+        img = malloc(sizeof(*img));
+        if (!img) {
+                ispctl_error(args, NULL, 0, false, "out of memory");
+                return ISPCTL_EXIT_DAEMON_ERROR;
+        }
+
+        r = ispctl_connect(args, &bus);
+        if (r != 0)
+                return r;
+        snprintf(what, sizeof(what), "Reading %s", target);
+        r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, "Read", &error, &reply,
+                               "sa{sv}", target, 0);
+        if (r >= 0)
+                r = sd_bus_message_read(reply, "o", &path);
+        if (r < 0)
+                return ispctl_bus_error(args, what, &error, r);
+
+        r = waiter_init(&w, args, bus, 1);
+        if (r >= 0)
+                r = waiter_add(&w, target, path, /* by_node= */ false);
+        if (r < 0) {
+                r = ispctl_bus_error(args, "Watching the job", NULL, r);
+                goto finish;
+        }
+        w.keep_json = true;
+        r = waiter_run(&w);
+        if (r != 0) {
+                if (w.json)
+                        output_json(TAKE_PTR(w.json));
+                goto finish;
+        }
+
+        r = sd_bus_call_method(bus, STCISP_BUS_NAME, path, STCISP_JOB_IFACE, "GetImage", &error, &image, "");
+        if (r >= 0)
+                r = sd_bus_message_read_array(image, 'y', (const void **) &hex, &len);
+        if (r < 0) {
+                r = ispctl_bus_error(args, what, &error, r);
+                goto finish;
+        }
+        r = ispctl_save_image(file, format, hex, len, target, args, img);
+        if (r != 0)
+                goto finish;
+
+        if (w.json) {
+                json_object_object_add(w.json, "file", json_object_new_string(file));
+                json_object_object_add(w.json, "format", json_object_new_string(isp_image_format_to_string(format)));
+                json_object_object_add(w.json, "sectors", json_object_new_int64(isp_image_sector_count(img)));
+                json_object_object_add(w.json, "bytes", json_object_new_int64((int64_t) img->data_bytes));
+                json_object_object_add(w.json, "crc32", json_object_new_int64(isp_image_app_crc32(img)));
+                output_json(TAKE_PTR(w.json));
+        } else
+                printf("%s: read %u sector%s (%zu bytes, image %08" PRIX32 ") to %s\n", target,
+                       isp_image_sector_count(img), isp_image_sector_count(img) == 1 ? "" : "s", img->data_bytes,
+                       isp_image_app_crc32(img), file);
+finish:
+        waiter_done(&w);
         return r;
 }
 

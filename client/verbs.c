@@ -19,8 +19,10 @@
  * list of values per line: `sub`, named by `s`, chained through `next`. */
 struct status_value {
         char key[32];
-        char type;
+        char type;              /* the D-Bus type; 'A' as, 'L' Lines, 0 skipped */
         char *s;
+        char **strv;            /* as */
+        size_t n_strv;
         int64_t i;
         uint64_t u;
         struct status_value *sub;
@@ -31,6 +33,9 @@ struct status_value {
 static void status_values_free(struct status_value *v, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(v[i].s);
+                for (size_t k = 0; k < v[i].n_strv; k++)
+                        free(v[i].strv[k]);
+                free(v[i].strv);
                 status_values_free(v[i].sub, v[i].n_sub);
                 if (v[i].next)
                         status_values_free(v[i].next, 1);
@@ -39,6 +44,26 @@ static void status_values_free(struct status_value *v, size_t n) {
 }
 
 static int read_status(sd_bus_message *m, struct status_value **ret, size_t *ret_n);
+
+/* An as value, such as ConflictUIDs. */
+static int read_strv(sd_bus_message *m, struct status_value *v) {
+        const char *s;
+        int r;
+
+        r = sd_bus_message_enter_container(m, 'a', "s");
+        while (r >= 0 && (r = sd_bus_message_read_basic(m, 's', &s)) > 0) {
+                char **p = realloc(v->strv, (v->n_strv + 1) * sizeof(*p));
+
+                if (!p)
+                        return -ENOMEM;
+                v->strv = p;
+                p[v->n_strv] = strdup(s);
+                if (!p[v->n_strv])
+                        return -ENOMEM;
+                v->n_strv++;
+        }
+        return r < 0 ? r : sd_bus_message_exit_container(m);
+}
 
 /* Lines: a{sa{sv}}, into a chain of entries whose `sub` is a line's status. */
 static int read_lines(sd_bus_message *m, struct status_value *v) {
@@ -118,6 +143,11 @@ static int read_status(sd_bus_message *m, struct status_value **ret, size_t *ret
                                 r = read_lines(m, &v[n]);
                                 break;
                         }
+                        if (strcmp(contents, "as") == 0) {
+                                v[n].type = 'A';
+                                r = read_strv(m, &v[n]);
+                                break;
+                        }
                         _fallthrough_;
                 default:
                         /* a newer daemon's value this client does not know */
@@ -155,6 +185,14 @@ static json_object *status_to_json(const struct status_value *v, size_t n, const
                 switch (v[i].type) {
                 case 0:   break;
                 case 's': json_object_object_add(o, key, json_object_new_string(v[i].s)); break;
+                case 'A': {
+                        json_object *a = json_object_new_array();
+
+                        for (size_t k = 0; k < v[i].n_strv; k++)
+                                json_object_array_add(a, json_object_new_string(v[i].strv[k]));
+                        json_object_object_add(o, key, a);
+                        break;
+                }
                 case 'i': json_object_object_add(o, key, json_object_new_int64(v[i].i)); break;
                 case 'L': {
                         json_object *lines = json_object_new_object();
@@ -177,6 +215,8 @@ static void status_json(const struct status_value *v, size_t n, const char *targ
 #define S(k) (status_get(v, n, k) ? strna(status_get(v, n, k)->s) : "n/a")
 #define U(k) (status_get(v, n, k) ? (unsigned long long) status_get(v, n, k)->u : 0ULL)
 #define I(k) (status_get(v, n, k) ? (long long) status_get(v, n, k)->i : -1LL)
+/* "" where an older daemon has no such key */
+#define S0(k) (status_get(v, n, k) ? strempty(status_get(v, n, k)->s) : "")
 
 /* One line's block: the interface, its bus and its queue. */
 static void status_line_human(const struct status_value *v, size_t n) {
@@ -222,9 +262,28 @@ static void status_node_human(const struct status_value *v, size_t n) {
         char a[64], b[32];
         unsigned caps = (unsigned) U("Capabilities");
         bool extended = strcmp(S("Form"), "extended") == 0;
+        const struct status_value *uids = status_get(v, n, "ConflictUIDs");
 
         printf("         Node: %s (id %llu, %s)\n", S("Name"), U("Id"), S("Form"));
         printf("        State: %s\n", S("State"));
+        if (uids && uids->n_strv > 0) {
+                printf("     Conflict: %s boards answer on this id: UIDs ", uids->n_strv == 2 ? "two" : "several");
+                for (size_t i = 0; i < uids->n_strv; i++)
+                        printf("%s%s", i == 0 ? "" : i + 1 == uids->n_strv ? " and " : ", ", uids->strv[i]);
+                printf("\n");
+        }
+        if (*S0("Running")) {
+                char crc[16];
+
+                /* "image 5907571D" says the CRC already, "app.hex, flashed …" does not */
+                snprintf(crc, sizeof(crc), "%08llX", U("ImageCRC"));
+                if (U("ImageCRC") && !strstr(S0("Running"), crc))
+                        printf("      Running: %s (image %s)\n", S0("Running"), crc);
+                else
+                        printf("      Running: %s\n", S0("Running"));
+        }
+        if (U("AppVersion"))
+                printf("  App version: 0x%08llX\n", U("AppVersion"));
         if (extended) {
                 printf("     Protocol: %llu, ISP firmware %llu\n", U("ProtocolVersion"), U("FirmwareVersion"));
                 printf(" Capabilities:%s%s%s%s\n", caps & 1 ? " crc" : "", caps & 2 ? " sector-erase" : "",
@@ -237,7 +296,10 @@ static void status_node_human(const struct status_value *v, size_t n) {
                        format_ago(U("LastSeenUSec"), b, sizeof(b)));
         else
                 printf("    Last seen: never\n");
-        if (*S("LastFlashResult"))
+        if (*S("LastFlashResult") && *S0("LastFlashName"))
+                printf("   Last flash: %s, %s, %s\n", S("LastFlashResult"), format_timestamp(U("LastFlashUSec"), a, sizeof(a)),
+                       S0("LastFlashName"));
+        else if (*S("LastFlashResult"))
                 printf("   Last flash: %s, %s\n", S("LastFlashResult"), format_timestamp(U("LastFlashUSec"), a, sizeof(a)));
         else
                 printf("   Last flash: none\n");

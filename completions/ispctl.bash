@@ -12,15 +12,17 @@ __ispctl_opts_global='-h --help --version --json -H --host --address'
 # Options that make sense after each command, beyond the global ones.
 __ispctl_opts_for() {
         case $1 in
-        flash)   echo '--format --no-block --no-reboot --no-verify --full --all' ;;
+        flash)   echo '--format --no-block --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all' ;;
+        verify)  echo '--format --no-block --all' ;;
+        read)    echo '--format' ;;
         reboot)  echo '--no-block --all' ;;
         scan)    echo '--no-block' ;;
         inspect) echo '--format' ;;
-        '')      echo '--format --no-block --no-reboot --no-verify --full --all' ;;
+        '')      echo '--format --no-block --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all' ;;
         esac
 }
 
-__ispctl_commands='flash reboot status list scan jobs cancel monitor inspect'
+__ispctl_commands='flash verify read reboot status list scan jobs cancel monitor inspect'
 
 # ispctl, with the -H/--address of the command line being completed.
 __ispctl_query() {
@@ -172,6 +174,9 @@ __ispctl_complete() {
                 mapfile -t COMPREPLY < <(compgen -W 'unix:path= unix:abstract= tcp:host=' -- "$cur")
                 compopt -o nospace 2>/dev/null
                 return 0 ;;
+        --canary)
+                # a number of nodes: nothing to offer
+                return 0 ;;
         esac
 
         # The command and its arguments so far, skipping options and theirs.
@@ -181,7 +186,7 @@ __ispctl_complete() {
                 w=${__ispctl_words[i]}
                 case $w in
                 --all) all=1 ;;
-                --format|-H|--host|--address) ((i++)) ;;
+                --format|-H|--host|--address|--canary) ((i++)) ;;
                 -*) ;;
                 *)
                         if [[ -z $verb ]]; then
@@ -200,7 +205,7 @@ __ispctl_complete() {
         case $verb in
         '')
                 mapfile -t COMPREPLY < <(compgen -W "$__ispctl_commands" -- "$cur") ;;
-        flash)
+        flash|verify)
                 # TARGET... FILE: a target first, then targets or the file.
                 if ((all || ${#args[@]} > 0)); then
                         __ispctl_files "$cur"
@@ -208,6 +213,12 @@ __ispctl_complete() {
                 if ((!all)); then
                         __ispctl_targets "$cur"
                 fi ;;
+        read)
+                # TARGET FILE
+                case ${#args[@]} in
+                0) __ispctl_targets "$cur" ;;
+                1) __ispctl_files "$cur" ;;
+                esac ;;
         reboot)
                 ((all)) || __ispctl_targets "$cur" ;;
         status)

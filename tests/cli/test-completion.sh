@@ -86,7 +86,9 @@ check() {
 
 # Commands.
 check 'commands' 'ispctl ' \
-        'cancel flash inspect jobs list monitor reboot scan status' ispctl ''
+        'cancel flash inspect jobs list monitor read reboot scan status verify' ispctl ''
+check 'commands starting with r' 'ispctl r' \
+        'read reboot' ispctl r
 check 'commands starting with s' 'ispctl s' \
         'scan status' ispctl s
 check 'command after a global option' 'ispctl --json l' \
@@ -125,12 +127,28 @@ check '--host=USER@' 'ispctl --host=pi@' \
         '@localhost @plc7 @plc7.example.org @plc8' ispctl --host = pi @
 
 # Options starting with --no-, per command.
+check '--canary takes a number' 'ispctl flash --canary ' \
+        '' ispctl flash --canary ''
+check '--canary= takes a number' 'ispctl flash --canary=' \
+        '' ispctl flash --canary =
 check '--no- before the command' 'ispctl --no-' \
         '--no-block --no-reboot --no-verify' ispctl --no-
 check '--no- for flash' 'ispctl flash --no-' \
         '--no-block --no-reboot --no-verify' ispctl flash --no-
 check '--f for flash' 'ispctl flash --f' \
-        '--format --full' ispctl flash --f
+        '--force --format --full' ispctl flash --f
+check '--d for flash' 'ispctl flash --d' \
+        '--dry-run' ispctl flash --d
+check '--re for flash' 'ispctl flash --re' \
+        '--require-boot' ispctl flash --re
+check '--c for flash' 'ispctl flash --c' \
+        '--canary' ispctl flash --c
+check '--f for verify: no --full, no --force' 'ispctl verify --f' \
+        '--format' ispctl verify --f
+check '--d for verify: no --dry-run' 'ispctl verify --d' \
+        '' ispctl verify --d
+check 'options of read' 'ispctl read --' \
+        '--address --format --help --host --json --version' ispctl read --
 check '--f for reboot: no --full' 'ispctl reboot --f' \
         '' ispctl reboot --f
 check '--no- for reboot' 'ispctl reboot --no-' \
@@ -163,6 +181,18 @@ check 'flash file' 'ispctl flash pump app.h' \
         'app.hex' ispctl flash pump app.h
 check 'flash --all file' 'ispctl flash --all ' \
         'app.bin app.hex readme.txt' ispctl flash --all ''
+check 'flash target after --canary N' 'ispctl flash --canary 2 n' \
+        'node7' ispctl flash --canary 2 n
+check 'verify target or file' 'ispctl verify pump ' \
+        'app.bin app.hex legacy node7 pump readme.txt' ispctl verify pump ''
+check 'verify --all file' 'ispctl verify --all app.b' \
+        'app.bin' ispctl verify --all app.b
+check 'read target' 'ispctl read p' \
+        'pump' ispctl read p
+check 'read file' 'ispctl read pump ' \
+        'app.bin app.hex readme.txt' ispctl read pump ''
+check 'read takes one target, one file' 'ispctl read pump out.hex ' \
+        '' ispctl read pump out.hex ''
 check 'inspect file' 'ispctl inspect app' \
         'app.bin app.hex' ispctl inspect app
 check 'inspect takes one file' 'ispctl inspect app.hex ' \

@@ -11,6 +11,7 @@
 
 #include "isp-crc32.h"
 #include "isp-image.h"
+#include "isp-image-bin.h"
 
 /* A HEX file under construction. */
 struct hexfile {
@@ -409,6 +410,69 @@ static void test_detect_format(void **state) {
         assert_int_equal(isp_image_format_from_string("srec"), -EINVAL);
 }
 
+/* Write `img` as a BIN, check where the LJMP went and the file's length,
+ * load the BIN back: the node must end up with the same bytes. */
+static void bin_roundtrip(const struct isp_image *img, size_t expected_len) {
+        struct isp_image *back = img_new();
+        uint32_t ljmp_at = expected_len > 0x10000 ? 0x10000 : 0;
+        uint8_t *bin = NULL;
+        size_t len = 0;
+
+        assert_int_equal(isp_image_write_bin(img, &bin, &len), 0);
+        assert_int_equal(len, expected_len);
+        assert_memory_equal(bin + ljmp_at, img->entry, ISP_ENTRY_SIZE);
+        /* FF:1000-FF:1002 is where the loader puts the LJMP: blank in the file */
+        if (ljmp_at + 0x1003 <= len)
+                assert_memory_equal(bin + ljmp_at + 0x1000, "\xFF\xFF\xFF", 3);
+
+        load_ok(back, bin, len, ISP_IMAGE_BIN);
+        assert_int_equal(back->format, ISP_IMAGE_BIN);
+        assert_int_equal(back->entry_target, img->entry_target);
+        for (uint32_t off = 0; off < ISP_FLASH_SIZE; off++)
+                if (isp_image_node_byte(back, off) != isp_image_node_byte(img, off))
+                        fail_msg("offset 0x%05X: 0x%02X after the BIN, 0x%02X before", off,
+                                 isp_image_node_byte(back, off), isp_image_node_byte(img, off));
+        assert_int_equal(isp_image_app_crc32(back), isp_image_app_crc32(img));
+        free(bin);
+        free(back);
+}
+
+static void test_write_bin(void **state) {
+        struct isp_image *img = img_new();
+        struct hexfile h = {};
+
+        /* Only FF:xxxx: the <= 64 KiB form, the file ends at the last byte
+         * that is not 0xFF (a programmed 0xFF at FF:2000 is blank in a BIN). */
+        base_image(&h);                         /* FF:0000 LJMP, FF:1234-FF:1236 */
+        rec(&h, 0x00, 0x2000, "FF");
+        eof(&h);
+        load_ok(img, h.text, strlen(h.text), ISP_IMAGE_HEX);
+        bin_roundtrip(img, 0x1237);
+
+        /* A byte in FE:xxxx: the > 64 KiB form, byte i at FE:0000 + i, and
+         * the last byte of the flash too. */
+        h = (struct hexfile) {};
+        base_image(&h);
+        rec(&h, 0x00, 0xFFFF, "5A");
+        rec(&h, 0x04, 0, "00FE");
+        rec(&h, 0x00, 0x0200, "A5A5");
+        eof(&h);
+        load_ok(img, h.text, strlen(h.text), ISP_IMAGE_HEX);
+        bin_roundtrip(img, ISP_FLASH_SIZE);
+
+        /* FE:xxxx and nothing above the LJMP: still longer than 64 KiB, or
+         * a reader would place it at FF:0000. */
+        h = (struct hexfile) {};
+        rec(&h, 0x00, 0x0000, "0212FF");
+        rec(&h, 0x04, 0, "00FE");
+        rec(&h, 0x00, 0x0000, "01");
+        eof(&h);
+        load_ok(img, h.text, strlen(h.text), ISP_IMAGE_HEX);
+        bin_roundtrip(img, 0x10003);
+
+        free(img);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_hex_minimal),
@@ -418,6 +482,7 @@ int main(void) {
                 cmocka_unit_test(test_bin),
                 cmocka_unit_test(test_crc_and_ranges),
                 cmocka_unit_test(test_detect_format),
+                cmocka_unit_test(test_write_bin),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

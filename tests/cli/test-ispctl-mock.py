@@ -1,0 +1,330 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""ispctl against mock-stcispd, a stand-in for the daemon on a private
+dbus-daemon: the verbs and options of issue 10 (verify, read, flash
+--dry-run/--force/--require-boot/--canary, the new Nodes and ListNodesEx
+fields), their lines, JSON and exit statuses, from the documented API
+(docs/dbus-api.md) alone. What the real daemon does on a real bus is the
+integration suite's; what each canned node answers is in mock-stcispd.c."""
+
+import json
+import os
+import stat
+import subprocess
+import tempfile
+import time
+import unittest
+import zlib
+
+ISPCTL = os.environ.get("ISPCTL", "ispctl")
+MOCK = os.environ.get("MOCK_STCISPD", "mock-stcispd")
+
+# docs/protocol.md 12.1: crc32 0x5907571D
+APP_HEX = (":03000000021234B5\n:0812340075810712001080FE15\n:0200000400FEFC\n"
+           ":04010000AABBCCDDED\n:00000001FF\n")
+
+NODE_KEYS = ["boot", "bytes_done", "bytes_total", "differing", "error", "estimate_usec", "id", "interface", "job_id",
+             "name", "outcome", "phase", "repairs", "sectors_skipped", "sectors_to_erase", "sectors_written", "state"]
+
+
+class Mock(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory()
+        d = cls.dir = cls.tmp.name
+        cls.address = f"unix:path={d}/bus"
+        cls.log = f"{d}/calls.log"
+        cls.bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile", "--address=" + cls.address],
+                                   stdout=subprocess.DEVNULL)
+        for _ in range(100):
+            if os.path.exists(f"{d}/bus"):
+                break
+            time.sleep(0.05)
+        cls.mock = subprocess.Popen([MOCK, cls.address], stdout=subprocess.PIPE, text=True,
+                                    env=dict(os.environ, MOCK_LOG=cls.log))
+        assert cls.mock.stdout.readline() == "ready\n", "mock-stcispd did not start"
+        cls.app = f"{d}/app.hex"
+        with open(cls.app, "w") as f:
+            f.write(APP_HEX)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.mock.terminate()
+        cls.mock.wait()
+        cls.bus.terminate()
+        cls.bus.wait()
+        cls.tmp.cleanup()
+
+    def setUp(self):
+        open(self.log, "w").close()
+        self.work = tempfile.mkdtemp(dir=self.dir)
+
+    def ispctl(self, *args, address=None):
+        return subprocess.run([ISPCTL, "--address=" + (address or self.address), *args], capture_output=True,
+                              text=True, timeout=60)
+
+    def json_of(self, p):
+        """stdout must be exactly one JSON object and nothing else."""
+        self.assertEqual(len(p.stdout.splitlines()), 1, p.stdout + p.stderr)
+        return json.loads(p.stdout)
+
+    def calls(self):
+        with open(self.log) as f:
+            return f.read().splitlines()
+
+    # ---- list, scan, status ----
+
+    def test_list(self):
+        p = self.ispctl("list")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stdout.splitlines()
+        self.assertEqual(lines[0].split(), ["ID", "NAME", "FORM", "STATE", "PROTO", "ISP", "UID", "RUNNING", "LAST",
+                                            "SEEN", "LAST", "FLASH"])
+        self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +application +1 +1 +01020304 +"
+                                   r"app\.hex, flashed 2026-12-01 10:02 +\S+ ago +succeeded$")
+        self.assertRegex(p.stdout, r"(?m)^3 +node3 +extended +conflict +1 +1 +A4917069,5D0C33E1 +- ")
+        # a long name and a long RUNNING are cut, and the columns stay put
+        self.assertRegex(p.stdout, r"(?m)^5 +the-pump-in-the-basemen… +extended ")
+        self.assertIn(" image 1C291CA3, a name longer than … ", p.stdout)
+        starts = {l.index("extended") for l in lines[1:4]}
+        self.assertEqual(len(starts), 1, p.stdout)
+        self.assertIn("4 nodes listed.", p.stdout)
+
+    def test_list_json(self):
+        o = self.json_of(self.ispctl("--json", "list"))
+        by_id = {n["id"]: n for n in o["nodes"]}
+        self.assertEqual((by_id[1]["image_crc"], by_id[1]["app_version"], by_id[1]["last_flash_name"],
+                          by_id[1]["running"], by_id[1]["conflict_uids"]),
+                         (0x5907571D, 0x00010002, "app.hex", "app.hex, flashed 2026-12-01 10:02", []))
+        self.assertEqual((by_id[3]["state"], by_id[3]["conflict_uids"]), ("conflict", ["A4917069", "5D0C33E1"]))
+        self.assertEqual((by_id[0]["image_crc"], by_id[0]["running"], by_id[0]["last_flash_name"]), (None, None, None))
+
+    def test_status_node(self):
+        p = self.ispctl("status", "node3")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("        State: conflict\n"
+                      "     Conflict: two boards answer on this id: UIDs A4917069 and 5D0C33E1\n", p.stdout)
+        p = self.ispctl("status", "node5")
+        self.assertIn("      Running: app.hex, flashed 2026-12-01 10:02 (image 1C291CA3)\n", p.stdout)
+        self.assertIn("  App version: 0x00010002\n", p.stdout)
+        self.assertRegex(p.stdout, r"   Last flash: succeeded, 2026-12-01 .*, app\.hex\n")
+        o = self.json_of(self.ispctl("--json", "status", "node3"))
+        self.assertEqual((o["state"], o["conflict_uids"], o["image_crc"]), ("conflict", ["A4917069", "5D0C33E1"], 0))
+
+    # ---- flash ----
+
+    def test_flash_one_node(self):
+        p = self.ispctl("flash", "node1", self.app)
+        self.assertEqual((p.returncode, p.stdout), (0, "node1: succeeded (boot confirmed)\n"), p.stderr)
+        self.assertEqual(self.calls(), ["Status node1",
+                                        "Flash node1 format=hex name=app.hex reboot=true verify=true"])
+        p = self.ispctl("flash", "node2", self.app)
+        self.assertEqual((p.returncode, p.stdout), (0, "node2: up-to-date\n"), p.stderr)
+        p = self.ispctl("flash", "--no-reboot", "node4", self.app)
+        self.assertEqual((p.returncode, p.stdout), (0, "node4: succeeded\n"), p.stderr)
+
+    def test_flash_several_nodes(self):
+        p = self.ispctl("flash", "node1,node2", "node3", "node7", self.app)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "node1: succeeded (boot confirmed)",
+            "node2: up-to-date",
+            "node3: failed: node3 did not answer CONNECT within 1000 ms",
+            "node7: not-started",
+            "",
+            "NODE       RESULT      WRITTEN SKIPPED REPAIRS BOOT",
+            "node1      succeeded         5       1       0 confirmed",
+            "node2      up-to-date        0       6       0 -",
+            "node3      failed            0       0       0 -",
+            "node7      not-started       0       0       0 -",
+            "4 nodes: 1 succeeded, 1 failed, 1 up-to-date, 1 not-started"])
+        # without a rebooted node there is no BOOT column
+        p = self.ispctl("flash", "--no-reboot", "node4,node2", self.app)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines()[-4:], ["NODE       RESULT      WRITTEN SKIPPED REPAIRS",
+                                                      "node4      succeeded         3       0       0",
+                                                      "node2      up-to-date        0       6       0",
+                                                      "2 nodes: 1 succeeded, 0 failed, 1 up-to-date"])
+
+    def test_flash_json(self):
+        p = self.ispctl("--json", "flash", "node1,node7", self.app)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        o = self.json_of(p)
+        self.assertEqual(o["result"], "failed")
+        for n in o["nodes"]:
+            self.assertEqual(sorted(n), NODE_KEYS)
+        self.assertEqual([(n["name"], n["state"], n["outcome"], n["boot"]) for n in o["nodes"]],
+                         [("node1", "succeeded", "flashed", "confirmed"), ("node7", "cancelled", "not-started", None)])
+        # a job of one node has its entry too
+        o = self.json_of(self.ispctl("--json", "flash", "node2", self.app))
+        self.assertEqual((o["result"], [n["outcome"] for n in o["nodes"]]), ("succeeded", ["up-to-date"]))
+
+    def test_flash_dry_run(self):
+        p = self.ispctl("flash", "--dry-run", "node1,node2", self.app)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "node1: would erase 12 sectors, write 5432 bytes (about 1.2 s)",
+            "node2: up-to-date",
+            "",
+            "2 nodes: 1 would-flash, 0 failed, 1 up-to-date"])
+        self.assertEqual(self.calls(), ["FlashNodes node1,node2 format=hex name=app.hex reboot=true verify=true "
+                                        "dry-run=true"])
+        o = self.json_of(self.ispctl("--json", "flash", "--dry-run", "node1", self.app))
+        n = o["nodes"][0]
+        self.assertEqual((n["outcome"], n["sectors_to_erase"], n["bytes_total"], n["estimate_usec"]),
+                         ("would-flash", 12, 5432, 1234567))
+
+    def test_flash_options(self):
+        p = self.ispctl("flash", "--force", "--require-boot", "--canary", "1", "--full", "node1,node2", self.app)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(self.calls(), ["FlashNodes node1,node2 format=hex name=app.hex reboot=true verify=true "
+                                        "full=true force=true require-boot=true canary=1"])
+        for bad in ("x", "-1", "", "2x", "99999999999"):
+            p = self.ispctl("flash", "--canary", bad, "node1,node2", self.app)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertIn(f"--canary takes a number of nodes, not '{bad}'", p.stderr)
+
+    # ---- verify ----
+
+    def test_verify(self):
+        p = self.ispctl("verify", "node1", self.app)
+        self.assertEqual((p.returncode, p.stdout), (0, "node1: matches\n"), p.stderr)
+        self.assertEqual(self.calls(), ["Verify node1 format=hex name=app.hex"])
+
+        p = self.ispctl("verify", "node1,node2", "node5", self.app)
+        self.assertEqual(p.returncode, 8, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "node1: matches",
+            "node2: differs: 3 sectors (FE:0200 FE:0400 FF:1000)",
+            f"node5: differs: runs image 1C291CA3, {self.app} is 5907571D",
+            "",
+            "3 nodes: 1 matches, 2 differs, 0 failed"])
+
+        p = self.ispctl("verify", "node2,node9", self.app)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertIn("node9: failed: node9 answers neither its ISP nor IDENTIFY\n", p.stdout)
+
+    def test_verify_json(self):
+        p = self.ispctl("--json", "verify", "node1,node2", self.app)
+        self.assertEqual(p.returncode, 8, p.stdout + p.stderr)
+        o = self.json_of(p)
+        self.assertEqual((o["result"], o["file"], o["crc32"]), ("differs", self.app, 0x5907571D))
+        self.assertEqual([(n["name"], n["outcome"], n["differing"]) for n in o["nodes"]],
+                         [("node1", "matches", []), ("node2", "differs", [0xFE0200, 0xFE0400, 0xFF1000])])
+        o = self.json_of(self.ispctl("--json", "verify", "node1", self.app))
+        self.assertEqual(o["result"], "matches")
+        o = self.json_of(self.ispctl("--json", "verify", "node1,node9", self.app))
+        self.assertEqual(o["result"], "failed")
+
+    def test_verify_bad_image(self):
+        bad = f"{self.work}/bad.hex"
+        with open(bad, "w") as f:
+            f.write(":03000000021234B6\n:00000001FF\n")
+        p = self.ispctl("verify", "node1", bad)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn(f"{bad}:1: bad checksum", p.stderr)
+        self.assertEqual(self.calls(), [])
+        p = self.ispctl("verify", self.app)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("Usage: ispctl verify TARGET... FILE", p.stderr)
+
+    # ---- read ----
+
+    def assert_no_leftovers(self):
+        self.assertEqual([f for f in os.listdir(self.work) if f.startswith(".#")], [])
+
+    def test_read_hex(self):
+        out = f"{self.work}/node3.hex"
+        p = self.ispctl("read", "node3", out)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines(), ["node3: succeeded",
+                                                 f"node3: read 3 sectors (15 bytes, image 5907571D) to {out}"])
+        with open(out) as f:
+            self.assertEqual(f.read(), APP_HEX)
+        self.assertEqual(self.calls(), ["Read node3"])
+        self.assert_no_leftovers()
+        # a new file gets the mode a new file gets, not mkstemp's 0600
+        umask = os.umask(0)
+        os.umask(umask)
+        self.assertEqual(stat.S_IMODE(os.stat(out).st_mode), 0o666 & ~umask)
+
+    def test_read_bin(self):
+        out = f"{self.work}/node4.bin"
+        o = self.json_of(self.ispctl("--json", "read", "node4", out))
+        self.assertEqual((o["result"], o["file"], o["format"], o["sectors"], o["bytes"]),
+                         ("succeeded", out, "bin", 3, 7))
+        with open(out, "rb") as f:
+            data = f.read()
+        # FE:0200 is in it: the > 64 KiB form, byte i at FE:0000 + i
+        self.assertEqual(len(data), 0x12002)
+        self.assertEqual(data[0x200:0x202], b"\xa5\x5a")
+        self.assertEqual(data[0x10000:0x10003], b"\x02\x20\x00")
+        self.assertEqual(data[0x12000:0x12002], b"\x74\x01")
+        self.assertEqual(set(data[0x202:0x10000] + data[0x10003:0x12000]), {0xFF})
+        node = bytearray(b"\xff" * 0x20000)
+        node[0x200:0x202] = b"\xa5\x5a"
+        node[0x11000:0x11003] = b"\x02\x20\x00"
+        node[0x12000:0x12002] = b"\x74\x01"
+        crc = zlib.crc32(bytes(node[:0x10000]) + bytes(node[0x11000:]))
+        self.assertEqual(o["crc32"], crc)
+        inspected = self.json_of(subprocess.run([ISPCTL, "--json", "inspect", out], capture_output=True, text=True))
+        self.assertEqual((inspected["format"], inspected["crc32"]), ("bin", crc))
+
+        # --format decides over the extension; the <= 64 KiB form
+        out = f"{self.work}/node3.img.hex"
+        p = self.ispctl("read", "--format", "bin", "node3", out)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        inspected = self.json_of(subprocess.run([ISPCTL, "--json", "inspect", "--format", "bin", out],
+                                                capture_output=True, text=True))
+        self.assertEqual(inspected["crc32"], 0x5907571D)
+        self.assert_no_leftovers()
+
+    def test_read_failed_job(self):
+        out = f"{self.work}/old.hex"
+        with open(out, "w") as f:
+            f.write("what was there\n")
+        p = self.ispctl("read", "node6", out)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertEqual(p.stdout, "node6: failed: node6 holds no application: the entry at FF:1000 is FF FF FF\n")
+        with open(out) as f:
+            self.assertEqual(f.read(), "what was there\n")
+        self.assert_no_leftovers()
+        o = self.json_of(self.ispctl("--json", "read", "node6", out))
+        self.assertEqual(o["result"], "failed")
+
+    def test_read_unwritable(self):
+        """FILE is checked before the daemon is asked: nothing is read
+        from a node into a file that cannot be written."""
+        blocker = f"{self.work}/a-file"
+        open(blocker, "w").close()
+        for out in (f"{self.work}/no/such/dir/x.hex", f"{blocker}/x.hex"):
+            p = self.ispctl("read", "node3", out)
+            self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+            self.assertIn(f"{out}: cannot write: ", p.stderr)
+            o = self.json_of(self.ispctl("--json", "read", "node3", out))
+            self.assertEqual(o["file"], out)
+            self.assertIn("cannot write", o["error"])
+        p = self.ispctl("read", "node3", self.work)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn(f"{self.work}: is a directory", p.stderr)
+        self.assertEqual(self.calls(), [])
+        # even without a daemon
+        p = self.ispctl("read", "node3", f"{self.work}/no/x.hex", address=f"unix:path={self.work}/none")
+        self.assertEqual(p.returncode, 1, p.stderr)
+
+    def test_read_usage(self):
+        out = f"{self.work}/x.hex"
+        for args in (["read", "node3"], ["read", "node3,node4", out], ["read", "node3", "node4", out],
+                     ["read", "--all", out], ["read", "--no-block", "node3", out], ["read", "node3", "-"],
+                     ["read", "--format", "srec", "node3", out]):
+            p = self.ispctl(*args)
+            self.assertEqual(p.returncode, 2, args)
+            self.assertEqual(p.stdout, "", args)
+        p = self.ispctl("read", "node8", out)
+        self.assertEqual(p.returncode, 4, p.stdout + p.stderr)
+        self.assertFalse(os.path.exists(out))
+        self.assertEqual(self.calls(), ["Read node8"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
