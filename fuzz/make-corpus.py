@@ -142,7 +142,7 @@ MAGIC = b"\x12\xAB\xCD\x34"
 
 
 def frame_seeds():
-    no_build = build_request(6) + build_reply(6, 0, 0, 0)     # cmd 6: nothing to build
+    no_build = build_request(8) + build_reply(8, 0, 0, 0)     # cmd 8: nothing to build
     seeds = {
         # Requests.
         "req-connect-discover": frame(req_id(0, 0xFF), b"\x00"),
@@ -157,6 +157,8 @@ def frame_seeds():
         "req-reboot": frame(req_id(4)),
         "req-crc": frame(req_id(5), b"\x00\x00\x00\x01\x00\x00"),
         "req-enter-isp": frame(req_id(7, 0xFF), MAGIC),
+        "req-identify-all": frame(req_id(6, 0xFF), b"\x00"),
+        "req-identify-about": frame(req_id(6, 3), b"\x01"),
         # Replies.
         "rep-connect-info": frame(rep_id(0, 3), INFO),
         "rep-connect-legacy": frame(rep_id(0, 0)),
@@ -170,6 +172,10 @@ def frame_seeds():
         "rep-reboot-no-app": frame(rep_id(4, 9), b"\x05"),
         "rep-crc": frame(rep_id(5, 254), b"\x00\xCB\xF4\x39\x26"),
         "rep-announce": frame(rep_id(7, 1), INFO),
+        "rep-identity": frame(rep_id(6, 3), b"\x01\x02\x03\x04\x59\x07\x57\x1D"),
+        "rep-about": frame(rep_id(6, 3) | 1 << 8, b"\x01\x03\x01\x01\x00\x01\x00\x02"),
+        "bad-identify-variant": frame(rep_id(6, 3) | 2 << 8, INFO),
+        "bad-identify-node0": frame(rep_id(6, 0), INFO),
         # Refused.
         "bad-standard-id": frame(0x123, b"\x01", flags=0),
         "bad-rtr": frame(req_id(4), flags=EXT | RTR),
@@ -177,7 +183,7 @@ def frame_seeds():
         "bad-dlc-9": frame(req_id(2, 0x11003), CODE[:8], length=9),
         "bad-dlc-255": frame(rep_id(1, 7), CODE[:8], length=255),
         "bad-magic": frame(req_id(7, 3), b"\x12\xAB\xCD\x35"),
-        "bad-unknown-cmd": frame(req_id(6)),
+        "bad-unknown-cmd": frame(req_id(8)),
         "bad-erase-unaligned": frame(req_id(3), b"\x01\x10\x01\x01"),
         "bad-crc-range": frame(req_id(5), b"\x01\xFF\xFF\x00\x00\x02"),
         "bad-reply-broadcast": frame(rep_id(0, 0xFF), INFO),
@@ -196,6 +202,11 @@ def frame_seeds():
     seeds["build-read"] = junk + build_request(1, u32(0x1FFF8)) + build_reply(1, 0, 1, 0, CODE[:8])
     seeds["build-read-refused"] = junk + build_request(1, u32(0x20000)) + build_reply(1, 12, 0, 1)
     seeds["build-enter-isp"] = junk + build_request(7, b"\xFF") + build_reply(7, 2, 0, 0, INFO)
+    # IDENTIFY: the reply's variant comes after its status
+    seeds["build-identify"] = junk + build_request(6, b"\x03\x00") + \
+        bytes([6, 3, 0, 0, 0]) + b"\x01\x02\x03\x04\x59\x07\x57\x1D"
+    seeds["build-identify-about"] = junk + build_request(6, b"\xFF\x01") + \
+        bytes([6, 3, 0, 0, 1]) + b"\x01\x03\x01\x01\x00\x01\x00\x02"
 
     # Regressions: inputs that made fuzz-frame abort.
     #
