@@ -135,6 +135,10 @@ static int method_job_get_image(sd_bus_message *msg, void *userdata, sd_bus_erro
         size_t len = 0;
         int r;
 
+        /* a node's firmware: for those who may read it off the bus */
+        r = access_check(&j->manager->access, msg, NULL, error);
+        if (r < 0)
+                return r;
         if (j->kind != SESSION_READ || j->state != JOB_SUCCEEDED)
                 return sd_bus_error_setf(error, STCISP_ERROR_NO_IMAGE,
                                          "Job %u is a %s job that %s: only a read job that succeeded has an image",

@@ -176,7 +176,7 @@ NODE_PROPERTY(last_name, "s", strempty(e->last_flash_name))
 const sd_bus_vtable bus_node_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Id", "y", property_get_node_id, 0, SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Name", "s", property_get_node_name, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("Name", "s", property_get_node_name, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("Interface", "s", property_get_node_interface, 0, SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Form", "s", property_get_node_form, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_PROPERTY("State", "s", property_get_node_state, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
@@ -298,7 +298,7 @@ void bus_emit_node_changed(Manager *m, const NodeEntry *e) {
         if (!m->bus || !(path = node_path(m, e)))
                 return;
         (void) sd_bus_emit_properties_changed(m->bus, path, STCISP_NODE_IFACE,
-                                              "Form", "State", "ProtocolVersion", "FirmwareVersion",
+                                              "Name", "Form", "State", "ProtocolVersion", "FirmwareVersion",
                                               "Capabilities", "ReceiveDepth", "UID", "FirstSeenUSec",
                                               "LastSeenUSec", "LastFlashResult", "LastFlashUSec",
                                               "LastFlashCRC", "LastFlashName", "ImageCRC", "AppVersion",
