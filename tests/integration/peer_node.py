@@ -56,7 +56,7 @@ APP_SECTORS = [s for s in range(FLASH_SIZE // SECTOR) if not ISP_LO // SECTOR <=
 FULL_ERASE_ORDER = [ENTRY_SECTOR] + [s for s in APP_SECTORS if s != ENTRY_SECTOR]
 
 REQ, REP = 0x1A, 0x1B
-CONNECT, READ, PROGRAM, ERASE, REBOOT, CRC, ENTER_ISP = 0, 1, 2, 3, 4, 5, 7
+CONNECT, READ, PROGRAM, ERASE, REBOOT, CRC, IDENTIFY, ENTER_ISP = 0, 1, 2, 3, 4, 5, 6, 7
 ENTER_ISP_MAGIC = bytes([0x12, 0xAB, 0xCD, 0x34])
 JOIN, QUIET = 1, 2
 
@@ -106,9 +106,9 @@ class Node:
     def log(self, text):
         self.peer.log(f"node{self.id}: {text}")
 
-    def reply(self, cmd, data):
+    def reply(self, cmd, data, variant=0):
         if not self.dead:
-            self.tx.append(((REP << 24) | (cmd << 20) | self.id, bytes(data)))
+            self.tx.append(((REP << 24) | (cmd << 20) | (variant << 8) | self.id, bytes(data)))
 
     # ---- boot (section 8) ----
 
@@ -166,11 +166,20 @@ class Node:
 
     def execute(self, cmd, arg, data, now):
         if not self.in_isp:
-            # the application: only ENTER_ISP (4.8)
+            # the application: ENTER_ISP (4.8) and IDENTIFY (4.9)
             if cmd == ENTER_ISP and arg >> 8 == 0 and (arg & 0xFF) in (self.id, 0xFF) and data == ENTER_ISP_MAGIC:
                 self.log("ENTER_ISP")
                 self.dfu_flag = True
                 self.boot()
+            elif cmd == IDENTIFY and arg >> 8 == 0 and (arg & 0xFF) in (self.id, 0xFF) and len(data) == 1:
+                if data[0] == 0:
+                    # the CRC-32 of the application area, as section 11 defines it
+                    crc = zlib.crc32(bytes(self.flash[0:0x10000]) + bytes(self.flash[0x11000:]))
+                    self.log(f"IDENTIFY image {crc:08X}")
+                    self.reply(IDENTIFY, self.uid + crc.to_bytes(4, "big"), variant=0)
+                elif data[0] == 1:
+                    self.log("IDENTIFY about")
+                    self.reply(IDENTIFY, [1, 0x03, PEER_FW, 0x01, 0, 0, 0, 0], variant=1)
             return
         if cmd == CONNECT:
             self.connect(arg, data)

@@ -316,6 +316,36 @@ class Identify(unittest.TestCase):
         first_other = min(i for i, l in enumerate(lines) if l.startswith(("node2: ERASE", "node3: ERASE")))
         self.assertLess(canary_boot, first_other)
 
+    def test_names_bound_to_uids_and_groups(self):
+        """A name bound to a board's UID follows the board, whatever id it
+        has; a group is a target like any other."""
+        e = self.start("--nodes", "1-3")
+        rows = self.scan()
+        uid3 = rows[3][L_UID]
+        e.kill_daemon()
+        conf = ("[Protocol]\nTimeout=%d\n[Nodes]\npump = uid:%s\n[Groups]\npumps = pump 1\n"
+                % (200 * SLOW, uid3.lower()))
+        e.start_daemon(config=conf)
+        status = e.call("Status", "s", "pump")["data"][0]
+        self.assertEqual(status["Id"]["data"], 3)
+        self.assertEqual(status["Name"]["data"], "pump")
+        before = {n: e.flash_file(n) for n in (1, 2, 3)}
+        p = self.ispctl("flash", "pumps", BLINK)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("node3: succeeded", p.stdout)
+        self.assertIn("node1: succeeded", p.stdout)
+        self.assertEqual(e.flash_file(3), expected_flash(BLINK, before[3]))
+        self.assertEqual(e.flash_file(1), expected_flash(BLINK, before[1]))
+        self.assertEqual(e.flash_file(2), before[2])
+        # a group and one of its members: refused before anything is queued
+        p = self.ispctl("flash", "pumps", "node3", BLINK)
+        self.assertEqual(p.returncode, 2, p.stdout + p.stderr)
+        self.assertIn("both name node3: name each node once", p.stderr)
+        # a group is no node for read
+        p = self.ispctl("read", "pumps", os.path.join(e.dir, "x.hex"))
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("'pumps' is a group of 2 nodes: name one node", p.stderr)
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

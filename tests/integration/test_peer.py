@@ -24,8 +24,8 @@ PEER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_node.py")
 BLINK = os.path.join(EXAMPLES, "blink.hex")
 ENTRY = 0x11000
 
-# Nodes: a(ssyssttuuus)
-IFACE, NAME, ID, STATE, PHASE, DONE, TOTAL, WRITTEN, SKIPPED, REPAIRS, ERROR = range(11)
+# Nodes: a(ssyssttuuusssutau)
+IFACE, NAME, ID, STATE, PHASE, DONE, TOTAL, WRITTEN, SKIPPED, REPAIRS, ERROR, OUTCOME, BOOT = range(13)
 
 
 def blank_flash():
@@ -228,6 +228,9 @@ class Peer(unittest.TestCase):
               f"(computed); ratio {many / one:.3f}; executed by each node {executed}; "
               f"requests on the bus {request_frames(dump)}, received by the peer {received}; "
               f"repairs {[nodes[n][REPAIRS] for n in range(1, 9)]}", file=sys.stderr)
+        # the peer's applications answer IDENTIFY (4.9) with the CRC of what they hold
+        for n in range(1, 9):
+            self.assertEqual(nodes[n][BOOT], "confirmed", nodes[n])
         problems = self.findings(range(1, 9))
         if received != request_frames(dump):
             problems.append(f"the peer's socket (default receive buffer) got {received} of the "
@@ -235,6 +238,32 @@ class Peer(unittest.TestCase):
         if many > 1.2 * one:
             problems.append(f"{many} PROGRAM frames for 8 nodes, more than 1.2 x {one} (one image, computed)")
         self.assertEqual(problems, [])
+
+    def test_running_fleet_up_to_date(self):
+        """Flashed and running: a scan finds the 8 applications by
+        IDENTIFY (section 4.9, as the peer implements it), and a second
+        flash of the same image leaves every one alone, with no ENTER_ISP,
+        ERASE or PROGRAM on the bus."""
+        self.start()
+        e = self.env
+        job, state, dump, received = self.flash_all()
+        self.assertEqual(state, "succeeded", e.job(job, "Error"))
+        job = e.call("Scan")["data"][0]
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        rows = {r[1]: r for r in e.call("ListNodesEx")["data"][0]}
+        for n in range(1, 9):
+            self.assertEqual(rows[n][4], "application", rows[n])
+            self.assertEqual(rows[n][16], rows[n][14], rows[n])     # ImageCRC = what was flashed
+        d = self.candump_start()
+        job = e.flash_nodes([f"node{n}" for n in range(1, 9)], BLINK)
+        state = e.wait_job(job, timeout=900)
+        dump = self.candump_stop(d)
+        self.assertEqual(state, "succeeded", e.job(job, "Error"))
+        nodes = {n[ID]: n for n in e.job(job, "Nodes")}
+        for n in range(1, 9):
+            self.assertEqual(nodes[n][OUTCOME], "up-to-date", nodes[n])
+        changing = [l for l in dump.splitlines() if len(l.split()) == 3 and l.split()[2].startswith(("1A2", "1A3", "1A7"))]
+        self.assertEqual(changing, [])
 
     def test_dead_node(self):
         """One of 8 never answers: the job fails, the 7 others succeed
