@@ -164,8 +164,7 @@ static void test_request_malformed(void **state) {
         assert_request_error(ext(0x0A000003, 0, NULL), ISP_FRAME_NOT_ISP);
         assert_request_error(ext(0x12345678, 0, NULL), ISP_FRAME_NOT_ISP);
 
-        /* Unknown commands: 6 and 8-15. */
-        assert_request_error(ext(0x1A600000, 0, NULL), ISP_FRAME_UNKNOWN_CMD);
+        /* Unknown commands: 8-15 (6 is IDENTIFY, docs/protocol.md 4.9). */
         for (uint32_t cmd = 8; cmd <= 15; cmd++)
                 assert_request_error(ext(0x1A000000 | cmd << 20, 0, NULL), ISP_FRAME_UNKNOWN_CMD);
 
@@ -178,6 +177,7 @@ static void test_request_malformed(void **state) {
         assert_request_error(ext(0x1A400000, 1, "00"), ISP_FRAME_BAD_DLC);
         assert_request_error(ext(0x1A500000, 5, "0110000010"), ISP_FRAME_BAD_DLC);
         assert_request_error(ext(0x1A7000FF, 3, "12ABCD"), ISP_FRAME_BAD_DLC);
+        assert_request_error(ext(0x1A600003, 0, NULL), ISP_FRAME_BAD_DLC);
         f = ext(0x1A211000, 8, "0102030405060708");
         f.len = 9;
         assert_request_error(f, ISP_FRAME_BAD_DLC);
@@ -212,7 +212,7 @@ static void test_reply_malformed(void **state) {
         f.flags |= ISP_FRAME_FLAG_FD;
         assert_reply_error(f, ISP_FRAME_FD);
         assert_reply_error(ext(0x1A000003, 0, NULL), ISP_FRAME_NOT_ISP);
-        assert_reply_error(ext(0x1B600003, 1, "00"), ISP_FRAME_UNKNOWN_CMD);
+        assert_reply_error(ext(0x1B800003, 1, "00"), ISP_FRAME_UNKNOWN_CMD);
         assert_reply_error(ext(0x1BF00003, 1, "00"), ISP_FRAME_UNKNOWN_CMD);
 
         assert_reply_error(ext(0x1B000003, 0, NULL), ISP_FRAME_BAD_DLC);        /* extended CONNECT without INFO */
@@ -226,6 +226,7 @@ static void test_reply_malformed(void **state) {
         assert_reply_error(ext(0x1B400003, 0, NULL), ISP_FRAME_BAD_DLC);
         assert_reply_error(ext(0x1B500003, 4, "00CBF439"), ISP_FRAME_BAD_DLC);
         assert_reply_error(ext(0x1B700003, 1, "00"), ISP_FRAME_BAD_DLC);
+        assert_reply_error(ext(0x1B600003, 1, "00"), ISP_FRAME_BAD_DLC);
         assert_reply_error(ext(0x1B700000, 8, "0107040801020304"), ISP_FRAME_BAD_ARGUMENT);
         assert_reply_error(ext(0x1B000103, 8, "0107040801020304"), ISP_FRAME_BAD_ARGUMENT); /* stray ID bits */
         assert_reply_error(ext(0x1B0000FF, 8, "0107040801020304"), ISP_FRAME_BAD_ARGUMENT); /* node 0xFF */
