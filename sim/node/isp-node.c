@@ -156,6 +156,12 @@ void isp_node_power_off(struct isp_node *node) {
         node->dfu_flag = 0;
 }
 
+void isp_node_set_dfu_flag(struct isp_node *node) {
+        /* XRAM holds nothing while the power is off. */
+        if (node->mode != ISP_NODE_MODE_OFF)
+                node->dfu_flag = 1;
+}
+
 enum isp_node_mode isp_node_soft_reset(struct isp_node *node) {
         return isp_node_boot(node, node->dfu_flag != 0);
 }

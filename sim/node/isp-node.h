@@ -74,6 +74,7 @@ enum {
         ISP_NODE_CMD_ERASE     = 3,
         ISP_NODE_CMD_REBOOT    = 4,
         ISP_NODE_CMD_CRC       = 5, /* extended only */
+        ISP_NODE_CMD_IDENTIFY  = 6, /* to the application (isp-app.h); the ISP ignores it */
         ISP_NODE_CMD_ENTER_ISP = 7, /* request, to the application; reply id = ANNOUNCE */
         ISP_NODE_CMD_ANNOUNCE  = 7,
 };
@@ -204,6 +205,14 @@ void isp_node_power_off(struct isp_node *node);
 /* Soft reset (IAP_CONTR = 0x20): XRAM survives, so DfuFlag as last set
  * decides. */
 enum isp_node_mode isp_node_soft_reset(struct isp_node *node);
+
+/* Model of what a running application does to XDATA 1FFC-1FFF: on
+ * ENTER_ISP it stores ISP_NODE_DFU_MAGIC there (the helper's enter_isp op,
+ * isp-app.h), and the next isp_node_soft_reset() then stays in ISP. A
+ * board's ISP never calls this: it reads XDATA itself and passes what it
+ * found to isp_node_boot(). A power cut clears the flag, and so does
+ * every boot. */
+void isp_node_set_dfu_flag(struct isp_node *node);
 
 /* Make the node run its application now, whatever the entry at FF:1000
  * holds, as if the ISP had just jumped to it. A simulator uses this for a
