@@ -13,10 +13,11 @@
  *     application area, docs/protocol.md 11) and ABOUT (versions and
  *     capabilities) without disturbing the application.
  *
- * docs/firmware.md says how to port it. Like the node core it is plain
- * C99 with <stdint.h>, <stddef.h> and <stdbool.h> only; it allocates
- * nothing, has no tables and no recursion, uses an 8-byte buffer of
- * stack, and never assumes that int is wider than 16 bits.
+ * docs/firmware.md says how to port it and what it costs. Like the node
+ * core it is plain C99 with <stdint.h>, <stddef.h> and <stdbool.h> only;
+ * it allocates nothing, has no tables and no recursion, keeps at most one
+ * frame or one 8-byte buffer on the stack, and never assumes that int is
+ * wider than 16 bits.
  *
  * It includes isp-node.h for struct isp_node_frame and the protocol's
  * constants (identifiers, DfuFlag value, memory map) and nothing else of
@@ -27,7 +28,7 @@
  *
  * Usage:
  *
- *     static struct isp_app app;           (static storage: 32 bytes)
+ *     static struct isp_app app;           (static storage: 29 bytes on an 8051)
  *
  *     isp_app_init(&app, &config, &ops, NULL);  once, after reset
  *     for (;;) {
