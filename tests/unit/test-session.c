@@ -513,7 +513,7 @@ static void deliver_to_nodes(const struct isp_can_frame *f) {
         if (fail_once)
                 b->ram[0].fail_program = 1;
         for (unsigned i = 0; i < b->n_nodes; i++)
-                (void) isp_node_receive(&b->node[i], &nf);
+                (void) isp_node_ram_receive(&b->ram[i], &b->node[i], &nf);
         if (fail_once)
                 b->ram[0].fail_program = 0;
 
