@@ -90,11 +90,11 @@ extern const struct isp_app_ops isp_node_ram_app_ops;
  * userdata is `ram`): its ISP core, or, while the core is in application
  * mode, an application that links the helper with the core's node id and
  * UID and application version 0. That helper is set up afresh for every
- * frame with its CRC computed to the end first, so it answers like one
- * that has long been running; its ENTER_ISP soft-resets the core into
- * ISP. A legacy node's application (node id 0) has no helper and ignores
- * everything. Returns what isp_node_receive() or isp_app_receive()
- * returned. */
+ * frame, its CRC computed to the end before an IDENTIFY, so it answers
+ * like one that has long been running; its ENTER_ISP soft-resets the core
+ * into ISP (ram->core is set to node for that). A legacy node's
+ * application (node id 0) has no helper and ignores everything. Returns
+ * what isp_node_receive() or isp_app_receive() returned. */
 int isp_node_ram_receive(struct isp_node_ram *ram, struct isp_node *node, const struct isp_node_frame *frame);
 
 #endif
