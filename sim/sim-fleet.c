@@ -49,6 +49,16 @@ struct SimNode {
         struct isp_node_frame pending[2];
         unsigned n_pending;
 
+        /* while the core is in application mode: what runs instead */
+        enum {
+                APP_NONE,        /* nothing that answers (no-helper, not up yet) */
+                APP_HELPER,      /* the helper, sim/node/isp-app.h */
+                APP_LEGACY,      /* a legacy node's application: ENTER_ISP only */
+        } app_kind;
+        struct isp_app app;
+        uint64_t app_crc_at;     /* when the helper's image CRC is done */
+        uint64_t crash_at;       /* boot-fail: when the application resets */
+
         bool dirty;
         uint64_t writeback_at;
 };
@@ -208,6 +218,32 @@ static const struct isp_node_ops sim_node_ops = {
         .send = op_send,
 };
 
+/* ---- the application, while the core runs it ---- */
+
+static void node_app_stop(SimNode *node) {
+        node->app_kind = APP_NONE;
+        node->app_crc_at = SIM_NSEC_INFINITY;
+        node->crash_at = SIM_NSEC_INFINITY;
+}
+
+/* What the STC application note's application code does on ENTER_ISP:
+ * DfuFlag into XRAM, IAP_CONTR = 0x20. The ISP then sends ANNOUNCE. */
+static void node_app_enter_isp(SimNode *node) {
+        node_app_stop(node);
+        isp_node_set_dfu_flag(&node->core);
+        (void) isp_node_soft_reset(&node->core);
+}
+
+static void op_enter_isp(void *userdata) {
+        node_app_enter_isp(userdata);
+}
+
+static const struct isp_app_ops sim_app_ops = {
+        .flash_read = op_flash_read,
+        .send = op_send,
+        .enter_isp = op_enter_isp,
+};
+
 /* Queue what the core sent during its last call, ready at the given time. */
 static void node_flush_pending(SimNode *node, uint64_t ready) {
         for (unsigned i = 0; i < node->n_pending; i++)
@@ -249,12 +285,18 @@ static int node_new(SimFleet *fleet, uint8_t id, unsigned instance, const SimFau
         node->id = id;
         node->fault = *fault;
         if (instance > 0)
-                /* the second node of a duplicate pair is a healthy board */
-                node->fault = (SimFault) { .rx_depth = fault->rx_depth };
+                /* the second node of a duplicate pair is a healthy board
+                 * that runs the same application */
+                node->fault = (SimFault) {
+                        .rx_depth = fault->rx_depth,
+                        .application = fault->application,
+                        .app_version = fault->app_version,
+                };
         node->rx_depth = fault->rx_depth ? fault->rx_depth : fleet->rx_depth;
         (void) snprintf(node->label, sizeof(node->label), instance ? "node%u-dup" : "node%u", id);
         node->restart_at = SIM_NSEC_INFINITY;
         node->writeback_at = SIM_NSEC_INFINITY;
+        node_app_stop(node);
         node->rng = fleet->seed ^ ((uint64_t) id << 32) ^ ((uint64_t) instance << 48);
 
         node->flash = malloc(ISP_NODE_FLASH_SIZE);
@@ -369,6 +411,103 @@ SimNode *sim_fleet_find_node(SimFleet *fleet, uint8_t id) {
         return NULL;
 }
 
+/* The core has just started the application, at time t: through its boot
+ * decision or a REBOOT (by_isp), or because the node runs it from the
+ * start (the `app` fault). */
+static void node_app_start(SimNode *node, uint64_t t, bool by_isp) {
+        SimFleet *fleet = node->fleet;
+        struct isp_app_config config = {
+                .node_id = node->id,
+                .app_version = node->fault.app_version,
+        };
+        uint8_t info[8];
+
+        node_app_stop(node);
+        if (by_isp && node->fault.boot_fail) {
+                node->crash_at = t + SIM_BOOT_FAIL_DELAY;
+                node_log(node, "its application does not come up (boot-fail): back in ISP in %" PRIu64 " ms",
+                         SIM_BOOT_FAIL_DELAY / NSEC_PER_MSEC);
+                return;
+        }
+        if (node->fault.no_helper) {
+                node_log(node, "its application has no helper (no-helper): it answers nothing");
+                return;
+        }
+        if (isp_node_is_legacy(&node->core)) {
+                node->app_kind = APP_LEGACY;
+                return;
+        }
+
+        isp_node_get_info(&node->core, info);
+        memcpy(config.uid, info + 4, 4);
+        if (isp_app_init(&node->app, &config, &sim_app_ops, node) < 0) {
+                /* cannot happen: node ids are 1-254 here */
+                node_log(node, "the application helper refused its configuration");
+                return;
+        }
+        node->app_kind = APP_HELPER;
+        node->app_crc_at = timing_on(fleet) ? t + fleet->timing.app_crc : t;
+}
+
+/* The helper's image CRC is done: run its polls to the end at once (the
+ * time they take is app_crc); the last one answers a pending IDENTITY.
+ * Silent otherwise: a node's last log line stays the last thing the host
+ * made it do. */
+static void node_app_finish_crc(SimNode *node, uint64_t t) {
+        node->app_crc_at = SIM_NSEC_INFINITY;
+        node->n_pending = 0;
+        while (isp_app_poll(&node->app))
+                ;
+        if (node->n_pending > 0) {
+                const uint8_t *d = node->pending[0].data;
+
+                node_log(node, "IDENTIFY -> UID %02X%02X%02X%02X, image %02X%02X%02X%02X (waited for the CRC)",
+                         d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
+        }
+        node_flush_pending(node, t);
+}
+
+/* boot-fail: the application crashed; a watchdog resets the chip, and
+ * DfuFlag (set by the failed start, as a real board's crash handler or
+ * boot counter would) keeps the ISP there. */
+static void node_boot_fail_reset(SimNode *node, uint64_t t) {
+        node->crash_at = SIM_NSEC_INFINITY;
+        node->n_pending = 0;
+        isp_node_set_dfu_flag(&node->core);
+        (void) isp_node_soft_reset(&node->core);
+        node_log(node, "its application did not come up: reset into ISP%s",
+                 isp_node_is_legacy(&node->core) ? " (legacy, no ANNOUNCE)" : ", ANNOUNCE");
+        node_flush_pending(node, t);
+}
+
+/* A legacy node's application knows only ENTER_ISP, for target 0 or all;
+ * its ISP does not announce. */
+static int legacy_app_receive(SimNode *node, const struct isp_node_frame *frame) {
+        uint32_t id = frame->id & ISP_NODE_FRAME_ID_MASK;
+        uint32_t target = id & 0xFFFFF;
+        static const uint8_t magic[4] = { 0x12, 0xAB, 0xCD, 0x34 };
+
+        if (((id >> 20) & 0xF) != ISP_NODE_CMD_ENTER_ISP ||
+            (target != ISP_NODE_TARGET_LEGACY && target != ISP_NODE_TARGET_ALL) ||
+            frame->dlc != 4 || memcmp(frame->data, magic, 4) != 0)
+                return ISP_APP_IGNORED;
+        node_app_enter_isp(node);
+        return ISP_APP_ENTERED_ISP;
+}
+
+/* A frame for whatever runs while the core is in application mode. The
+ * frame is an extended ISP request (sim_fleet_receive() checked). */
+static int node_app_receive(SimNode *node, const struct isp_node_frame *frame) {
+        switch (node->app_kind) {
+        case APP_HELPER:
+                return isp_app_receive(&node->app, frame);
+        case APP_LEGACY:
+                return legacy_app_receive(node, frame);
+        default:
+                return ISP_APP_IGNORED;
+        }
+}
+
 static void node_power_on(SimNode *node, uint64_t t) {
         enum isp_node_mode mode;
         uint8_t info[8];
@@ -381,9 +520,10 @@ static void node_power_on(SimNode *node, uint64_t t) {
         node_flush_pending(node, t);
 
         isp_node_get_info(&node->core, info);
-        if (mode == ISP_NODE_MODE_APPLICATION)
+        if (mode == ISP_NODE_MODE_APPLICATION) {
                 node_log(node, "power on -> application (valid entry at FF:1000)");
-        else if (isp_node_is_legacy(&node->core))
+                node_app_start(node, t, /* by_isp= */ true);
+        } else if (isp_node_is_legacy(&node->core))
                 node_log(node, "power on -> ISP (legacy, no ANNOUNCE)");
         else
                 node_log(node, "power on -> ISP, ANNOUNCE uid %02X%02X%02X%02X receive depth %u",
@@ -404,6 +544,7 @@ void sim_fleet_start(SimFleet *fleet, uint64_t now) {
                         node->busy_until = now;
                         isp_node_run_application(&node->core);
                         node_log(node, "running its application");
+                        node_app_start(node, now, /* by_isp= */ false);
                         continue;
                 }
                 node_power_on(node, now);
@@ -416,6 +557,7 @@ static void node_power_cut(SimNode *node, uint64_t t) {
         node->power_cut_done = true;
         node->powered = false;
         isp_node_power_off(&node->core);
+        node_app_stop(node);
         node->rx_len = 0;
         node->n_pending = 0;
         /* Replies not yet on the bus die with the node. */
@@ -443,8 +585,7 @@ static uint32_t be24(const uint8_t *p) {
 }
 
 /* One line per handled command. */
-static void log_command(SimNode *node, const struct isp_node_frame *frame, int r,
-                        bool was_selected, enum isp_node_mode was_mode) {
+static void log_command(SimNode *node, const struct isp_node_frame *frame, int r, bool was_selected) {
         uint32_t id = frame->id & ISP_NODE_FRAME_ID_MASK;
         unsigned cmd = (id >> 20) & 0xF, target = id & 0xFF;
         bool legacy = isp_node_is_legacy(&node->core);
@@ -514,12 +655,36 @@ static void log_command(SimNode *node, const struct isp_node_frame *frame, int r
                                  be24(frame->data), be24(frame->data + 3), status_text(r));
                 break;
 
-        case ISP_NODE_CMD_ENTER_ISP:
-                if (was_mode == ISP_NODE_MODE_APPLICATION)
-                        node_log(node, "ENTER_ISP %u -> reset into ISP%s", target,
-                                 replied ? ", ANNOUNCE" : " (legacy, no ANNOUNCE)");
+        default:
                 break;
+        }
+}
 
+/* One line per frame the application took. */
+static void log_application(SimNode *node, const struct isp_node_frame *frame, int r) {
+        uint32_t id = frame->id & ISP_NODE_FRAME_ID_MASK;
+        unsigned target = id & 0xFF;
+        const uint8_t *d = node->pending[0].data;
+
+        switch (r) {
+        case ISP_APP_ENTERED_ISP:
+                node_log(node, "ENTER_ISP %u -> reset into ISP%s", target,
+                         node->n_pending > 0 ? ", ANNOUNCE" : " (legacy, no ANNOUNCE)");
+                break;
+        case ISP_APP_PENDING:
+                node_log(node, "IDENTIFY -> waits for the image CRC");
+                break;
+        case ISP_APP_ANSWERED:
+                if (node->n_pending == 0)
+                        break;
+                if (frame->data[0] == ISP_APP_VARIANT_IDENTITY)
+                        node_log(node, "IDENTIFY -> UID %02X%02X%02X%02X, image %02X%02X%02X%02X",
+                                 d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]);
+                else
+                        node_log(node, "IDENTIFY ABOUT -> helper %u, application version 0x%02X%02X%02X%02X, "
+                                 "image CRC %s", d[2], d[4], d[5], d[6], d[7],
+                                 d[3] & ISP_APP_ABOUT_FLAG_CRC_READY ? "computed" : "not yet computed");
+                break;
         default:
                 break;
         }
@@ -543,7 +708,12 @@ static void node_handle_one(SimNode *node, uint64_t t) {
         node->n_programmed = 0;
         node->n_erased = 0;
         node->n_pending = 0;
-        r = isp_node_receive(&node->core, &frame);
+        /* While the application runs, the ISP does not: the frame is the
+         * application's. */
+        if (was_mode == ISP_NODE_MODE_APPLICATION)
+                r = node_app_receive(node, &frame);
+        else
+                r = isp_node_receive(&node->core, &frame);
 
         if (timing_on(fleet)) {
                 cost = fleet->timing.handle_frame +
@@ -554,7 +724,10 @@ static void node_handle_one(SimNode *node, uint64_t t) {
         }
         node->busy_until = t + cost;
 
-        log_command(node, &frame, r, was_selected, was_mode);
+        if (was_mode == ISP_NODE_MODE_APPLICATION)
+                log_application(node, &frame, r);
+        else
+                log_command(node, &frame, r, was_selected);
 
         if (node->fault.power_cut_after > 0 && !node->power_cut_done &&
             node->n_taken >= node->fault.power_cut_after) {
@@ -564,6 +737,10 @@ static void node_handle_one(SimNode *node, uint64_t t) {
         }
 
         node_flush_pending(node, t + cost);
+        /* REBOOT: the application starts once the reply is on its way. */
+        if (was_mode != ISP_NODE_MODE_APPLICATION &&
+            isp_node_get_mode(&node->core) == ISP_NODE_MODE_APPLICATION)
+                node_app_start(node, t + cost, /* by_isp= */ true);
 
         if (node->n_programmed > 0 || node->n_erased > 0) {
                 node->dirty = true;
@@ -684,6 +861,8 @@ uint64_t sim_fleet_next_event(SimFleet *fleet) {
                                 t = min_u64(t, node->busy_until);
                 }
                 t = min_u64(t, node->restart_at);
+                t = min_u64(t, node->app_crc_at);
+                t = min_u64(t, node->crash_at);
                 if (node->dirty)
                         t = min_u64(t, node->writeback_at);
         }
@@ -707,6 +886,10 @@ static void step(SimFleet *fleet, uint64_t t) {
 
                 if (node->restart_at <= t)
                         node_power_on(node, t);
+                if (node->crash_at <= t)
+                        node_boot_fail_reset(node, t);
+                if (node->app_crc_at <= t)
+                        node_app_finish_crc(node, t);
                 if (node->powered && node->rx_len > 0 && node->busy_until <= t)
                         node_handle_one(node, t);
                 if (node->dirty && node->writeback_at <= t)
@@ -784,6 +967,10 @@ uint8_t *sim_node_get_flash(SimNode *node) {
 
 struct isp_node *sim_node_get_core(SimNode *node) {
         return &node->core;
+}
+
+const struct isp_app *sim_node_get_app(SimNode *node) {
+        return node->app_kind == APP_HELPER ? &node->app : NULL;
 }
 
 bool sim_node_is_powered(SimNode *node) {

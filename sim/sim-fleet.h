@@ -19,16 +19,26 @@
  * for the handling time plus the flash work it did (erase per sector,
  * program per byte, CRC per byte), and queues its reply at the end of
  * that; a request that finds the receive buffer full is lost.
+ *
+ * A node whose core runs its application (ISP_NODE_MODE_APPLICATION) runs
+ * the application helper (sim/node/isp-app.h) instead: the frames go to
+ * it, its image CRC is done `app_crc` after the application started, and
+ * its ENTER_ISP sets the core's DfuFlag and soft-resets it into ISP.
  */
 
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
+#include "isp-app.h"
 #include "isp-node.h"
 #include "sim-util.h"
 
 #define SIM_NSEC_INFINITY UINT64_MAX
+
+/* boot-fail: how long an application that does not come up takes before
+ * the node is back in its ISP (a watchdog's time-out, say). */
+#define SIM_BOOT_FAIL_DELAY (50 * NSEC_PER_MSEC)
 
 typedef struct SimTiming {
         uint32_t bitrate;        /* bit/s; 0: no timing model at all */
@@ -37,6 +47,7 @@ typedef struct SimTiming {
         uint64_t crc_byte;       /* ns per byte CRC'd */
         uint64_t handle_frame;   /* ns to take any request frame in */
         uint64_t writeback_delay; /* ns after the last flash change before write-back */
+        uint64_t app_crc;        /* ns from an application's start until its helper's image CRC is done */
 } SimTiming;
 
 typedef struct SimFault {
@@ -48,6 +59,9 @@ typedef struct SimFault {
         bool dead;               /* never answers, never announces */
         bool duplicate;          /* a second node with the same id */
         bool application;        /* runs its application at start */
+        bool no_helper;          /* its application has no helper: answers nothing */
+        bool boot_fail;          /* an application the ISP starts resets back into the ISP */
+        uint32_t app_version;    /* the helper's application version (ABOUT) */
         uint8_t rx_depth;        /* 0: the fleet's default */
 } SimFault;
 
@@ -72,7 +86,8 @@ static inline void sim_fleet_freep(SimFleet **f) {
 }
 
 /* Add node id (0: legacy) with its faults; a fault with duplicate set
- * adds two nodes. Nodes start with erased flash (ISP area patterned) and
+ * adds two nodes (the second keeps only rx_depth, application and
+ * app_version). Nodes start with erased flash (ISP area patterned) and
  * powered off; load their flash, then sim_fleet_start(). */
 int sim_fleet_add_node(SimFleet *fleet, uint8_t id, const SimFault *fault);
 
@@ -119,5 +134,7 @@ const char *sim_node_get_label(SimNode *node);   /* "node3", "node3-dup" */
 uint8_t sim_node_get_id(SimNode *node);
 uint8_t *sim_node_get_flash(SimNode *node);      /* ISP_NODE_FLASH_SIZE bytes */
 struct isp_node *sim_node_get_core(SimNode *node);
+/* The node's application helper while it runs one, else NULL. */
+const struct isp_app *sim_node_get_app(SimNode *node);
 bool sim_node_is_powered(SimNode *node);
 const SimFault *sim_node_get_fault(SimNode *node);

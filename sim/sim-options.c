@@ -213,9 +213,22 @@ static int apply_fault(SimFault *f, const char *spec, char *err, size_t errlen) 
         } else if (KEY("app")) {
                 NO_VALUE("app");
                 f->application = true;
+        } else if (KEY("no-helper")) {
+                NO_VALUE("no-helper");
+                f->no_helper = true;
+        } else if (KEY("boot-fail")) {
+                NO_VALUE("boot-fail");
+                f->boot_fail = true;
+        } else if (KEY("app-version")) {
+                NEEDS_VALUE("app-version");
+                r = sim_parse_uint(value, 0, UINT32_MAX, &v, sub, sizeof(sub));
+                if (r < 0)
+                        return fail(err, errlen, "app-version: %s", sub);
+                f->app_version = (uint32_t) v;
         } else
                 return fail(err, errlen, "unknown fault '%.*s' (known: drop-every=N, drop-rate=P, "
-                            "power-cut=N, restart-delay=T, rx-depth=N, dead, duplicate, app)",
+                            "power-cut=N, restart-delay=T, rx-depth=N, dead, duplicate, app, "
+                            "no-helper, boot-fail, app-version=N)",
                             (int) keylen, spec);
         return 0;
 
@@ -268,6 +281,7 @@ void sim_config_defaults(SimConfig *config) {
                         .crc_byte = SIM_DEFAULT_CRC_TIME,
                         .handle_frame = SIM_DEFAULT_HANDLE_TIME,
                         .writeback_delay = SIM_DEFAULT_WRITEBACK_DELAY,
+                        .app_crc = SIM_DEFAULT_APP_CRC_TIME,
                 },
                 .rx_depth = SIM_DEFAULT_RX_DEPTH,
                 .seed = SIM_DEFAULT_SEED,
@@ -300,6 +314,8 @@ static void help(void) {
                "      --handle-time T       time to take any request frame in (default 10us)\n"
                "      --writeback-delay T   write a node's flash file back this long after its\n"
                "                            last erase/program (default 100ms; 0: at once)\n"
+               "      --app-crc-time T      time a started application's helper takes for its\n"
+               "                            image CRC; IDENTITY waits for it (default 50ms)\n"
                "  -f, --fault ID:FAULT[,FAULT...]\n"
                "                            inject faults into node ID (repeatable):\n"
                "                              drop-every=N     lose every Nth request received\n"
@@ -315,8 +331,18 @@ static void help(void) {
                "                              dead             never answers, never announces\n"
                "                              duplicate        a second node with the same id\n"
                "                                               (flash DIR/nodeN-dup.bin)\n"
-               "                              app              runs its application at start:\n"
-               "                                               answers only ENTER_ISP\n"
+               "                              app              runs its application at start\n"
+               "                                               (with the duplicate: both do)\n"
+               "                              no-helper        its application has no helper:\n"
+               "                                               answers neither IDENTIFY nor\n"
+               "                                               ENTER_ISP\n"
+               "                              boot-fail        an application its ISP starts\n"
+               "                                               does not come up: 50 ms later\n"
+               "                                               the node is back in ISP and\n"
+               "                                               announces\n"
+               "                              app-version=N    the application version its\n"
+               "                                               helper reports in ABOUT\n"
+               "                                               (0-4294967295, default 0)\n"
                "  -s, --seed N              seed for random drops (default %u)\n"
                "  -q, --quiet               no log line per command and per fault\n"
                "  -h, --help                show this help\n"
@@ -335,6 +361,7 @@ enum {
         ARG_CRC_TIME,
         ARG_HANDLE_TIME,
         ARG_WRITEBACK_DELAY,
+        ARG_APP_CRC_TIME,
         ARG_VERSION,
 };
 
@@ -367,6 +394,7 @@ int sim_parse_argv(int argc, char *argv[], SimConfig *config) {
                 { "crc-time",        required_argument, NULL, ARG_CRC_TIME },
                 { "handle-time",     required_argument, NULL, ARG_HANDLE_TIME },
                 { "writeback-delay", required_argument, NULL, ARG_WRITEBACK_DELAY },
+                { "app-crc-time",    required_argument, NULL, ARG_APP_CRC_TIME },
                 { "version",         no_argument,       NULL, ARG_VERSION },
                 {}
         };
@@ -438,14 +466,16 @@ int sim_parse_argv(int argc, char *argv[], SimConfig *config) {
                 case ARG_PROGRAM_TIME:
                 case ARG_CRC_TIME:
                 case ARG_HANDLE_TIME:
-                case ARG_WRITEBACK_DELAY: {
+                case ARG_WRITEBACK_DELAY:
+                case ARG_APP_CRC_TIME: {
                         static const char *const names[] = {
                                 "--erase-time", "--program-time", "--crc-time", "--handle-time", "--writeback-delay",
+                                "--app-crc-time",
                         };
                         uint64_t *const fields[] = {
                                 &config->timing.erase_sector, &config->timing.program_byte,
                                 &config->timing.crc_byte, &config->timing.handle_frame,
-                                &config->timing.writeback_delay,
+                                &config->timing.writeback_delay, &config->timing.app_crc,
                         };
 
                         r = sim_parse_duration(optarg, fields[c - ARG_ERASE_TIME], err, sizeof(err));
@@ -482,8 +512,9 @@ int sim_parse_argv(int argc, char *argv[], SimConfig *config) {
                 if (!config->node[id])
                         return id == 0 ? usage_error("--fault 0:...: node 0 is the legacy node: add --legacy")
                                        : usage_error("--fault %u:...: node %u is not in --nodes", id, id);
-                if (f->dead && f->application)
-                        return usage_error("--fault %u: dead and app exclude each other", id);
+                if (f->dead && (f->application || f->no_helper || f->boot_fail))
+                        return usage_error("--fault %u: dead and %s exclude each other", id,
+                                           f->application ? "app" : f->no_helper ? "no-helper" : "boot-fail");
                 if (f->restart_delay_set && f->power_cut_after == 0)
                         return usage_error("--fault %u: restart-delay needs power-cut=N", id);
         }

@@ -16,6 +16,7 @@
 #define SIM_DEFAULT_HANDLE_TIME    (10U * NSEC_PER_USEC)
 #define SIM_DEFAULT_WRITEBACK_DELAY (100U * NSEC_PER_MSEC)
 #define SIM_DEFAULT_RESTART_DELAY  (1U * NSEC_PER_SEC)
+#define SIM_DEFAULT_APP_CRC_TIME   (50U * NSEC_PER_MSEC)
 
 typedef struct SimConfig {
         const char *interface;

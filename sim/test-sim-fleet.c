@@ -592,26 +592,420 @@ static void test_duplicate(void **state) {
         assert_int_equal(sim_node_get_flash(sim_fleet_get_node(b->fleet, 1))[0x40], 0xAA);
 }
 
+/* docs/protocol.md 12.1's image, as the node holds it after an update. */
+static void put_example_image(SimNode *node) {
+        uint8_t *flash = sim_node_get_flash(node);
+
+        memcpy(flash + 0x11000, ((const uint8_t[]) { 0x02, 0x12, 0x34 }), 3);
+        memcpy(flash + 0x11234, ((const uint8_t[]) { 0x75, 0x81, 0x07, 0x12, 0x00, 0x10, 0x80, 0xFE }), 8);
+        memcpy(flash + 0x00100, ((const uint8_t[]) { 0xAA, 0xBB, 0xCC, 0xDD }), 4);
+}
+
+/* The node's UID, as its INFO gives it. */
+static void uid_of(SimNode *node, uint8_t ret[4]) {
+        uint8_t info[8];
+
+        isp_node_get_info(sim_node_get_core(node), info);
+        memcpy(ret, info + 4, 4);
+}
+
+/* The next reply is IDENTITY from `id` with this node's UID and that CRC. */
+static const Out *expect_identity(uint8_t id, SimNode *node, uint32_t crc, uint64_t t) {
+        const Out *o = expect_out(0x1B600000 | id, t);
+        uint8_t want[8];
+
+        uid_of(node, want);
+        want[4] = (uint8_t) (crc >> 24);
+        want[5] = (uint8_t) (crc >> 16);
+        want[6] = (uint8_t) (crc >> 8);
+        want[7] = (uint8_t) crc;
+        assert_int_equal(o->frame.dlc, 8);
+        assert_memory_equal(o->frame.data, want, 8);
+        return o;
+}
+
+/* CRC-32 of an erased application area (126,976 bytes of 0xFF). */
+#define ERASED_APP_CRC 0xAE228DC0
+
+/* The `app` fault: the helper runs from the start and answers IDENTIFY
+ * and ENTER_ISP, nothing of the ISP's. */
 static void test_application(void **state) {
-        SimFault f = { .application = true };
+        SimFault f = { .application = true, .app_version = 0x00010002 };
         uint64_t t = T0 + 10 * MS;
+        SimNode *node;
+        char line[64];
+        uint8_t uid[4];
 
         fleet(&timing_500k, 4);
         add(5, &f);
+        node = sim_fleet_find_node(b->fleet, 5);
         start();
         expect_no_more();
         assert_log("node5: running its application");
+        assert_non_null(sim_node_get_app(node));
 
+        /* the ISP's commands go unanswered */
         send_at(t, REQ(0, 0xFF), 0);
-        send_at(t + 1 * MS, REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34);
+        send_at(t + 1 * MS, REQ(0, 5), 0);
+        run_all();
+        expect_no_more();
+
+        /* IDENTITY: the UID of its INFO and the CRC of its flash */
+        send_at(t + 2 * MS, REQ(6, 5), 1, 0x00);
+        run_all();
+        {
+                const Out *o = expect_identity(5, node, ERASED_APP_CRC, 0);
+                assert_int_equal(o->t, t + 2 * MS + bus(REQ(6, 5), 1, 0x00) + 10 * US +
+                                 sim_can_bits_to_nsec(sim_can_frame_bits(&o->frame), 500000));
+        }
+        uid_of(node, uid);
+        snprintf(line, sizeof(line), "node5: IDENTIFY -> UID %02X%02X%02X%02X, image AE228DC0\n",
+                 uid[0], uid[1], uid[2], uid[3]);
+        assert_log(line);
+
+        /* ABOUT, to all: the app-version fault's version, CRC ready */
+        send_at(t + 3 * MS, REQ(6, 0xFF), 1, 0x01);
+        run_all();
+        assert_memory_equal(expect_out(0x1B600105, 0)->frame.data,
+                            ((const uint8_t[]) { 0x01, 0x03, 0x01, 0x01, 0x00, 0x01, 0x00, 0x02 }), 8);
+        assert_log("node5: IDENTIFY ABOUT -> helper 1, application version 0x00010002, image CRC computed\n");
+
+        /* another node's, and an unknown variant */
+        send_at(t + 4 * MS, REQ(6, 6), 1, 0x00);
+        send_at(t + 5 * MS, REQ(6, 5), 1, 0x02);
+        run_all();
+        expect_no_more();
+
+        /* ENTER_ISP: reset into ISP, ANNOUNCE */
+        send_at(t + 6 * MS, REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34);
         run_all();
         {
                 const Out *o = expect_out(REP(7, 5), 0);
-                assert_int_equal(o->t, t + 1 * MS + bus(REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34) + 10 * US +
+                assert_int_equal(o->t, t + 6 * MS + bus(REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34) + 10 * US +
                                  sim_can_bits_to_nsec(sim_can_frame_bits(&o->frame), 500000));
+                assert_memory_equal(o->frame.data + 4, uid, 4);
         }
         expect_no_more();
         assert_log("node5: ENTER_ISP 5 -> reset into ISP, ANNOUNCE");
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(node)), ISP_NODE_MODE_ISP);
+        assert_null(sim_node_get_app(node));
+
+        /* now the ISP answers, and the application's commands do not */
+        send_at(t + 10 * MS, REQ(6, 5), 1, 0x00);
+        send_at(t + 11 * MS, REQ(7, 0xFF), 4, 0x12, 0xAB, 0xCD, 0x34);
+        send_at(t + 12 * MS, REQ(0, 0xFF), 0);
+        run_all();
+        expect_out(REP(0, 5), 0);
+        expect_no_more();
+}
+
+/* An IDENTITY before the helper's CRC is done waits for it; ABOUT does
+ * not. */
+static void test_identify_waits_for_crc(void **state) {
+        SimTiming timing = timing_500k;
+        SimFault f = { .application = true };
+        SimNode *node;
+
+        timing.app_crc = 50 * MS;
+        fleet(&timing, 4);
+        add(5, &f);
+        node = sim_fleet_find_node(b->fleet, 5);
+        put_example_image(node);
+        sim_fleet_start(b->fleet, T0);
+
+        send_at(T0 + 10 * MS, REQ(6, 5), 1, 0x00);
+        send_at(T0 + 20 * MS, REQ(6, 5), 1, 0x01);
+        run_until(T0 + 49 * MS);
+        assert_memory_equal(expect_out(0x1B600105, 0)->frame.data,
+                            ((const uint8_t[]) { 0x01, 0x03, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00 }), 8);
+        expect_no_more();
+        assert_log("node5: IDENTIFY -> waits for the image CRC\n");
+        assert_log("node5: IDENTIFY ABOUT -> helper 1, application version 0x00000000, image CRC not yet computed\n");
+
+        run_all();
+        {
+                const Out *o = expect_identity(5, node, 0x5907571D, 0);
+                assert_int_equal(o->t, T0 + 50 * MS + sim_can_bits_to_nsec(sim_can_frame_bits(&o->frame), 500000));
+        }
+        expect_no_more();
+        assert_log(", image 5907571D (waited for the CRC)\n");
+
+        /* without the timing model, at once */
+        sim_fleet_free(b->fleet);
+        b->n_out = b->next_out = 0;
+        timing.bitrate = 0;
+        fleet(&timing, 4);
+        add(5, &f);
+        node = sim_fleet_find_node(b->fleet, 5);
+        sim_fleet_start(b->fleet, T0);
+        send_at(T0, REQ(6, 0xFF), 1, 0x00);
+        expect_identity(5, node, ERASED_APP_CRC, T0);
+        expect_no_more();
+}
+
+/* The ISP starts the application (REBOOT, or a power-up with a valid
+ * entry): the helper runs it, with the CRC of what was flashed. */
+static void test_isp_starts_helper(void **state) {
+        uint64_t t = T0 + 10 * MS;
+        SimNode *node, *other;
+
+        fleet(&timing_500k, 4);
+        add(3, NULL);
+        add(4, NULL);
+        node = sim_fleet_find_node(b->fleet, 3);
+        other = sim_fleet_find_node(b->fleet, 4);
+        put_example_image(other);
+        start();
+        expect_out(REP(7, 3), 0);
+        expect_no_more();
+        assert_log("node4: power on -> application (valid entry at FF:1000)");
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(other)), ISP_NODE_MODE_APPLICATION);
+
+        send_at(t, REQ(0, 3), 0);
+        for (uint32_t o = 0; o < 0x20000; o += 8) {
+                uint8_t *flash = sim_node_get_flash(other);
+
+                if (o >= 0x11000 && o < 0x11008)
+                        continue;
+                if (memcmp(flash + o, "\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF", 8) != 0 && (o < 0x10000 || o >= 0x11000))
+                        send_at(t + 1 * MS + o * US / 8, REQ(2, o), 8, flash[o], flash[o + 1], flash[o + 2],
+                                flash[o + 3], flash[o + 4], flash[o + 5], flash[o + 6], flash[o + 7]);
+        }
+        send_at(t + 100 * MS, REQ(2, 0x11001), 2, 0x12, 0x34);
+        send_at(t + 101 * MS, REQ(2, 0x11000), 1, 0x02);
+        send_at(t + 102 * MS, REQ(4, 0), 0);
+        /* both applications answer IDENTIFY to all, lower id first */
+        send_at(t + 110 * MS, REQ(6, 0xFF), 1, 0x00);
+        run_all();
+        expect_out(REP(0, 3), 0);
+        expect_out(REP(2, 3), 0); /* 0x00100 */
+        expect_out(REP(2, 3), 0); /* 0x11230 and 0x11238: the 8 bytes at 0x11234 */
+        expect_out(REP(2, 3), 0);
+        expect_out(REP(2, 3), 0); /* the entry, hh ll then the opcode */
+        expect_out(REP(2, 3), 0);
+        assert_int_equal(expect_out(REP(4, 3), 0)->frame.data[0], 0);
+        expect_identity(3, node, 0x5907571D, 0);
+        expect_identity(4, other, 0x5907571D, 0);
+        expect_no_more();
+        assert_log("node3: REBOOT -> ok, application started");
+        assert_memory_equal(sim_node_get_flash(node), sim_node_get_flash(other), 0x20000);
+}
+
+/* no-helper: the application answers nothing; its ISP still works. */
+static void test_no_helper(void **state) {
+        SimFault f = { .application = true, .no_helper = true };
+        uint64_t t = T0 + 10 * MS;
+        SimNode *node;
+
+        fleet(&timing_500k, 4);
+        add(5, &f);
+        node = sim_fleet_find_node(b->fleet, 5);
+        start();
+        assert_log("node5: its application has no helper (no-helper): it answers nothing");
+        assert_null(sim_node_get_app(node));
+        send_at(t, REQ(6, 5), 1, 0x00);
+        send_at(t + 1 * MS, REQ(6, 0xFF), 1, 0x01);
+        send_at(t + 2 * MS, REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34);
+        send_at(t + 3 * MS, REQ(7, 0xFF), 4, 0x12, 0xAB, 0xCD, 0x34);
+        run_all();
+        expect_no_more();
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(node)), ISP_NODE_MODE_APPLICATION);
+
+        /* in its ISP (after a power cycle without a valid entry), REBOOT
+         * works; the application it starts is as silent */
+        sim_fleet_free(b->fleet);
+        b->n_out = b->next_out = 0;
+        f.application = false;
+        fleet(&timing_500k, 4);
+        add(5, &f);
+        node = sim_fleet_find_node(b->fleet, 5);
+        start();
+        expect_out(REP(7, 5), 0);
+        send_at(t, REQ(0, 5), 0);
+        send_at(t + 1 * MS, REQ(2, 0x11000), 3, 0x02, 0x12, 0x34);
+        send_at(t + 2 * MS, REQ(4, 0), 0);
+        send_at(t + 3 * MS, REQ(6, 5), 1, 0x00);
+        send_at(t + 4 * MS, REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34);
+        run_all();
+        expect_out(REP(0, 5), 0);
+        expect_out(REP(2, 5), 0);
+        assert_int_equal(expect_out(REP(4, 5), 0)->frame.data[0], 0);
+        expect_no_more();
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(node)), ISP_NODE_MODE_APPLICATION);
+}
+
+/* boot-fail: every application the ISP starts is back in ISP 50 ms
+ * later, announced; one running from the start (`app`) is fine. */
+static void test_boot_fail(void **state) {
+        SimFault f = { .application = true, .boot_fail = true };
+        uint64_t t = T0 + 10 * MS, started;
+        SimNode *node;
+
+        fleet(&timing_500k, 4);
+        add(5, &f);
+        node = sim_fleet_find_node(b->fleet, 5);
+        put_example_image(node);
+        start();
+        send_at(t, REQ(6, 5), 1, 0x00);
+        run_all();
+        expect_identity(5, node, 0x5907571D, 0);
+
+        /* ENTER_ISP, then REBOOT into the (same, valid) image */
+        send_at(t + 1 * MS, REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34);
+        send_at(t + 2 * MS, REQ(0, 5), 0);
+        send_at(t + 3 * MS, REQ(4, 0), 0);
+        started = t + 3 * MS + bus(REQ(4, 0), 0) + 10 * US;
+        /* the application that does not come up answers nothing */
+        send_at(t + 20 * MS, REQ(6, 5), 1, 0x00);
+        send_at(t + 21 * MS, REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34);
+        run_until(started + SIM_BOOT_FAIL_DELAY - 1);
+        expect_out(REP(7, 5), 0);
+        expect_out(REP(0, 5), 0);
+        assert_int_equal(expect_out(REP(4, 5), 0)->frame.data[0], 0);
+        expect_no_more();
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(node)), ISP_NODE_MODE_APPLICATION);
+        assert_log("node5: its application does not come up (boot-fail): back in ISP in 50 ms\n");
+
+        run_all();
+        {
+                const Out *o = expect_out(REP(7, 5), 0);
+                assert_int_equal(o->t, started + 50 * MS + sim_can_bits_to_nsec(sim_can_frame_bits(&o->frame), 500000));
+        }
+        expect_no_more();
+        assert_log("node5: its application did not come up: reset into ISP, ANNOUNCE\n");
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(node)), ISP_NODE_MODE_ISP);
+        assert_false(isp_node_is_selected(sim_node_get_core(node)));
+
+        /* it stays there: an ISP like any other */
+        send_at(started + 100 * MS, REQ(0, 0xFF), 0);
+        run_all();
+        expect_out(REP(0, 5), 0);
+        expect_no_more();
+}
+
+/* boot-fail on a power-up with a valid entry, and on a legacy node. */
+static void test_boot_fail_power_up(void **state) {
+        SimFault f = { .boot_fail = true };
+
+        fleet(&timing_500k, 4);
+        add(0, &f);
+        add(5, &f);
+        put_example_image(sim_fleet_find_node(b->fleet, 0));
+        put_example_image(sim_fleet_find_node(b->fleet, 5));
+        sim_fleet_start(b->fleet, T0);
+        run_until(T0 + 49 * MS);
+        expect_no_more();
+        run_all();
+        {
+                const Out *o = expect_out(REP(7, 5), 0);
+                assert_int_equal(o->t, T0 + 50 * MS + sim_can_bits_to_nsec(sim_can_frame_bits(&o->frame), 500000));
+        }
+        expect_no_more();
+        assert_log("node0: its application did not come up: reset into ISP (legacy, no ANNOUNCE)\n");
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(sim_fleet_find_node(b->fleet, 0))), ISP_NODE_MODE_ISP);
+}
+
+/* Both boards of a duplicate pair run the helper: two IDENTITY frames
+ * with their own UIDs, one ABOUT (identical, so one frame on the bus). */
+static void test_duplicate_application(void **state) {
+        SimFault f = { .duplicate = true, .application = true, .app_version = 9 };
+        SimNode *first, *second;
+        SimFleetStats stats;
+        uint8_t uid1[4], uid2[4];
+
+        fleet(&timing_500k, 4);
+        add(3, &f);
+        first = sim_fleet_get_node(b->fleet, 0);
+        second = sim_fleet_get_node(b->fleet, 1);
+        start();
+        expect_no_more();
+        assert_non_null(sim_node_get_app(first));
+        assert_non_null(sim_node_get_app(second));
+        uid_of(first, uid1);
+        uid_of(second, uid2);
+        assert_memory_not_equal(uid1, uid2, 4);
+
+        send_at(T0 + 10 * MS, REQ(6, 3), 1, 0x00);
+        run_all();
+        expect_identity(3, first, ERASED_APP_CRC, 0);
+        expect_identity(3, second, ERASED_APP_CRC, 0);
+        expect_no_more();
+
+        send_at(T0 + 20 * MS, REQ(6, 0xFF), 1, 0x01);
+        run_all();
+        assert_memory_equal(expect_out(0x1B600103, 0)->frame.data,
+                            ((const uint8_t[]) { 0x01, 0x03, 0x01, 0x01, 0x00, 0x00, 0x00, 0x09 }), 8);
+        expect_no_more();
+        sim_fleet_get_stats(b->fleet, &stats);
+        assert_int_equal(stats.merged, 1);
+
+        /* and both go into ISP on ENTER_ISP */
+        send_at(T0 + 30 * MS, REQ(7, 3), 4, 0x12, 0xAB, 0xCD, 0x34);
+        run_all();
+        assert_memory_equal(expect_out(REP(7, 3), 0)->frame.data + 4, uid1, 4);
+        assert_memory_equal(expect_out(REP(7, 3), 0)->frame.data + 4, uid2, 4);
+        expect_no_more();
+}
+
+/* A legacy node's application has no helper but honours ENTER_ISP for
+ * target 0 or all, and its ISP does not announce. */
+static void test_legacy_application(void **state) {
+        SimFault f = { .application = true };
+        SimNode *node;
+
+        fleet(&timing_500k, 4);
+        add(0, &f);
+        node = sim_fleet_find_node(b->fleet, 0);
+        start();
+        assert_null(sim_node_get_app(node));
+        send_at(T0 + 10 * MS, REQ(6, 0xFF), 1, 0x00);
+        send_at(T0 + 11 * MS, REQ(6, 0), 1, 0x00);
+        send_at(T0 + 12 * MS, REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34);
+        send_at(T0 + 13 * MS, REQ(7, 0x100), 4, 0x12, 0xAB, 0xCD, 0x34);
+        send_at(T0 + 14 * MS, REQ(7, 0), 4, 0x12, 0xAB, 0xCD, 0x35);
+        run_all();
+        expect_no_more();
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(node)), ISP_NODE_MODE_APPLICATION);
+
+        send_at(T0 + 20 * MS, REQ(7, 0), 4, 0x12, 0xAB, 0xCD, 0x34);
+        run_all();
+        expect_no_more();
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(node)), ISP_NODE_MODE_ISP);
+        assert_log("node0: ENTER_ISP 0 -> reset into ISP (legacy, no ANNOUNCE)");
+
+        send_at(T0 + 30 * MS, REQ(0, 0), 0);
+        run_all();
+        assert_int_equal(expect_out(0x1B000000, 0)->frame.dlc, 0);
+}
+
+/* A power cut while the application runs: it comes back with the power
+ * and computes its CRC afresh. */
+static void test_power_cut_in_application(void **state) {
+        SimTiming timing = timing_500k;
+        SimFault f = { .application = true, .power_cut_after = 1, .restart_delay = 100 * MS,
+                       .restart_delay_set = true };
+        SimNode *node;
+
+        timing.app_crc = 30 * MS;
+        fleet(&timing, 4);
+        add(5, &f);
+        node = sim_fleet_find_node(b->fleet, 5);
+        put_example_image(node);
+        sim_fleet_start(b->fleet, T0);
+        /* taken before the CRC is done, and lost with the power */
+        send_at(T0 + 10 * MS, REQ(6, 5), 1, 0x00);
+        run_until(T0 + 60 * MS);
+        expect_no_more();
+        assert_false(sim_node_is_powered(node));
+        assert_null(sim_node_get_app(node));
+
+        run_all();
+        expect_no_more();
+        assert_int_equal(isp_node_get_mode(sim_node_get_core(node)), ISP_NODE_MODE_APPLICATION);
+        send_at(T0 + 300 * MS, REQ(6, 5), 1, 0x00);
+        run_all();
+        expect_identity(5, node, 0x5907571D, 0);
+        expect_no_more();
 }
 
 static void test_legacy_among_extended(void **state) {
@@ -725,6 +1119,14 @@ int main(void) {
                 T(test_dead),
                 T(test_duplicate),
                 T(test_application),
+                T(test_identify_waits_for_crc),
+                T(test_isp_starts_helper),
+                T(test_no_helper),
+                T(test_boot_fail),
+                T(test_boot_fail_power_up),
+                T(test_duplicate_application),
+                T(test_legacy_application),
+                T(test_power_cut_in_application),
                 T(test_legacy_among_extended),
                 T(test_writeback),
                 T(test_not_requests_ignored),

@@ -126,6 +126,21 @@ static void test_fault(void **state) {
         assert_int_equal(faults[8].rx_depth, 2);
         assert_int_equal(sim_parse_fault("0:app", faults, err, sizeof(err)), 0);
         assert_true(faults[0].application);
+
+        /* the application's faults */
+        assert_int_equal(sim_parse_fault("9:no-helper", faults, err, sizeof(err)), 9);
+        assert_true(faults[9].no_helper);
+        assert_false(faults[9].boot_fail);
+        assert_int_equal(sim_parse_fault("9:boot-fail,app-version=65538", faults, err, sizeof(err)), 9);
+        assert_true(faults[9].no_helper);
+        assert_true(faults[9].boot_fail);
+        assert_int_equal(faults[9].app_version, 65538);
+        assert_int_equal(sim_parse_fault("9:app-version=4294967295", faults, err, sizeof(err)), 9);
+        assert_int_equal(faults[9].app_version, UINT32_MAX);
+        assert_int_equal(sim_parse_fault("9:app-version=0", faults, err, sizeof(err)), 9);
+        assert_int_equal(faults[9].app_version, 0);
+        assert_false(faults[8].no_helper);
+        assert_int_equal(faults[8].app_version, 0);
 }
 
 static void test_fault_errors(void **state) {
@@ -133,6 +148,8 @@ static void test_fault_errors(void **state) {
                 "3", ":dead", "3:", "255:dead", "x:dead", "3:bogus", "3:dead=1", "3:drop-every",
                 "3:drop-every=0", "3:drop-every=x", "3:drop-rate=2", "3:power-cut=0",
                 "3:restart-delay=5", "3:rx-depth=0", "3:rx-depth=256", "3:dead,,app", "3:app=yes",
+                "3:no-helper=1", "3:boot-fail=yes", "3:app-version", "3:app-version=4294967296",
+                "3:app-version=-1", "3:app-version=0x10", "3:nohelper",
         };
         SimFault faults[256] = {};
 
@@ -147,7 +164,11 @@ static void test_fault_errors(void **state) {
         assert_int_equal(sim_parse_fault("3:dead,bogus", faults, err, sizeof(err)), -EINVAL);
         assert_false(faults[3].dead);
         assert_string_equal(err, "unknown fault 'bogus' (known: drop-every=N, drop-rate=P, power-cut=N, "
-                            "restart-delay=T, rx-depth=N, dead, duplicate, app)");
+                            "restart-delay=T, rx-depth=N, dead, duplicate, app, no-helper, boot-fail, "
+                            "app-version=N)");
+        assert_int_equal(sim_parse_fault("3:boot-fail,app-version=x", faults, err, sizeof(err)), -EINVAL);
+        assert_false(faults[3].boot_fail);
+        assert_string_equal(err, "app-version: 'x' is not a decimal number");
 }
 
 /* Run the parser on a NULL-terminated argument list, with stdout and
@@ -198,6 +219,7 @@ static void test_argv(void **state) {
         assert_int_equal(c.timing.crc_byte, 3000);
         assert_int_equal(c.timing.handle_frame, 10000);
         assert_int_equal(c.timing.writeback_delay, 100000000);
+        assert_int_equal(c.timing.app_crc, 50000000);
         assert_int_equal(c.rx_depth, 4);
         assert_int_equal(c.seed, 1);
         assert_false(c.quiet);
@@ -206,7 +228,7 @@ static void test_argv(void **state) {
         assert_int_equal(parse(&c, "-i", "can1", "-l", "-d", "d", "--bitrate", "0", "--seed", "42",
                                "--rx-depth", "16", "--erase-time", "4ms", "--program-time", "7.5us",
                                "--crc-time", "1us", "--handle-time", "0", "--writeback-delay", "0",
-                               "--quiet", "-f", "0:app"), 1);
+                               "--app-crc-time", "1.5s", "--quiet", "-f", "0:app"), 1);
         assert_true(c.node[0]);
         assert_int_equal(c.timing.bitrate, 0);
         assert_int_equal(c.seed, 42);
@@ -216,6 +238,7 @@ static void test_argv(void **state) {
         assert_int_equal(c.timing.crc_byte, 1000);
         assert_int_equal(c.timing.handle_frame, 0);
         assert_int_equal(c.timing.writeback_delay, 0);
+        assert_int_equal(c.timing.app_crc, 1500000000);
         assert_true(c.quiet);
         assert_true(c.fault[0].application);
 
@@ -253,6 +276,14 @@ static void test_argv_errors(void **state) {
         assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--fault", "2:dead"), -EINVAL);
         assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--fault", "0:dead"), -EINVAL);
         assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--fault", "1:dead,app"), -EINVAL);
+        assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--fault", "1:dead,no-helper"), -EINVAL);
+        assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--fault", "1:boot-fail",
+                               "--fault", "1:dead"), -EINVAL);
+        assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--app-crc-time", "50"), -EINVAL);
+        assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--fault", "1:no-helper,boot-fail,app",
+                               "--fault", "1:app-version=7"), 1);
+        assert_true(c.fault[1].no_helper && c.fault[1].boot_fail && c.fault[1].application);
+        assert_int_equal(c.fault[1].app_version, 7);
         assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--fault", "1:restart-delay=1s"), -EINVAL);
         /* unknown options and stray arguments */
         assert_int_equal(parse(&c, "-i", "vcan0", "-d", "d", "-n", "1", "--bogus"), -EINVAL);

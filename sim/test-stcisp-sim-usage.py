@@ -31,8 +31,9 @@ def help_lists_every_option():
     assert p.returncode == 0, p.returncode
     for opt in ('--interface', '--nodes', '--legacy', '--flash-dir', '--bitrate', '--seed', '--fault',
                 '--quiet', '--rx-depth', '--erase-time', '--program-time', '--crc-time', '--handle-time',
-                '--writeback-delay', '--help', '--version', 'drop-every=N', 'drop-rate=P', 'power-cut=N',
-                'restart-delay=T', 'rx-depth=N', 'dead', 'duplicate', 'app'):
+                '--writeback-delay', '--app-crc-time', '--help', '--version', 'drop-every=N', 'drop-rate=P',
+                'power-cut=N', 'restart-delay=T', 'rx-depth=N', 'dead', 'duplicate', 'app', 'no-helper',
+                'boot-fail', 'app-version=N'):
         assert opt in p.stdout, f'--help does not mention {opt}'
     assert p.stderr == ''
 
@@ -60,6 +61,9 @@ def bad_arguments_exit_2():
         ((*OK, d, '--nodes', '1', '--fault', '0:dead'), 'add --legacy'),
         ((*OK, d, '--nodes', '1', '--fault', '1:explode'), "unknown fault 'explode'"),
         ((*OK, d, '--nodes', '1', '--fault', '1:drop-rate=2'), 'drop-rate: 2 is not between 0 and 1'),
+        ((*OK, d, '--nodes', '1', '--fault', '1:dead,boot-fail'), 'dead and boot-fail exclude each other'),
+        ((*OK, d, '--nodes', '1', '--fault', '1:app-version=-1'), "app-version: '-1' is not a decimal number"),
+        ((*OK, d, '--nodes', '1', '--app-crc-time', '50'), "--app-crc-time: '50' needs a unit"),
         ((*OK, d, '--nodes', '1', '--fault', '1'), 'is not ID:FAULT'),
         ((*OK, d, '--nodes', '1', '--bogus'), 'unknown option --bogus'),
         ((*OK, d, '--nodes', '1', 'stray'), "unexpected argument 'stray'"),

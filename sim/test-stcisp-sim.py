@@ -153,6 +153,7 @@ def announce_discover_and_flash_files():
         assert len(info) == 8 and info[0] == 1 and info[1] == 0x07 and info[3] == 4, info.hex()
         uids[n] = info[4:]
     assert len(set(uids.values())) == 3, 'UIDs are not distinct'
+    state['uids'] = uids
 
     bus.send(req_id(0, 0xFF))
     assert bus.expect(rep_id(0, 0)) == b''  # the legacy node answers too, first
@@ -247,6 +248,17 @@ def application_and_enter_isp():
     assert bus.expect(rep_id(0, 1))
     assert bus.expect(rep_id(0, 3))
     bus.expect_silence(0.5)
+    # node 2's application helper: its UID and zlib's CRC of what its
+    # flash holds (written back at the REBOOT); the legacy application
+    # and the ISPs of nodes 1 and 3 say nothing
+    bus.send(req_id(6, 0xFF), b'\x00')
+    flash = sim.flash('node2')
+    want = state['uids'][2] + struct.pack('>I', zlib.crc32(flash[:0x10000] + flash[0x11000:]))
+    assert bus.expect(0x1B600002) == want
+    bus.send(req_id(6, 2), b'\x01')
+    assert bus.expect(0x1B600102) == bytes([1, 0x03, 1, 0x01, 0, 0, 0, 0])
+    bus.expect_silence(0.5)
+    assert 'node2: IDENTIFY -> UID ' + state['uids'][2].hex().upper() in sim.text()
     bus.send(req_id(7, 2), bytes([0x12, 0xAB, 0xCD, 0x34]))
     info = bus.expect(rep_id(7, 2))
     assert info[0] == 1 and len(info) == 8
@@ -297,18 +309,27 @@ def faults():
     bus = state['bus']
     d = tempfile.mkdtemp(prefix='stcisp-sim-faults-')
     temp_dirs.append(d)
-    sim = Sim(['--nodes', '1-4', '--fault', '1:dead', '--fault', '2:duplicate',
-               '--fault', '3:app', '--fault', '4:power-cut=2,restart-delay=300ms',
-               '--fault', '4:drop-every=100'], d)
+    # node 6 holds a valid entry: its application starts at power-up and
+    # does not come up
+    flash = bytearray(b'\xff' * 0x20000)
+    for o in range(0x10000, 0x11000):
+        flash[o] = isp_pattern(o)
+    flash[0x11000:0x11003] = b'\x02\x10\x03'
+    with open(os.path.join(d, 'node6.bin'), 'wb') as f:
+        f.write(flash)
+    sim = Sim(['--nodes', '1-6', '--fault', '1:dead', '--fault', '2:duplicate',
+               '--fault', '3:app,app-version=7', '--fault', '4:power-cut=2,restart-delay=300ms',
+               '--fault', '4:drop-every=100', '--fault', '5:app,no-helper', '--fault', '6:boot-fail'], d)
     state['sim'] = sim
-    got = sorted([bus.recv(), bus.recv(), bus.recv()])
-    assert [g[0] for g in got] == [rep_id(7, 2), rep_id(7, 2), rep_id(7, 4)], got
+    got = sorted([bus.recv(), bus.recv(), bus.recv(), bus.recv()])
+    assert [g[0] for g in got] == [rep_id(7, 2), rep_id(7, 2), rep_id(7, 4), rep_id(7, 6)], got
     assert got[0][1] != got[1][1], 'the two node 2s share a UID'
     bus.expect_silence(0.5)
+    assert 'node6: its application did not come up: reset into ISP, ANNOUNCE' in sim.text()
 
     bus.send(req_id(0, 0xFF))  # node 4's 1st frame
-    got = sorted([bus.recv(), bus.recv(), bus.recv()])
-    assert [g[0] for g in got] == [rep_id(0, 2), rep_id(0, 2), rep_id(0, 4)], got
+    got = sorted([bus.recv(), bus.recv(), bus.recv(), bus.recv()])
+    assert [g[0] for g in got] == [rep_id(0, 2), rep_id(0, 2), rep_id(0, 4), rep_id(0, 6)], got
     bus.expect_silence(0.5)
 
     t = time.monotonic()
@@ -317,8 +338,17 @@ def faults():
     assert time.monotonic() - t >= 0.3, time.monotonic() - t
     bus.expect_silence(0.5)
     assert 'node4: power cut after 2 frames' in sim.text()
+
+    # only node 3's application answers IDENTIFY: node 5's has no helper
+    bus.send(req_id(6, 0xFF), b'\x01')
+    about = bus.expect(0x1B600103)
+    assert about[:3] == bytes([1, 0x03, 1]) and about[4:] == bytes([0, 0, 0, 7]), about.hex()
+    bus.expect_silence(0.5)
+    bus.send(req_id(7, 5), bytes([0x12, 0xAB, 0xCD, 0x34]))
+    bus.expect_silence(0.5)
+
     assert sim.stop() == 0
-    for name in ('node1', 'node2', 'node2-dup', 'node3', 'node4'):
+    for name in ('node1', 'node2', 'node2-dup', 'node3', 'node4', 'node5', 'node6'):
         assert len(sim.flash(name)) == 0x20000
 
 

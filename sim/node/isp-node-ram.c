@@ -83,3 +83,54 @@ bool isp_node_ram_pop(struct isp_node_ram *ram, struct isp_node_frame *ret) {
         memmove(ram->sent, ram->sent + 1, sizeof(ram->sent[0]) * ram->n_sent);
         return true;
 }
+
+static void ram_enter_isp(void *userdata) {
+        struct isp_node_ram *ram = userdata;
+
+        ram->xdata_dfu_flag[0] = (uint8_t) (ISP_NODE_DFU_MAGIC >> 24);
+        ram->xdata_dfu_flag[1] = (uint8_t) (ISP_NODE_DFU_MAGIC >> 16);
+        ram->xdata_dfu_flag[2] = (uint8_t) (ISP_NODE_DFU_MAGIC >> 8);
+        ram->xdata_dfu_flag[3] = (uint8_t) ISP_NODE_DFU_MAGIC;
+        ram->n_enter_isp++;
+        if (ram->core) {
+                isp_node_set_dfu_flag(ram->core);
+                (void) isp_node_soft_reset(ram->core);
+        }
+}
+
+const struct isp_app_ops isp_node_ram_app_ops = {
+        ram_read,
+        ram_send,
+        ram_enter_isp,
+};
+
+int isp_node_ram_receive(struct isp_node_ram *ram, struct isp_node *node, const struct isp_node_frame *frame) {
+        struct isp_app_config config;
+        struct isp_app app;
+        uint8_t info[8];
+        unsigned long n_read;
+
+        if (isp_node_get_mode(node) != ISP_NODE_MODE_APPLICATION)
+                return isp_node_receive(node, frame);
+        if (isp_node_is_legacy(node))
+                return ISP_APP_IGNORED;
+
+        isp_node_get_info(node, info);
+        memset(&config, 0, sizeof(config));
+        config.node_id = node->config.node_id;
+        memcpy(config.uid, info + 4, 4);
+        ram->core = node;
+        if (isp_app_init(&app, &config, &isp_node_ram_app_ops, ram) < 0)
+                return ISP_APP_IGNORED;
+        /* Only IDENTIFY depends on the CRC: spare every other frame 124 KiB
+         * of reads (benches send thousands to nodes that run their
+         * application). The reads are the application's, not the ISP's
+         * flash work, so n_read does not count them. */
+        if (((frame->id >> 20) & 0x0FU) == ISP_NODE_CMD_IDENTIFY) {
+                n_read = ram->n_read;
+                while (isp_app_poll(&app))
+                        ;
+                ram->n_read = n_read;
+        }
+        return isp_app_receive(&app, frame);
+}

@@ -17,9 +17,13 @@
  *     isp_node_receive(&node, &request);
  *     while (isp_node_ram_pop(&ram, &reply)) ...
  *
+ * isp_node_ram_receive() plays the whole board instead: the ISP, or the
+ * application with its helper (isp-app.h) when the core has started it.
+ *
  * Plain C99 like the core; it uses <string.h>.
  */
 
+#include "isp-app.h"
 #include "isp-node.h"
 
 #define ISP_NODE_RAM_MAX_SENT 64
@@ -46,6 +50,15 @@ struct isp_node_ram {
         /* While non-zero, flash_program clears bit 0 of every byte it
          * writes, so the core's read-back differs. */
         int corrupt_program;
+
+        /* The application side (isp_node_ram_app_ops): XDATA 1FFC-1FFF as
+         * its enter_isp op last wrote it, and how often it was called. */
+        uint8_t xdata_dfu_flag[4];
+        unsigned long n_enter_isp;
+        /* If set, enter_isp also does what the chip does next: this core's
+         * DfuFlag is set and it is soft-reset (an extended ISP sends
+         * ANNOUNCE into `sent`). */
+        struct isp_node *core;
 };
 
 /* flash_read/flash_program/flash_erase_sector on ram->flash, send into
@@ -67,5 +80,21 @@ void isp_node_fill_isp_pattern(uint8_t *flash);
 
 /* Take the oldest sent frame. Returns false if there is none. */
 bool isp_node_ram_pop(struct isp_node_ram *ram, struct isp_node_frame *ret);
+
+/* The application helper's ops (isp-app.h) on the same board: flash_read
+ * on ram->flash, send into ram->sent, enter_isp as described at
+ * ram->core. Pass the struct isp_node_ram as the userdata. */
+extern const struct isp_app_ops isp_node_ram_app_ops;
+
+/* Hand one frame to whatever runs on the board of `node` (whose ops'
+ * userdata is `ram`): its ISP core, or, while the core is in application
+ * mode, an application that links the helper with the core's node id and
+ * UID and application version 0. That helper is set up afresh for every
+ * frame, its CRC computed to the end before an IDENTIFY, so it answers
+ * like one that has long been running; its ENTER_ISP soft-resets the core
+ * into ISP (ram->core is set to node for that). A legacy node's
+ * application (node id 0) has no helper and ignores everything. Returns
+ * what isp_node_receive() or isp_app_receive() returned. */
+int isp_node_ram_receive(struct isp_node_ram *ram, struct isp_node *node, const struct isp_node_frame *frame);
 
 #endif

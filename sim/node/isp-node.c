@@ -15,8 +15,8 @@
  * the identifier. */
 #define LEGACY_OFFSET_MASK 0x1FFFFUL
 
-/* CONNECT and ENTER_ISP carry the target in ID bits 7..0; bits 19..8 must
- * be zero, or the request is not one (docs/protocol.md 2.2). */
+/* CONNECT carries the target in ID bits 7..0; bits 19..8 must be zero, or
+ * the request is not one (docs/protocol.md 2.2). */
 #define TARGET_RESERVED_MASK 0xFFF00UL
 
 static uint32_t get_be24(const uint8_t *p) {
@@ -154,6 +154,12 @@ void isp_node_power_off(struct isp_node *node) {
         node->selected = 0;
         node->quiet = 0;
         node->dfu_flag = 0;
+}
+
+void isp_node_set_dfu_flag(struct isp_node *node) {
+        /* XRAM holds nothing while the power is off. */
+        if (node->mode != ISP_NODE_MODE_OFF)
+                node->dfu_flag = 1;
 }
 
 enum isp_node_mode isp_node_soft_reset(struct isp_node *node) {
@@ -435,24 +441,6 @@ static int handle_extended(struct isp_node *node, const struct isp_node_frame *f
         }
 }
 
-/* The application's part: only ENTER_ISP for this node or for all. */
-static int handle_application(struct isp_node *node, const struct isp_node_frame *frame, uint8_t cmd, uint32_t arg) {
-        uint8_t target = (uint8_t) (arg & 0xFFU);
-
-        if (cmd != ISP_NODE_CMD_ENTER_ISP || (arg & TARGET_RESERVED_MASK))
-                return ISP_NODE_IGNORED;
-        if (target != node->config.node_id && target != ISP_NODE_TARGET_ALL)
-                return ISP_NODE_IGNORED;
-        if (frame->dlc != 4 ||
-            frame->data[0] != 0x12 || frame->data[1] != 0xAB ||
-            frame->data[2] != 0xCD || frame->data[3] != 0x34)
-                return ISP_NODE_IGNORED;
-
-        node->dfu_flag = 1;
-        (void) isp_node_soft_reset(node);
-        return ISP_NODE_STATUS_OK;
-}
-
 int isp_node_receive(struct isp_node *node, const struct isp_node_frame *frame) {
         uint32_t id, arg;
         uint8_t cmd;
@@ -468,8 +456,10 @@ int isp_node_receive(struct isp_node *node, const struct isp_node_frame *frame) 
         cmd = (uint8_t) ((id >> 20) & 0x0FU);
         arg = id & 0xFFFFFUL;
 
+        /* The ISP does not run while the application does: whatever the
+         * application answers is its own code's (isp-app.h). */
         if (node->mode == ISP_NODE_MODE_APPLICATION)
-                return handle_application(node, frame, cmd, arg);
+                return ISP_NODE_IGNORED;
 
         if (cmd == ISP_NODE_CMD_CONNECT)
                 return handle_connect(node, frame, arg);

@@ -30,9 +30,12 @@
  * for every frame the CAN controller delivers. When isp_node_mode() turns
  * ISP_NODE_MODE_APPLICATION, jump to the entry at FF:1000.
  *
- * The "application mode" of this core is a model of the ENTER_ISP handler
- * that an application linked against this protocol carries; a simulator
- * and the host's tests use it to play a node that runs its application.
+ * In application mode the ISP is not running, so the core ignores every
+ * frame: what a running application answers (ENTER_ISP, IDENTIFY) is the
+ * application's own code, the helper in isp-app.h. A simulator or a test
+ * that plays a board hands frames to that helper while
+ * isp_node_get_mode() says ISP_NODE_MODE_APPLICATION, and models its
+ * ENTER_ISP with isp_node_set_dfu_flag() and isp_node_soft_reset().
  *
  * All multi-byte numbers on the wire are big-endian. Offsets are flash
  * offsets: logical address - 0xFE0000, 0x00000-0x1FFFF.
@@ -74,6 +77,7 @@ enum {
         ISP_NODE_CMD_ERASE     = 3,
         ISP_NODE_CMD_REBOOT    = 4,
         ISP_NODE_CMD_CRC       = 5, /* extended only */
+        ISP_NODE_CMD_IDENTIFY  = 6, /* to the application (isp-app.h); the ISP ignores it */
         ISP_NODE_CMD_ENTER_ISP = 7, /* request, to the application; reply id = ANNOUNCE */
         ISP_NODE_CMD_ANNOUNCE  = 7,
 };
@@ -121,7 +125,7 @@ enum {
 enum isp_node_mode {
         ISP_NODE_MODE_OFF = 0,         /* not powered: ignores every frame */
         ISP_NODE_MODE_ISP = 1,
-        ISP_NODE_MODE_APPLICATION = 2, /* answers only ENTER_ISP */
+        ISP_NODE_MODE_APPLICATION = 2, /* the application runs: the core ignores every frame */
 };
 
 /* Hooks to the board. `userdata` is the pointer given to isp_node_init().
@@ -205,6 +209,14 @@ void isp_node_power_off(struct isp_node *node);
  * decides. */
 enum isp_node_mode isp_node_soft_reset(struct isp_node *node);
 
+/* Model of what a running application does to XDATA 1FFC-1FFF: on
+ * ENTER_ISP it stores ISP_NODE_DFU_MAGIC there (the helper's enter_isp op,
+ * isp-app.h), and the next isp_node_soft_reset() then stays in ISP. A
+ * board's ISP never calls this: it reads XDATA itself and passes what it
+ * found to isp_node_boot(). A power cut clears the flag, and so does
+ * every boot. */
+void isp_node_set_dfu_flag(struct isp_node *node);
+
 /* Make the node run its application now, whatever the entry at FF:1000
  * holds, as if the ISP had just jumped to it. A simulator uses this for a
  * node that is already running its application when the simulation
@@ -220,10 +232,7 @@ void isp_node_run_application(struct isp_node *node);
  * this one or leaves it unchanged). An extended node ignores a CONNECT
  * whose ID bits 19..8 are not zero; a legacy node answers every CONNECT
  * and takes only ID bits 16..0 as the offset of READ and PROGRAM. In
- * application mode only a matching ENTER_ISP (ID bits 19..8 zero, target
- * this node's id or 0xFF, DLC 4, 12 AB CD 34) is handled: it sets DfuFlag
- * and soft-resets the node into its ISP, which (extended) sends ANNOUNCE;
- * it returns ISP_NODE_STATUS_OK. */
+ * application mode (and while off) every frame is ignored. */
 int isp_node_receive(struct isp_node *node, const struct isp_node_frame *frame);
 
 enum isp_node_mode isp_node_get_mode(const struct isp_node *node);

@@ -971,7 +971,7 @@ static void test_reboot_with_application(void **state) {
         assert_int_equal(flash(0)[0x11000], 0x02);
 }
 
-/* ---- ENTER_ISP and ANNOUNCE ---- */
+/* ---- application mode, DfuFlag and ANNOUNCE ---- */
 
 static void app_node(uint8_t id) {
         bench_add(id, 4);
@@ -980,60 +980,41 @@ static void app_node(uint8_t id) {
         expect_nothing(0);
 }
 
-static void test_enter_isp_own_id(void **state) {
+/* The ISP does not run while the application does: the core ignores
+ * everything, ENTER_ISP and IDENTIFY included (those are the
+ * application's, isp-app.h, tested in test-isp-app.c). */
+static void test_application_mode_ignores_everything(void **state) {
         app_node(3);
-        assert_int_equal(rx(0, REQ(7, 3), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
-        expect(0, 0x1B700003, 8, 0x01, 0x07, 0x12, 0x04, 0xC0, 0xFF, 0xEE, 0x03);
+        assert_int_equal(rx(0, REQ(7, 3), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        assert_int_equal(rx(0, REQ(7, 0xFF), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        assert_int_equal(rx(0, REQ(6, 3), 1, 0x00), IGNORED);
+        assert_int_equal(rx(0, REQ(6, 0xFF), 1, 0x01), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 3), 0), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 0xFF), 0), IGNORED);
+        assert_int_equal(rx(0, REQ(4, 0), 0), IGNORED);
         expect_nothing(0);
-        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+}
+
+/* What the application's ENTER_ISP does to the chip: DfuFlag, soft reset. */
+static void test_dfu_flag_and_soft_reset_announce(void **state) {
+        app_node(200);
+        isp_node_set_dfu_flag(&b->node[0]);
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+        expect_nothing(0);
+        assert_int_equal(isp_node_soft_reset(&b->node[0]), ISP_NODE_MODE_ISP);
+        expect_info(0, 0x1B7000C8, 200, 4);
+        expect_nothing(0);
         assert_false(isp_node_is_selected(&b->node[0]));
 
         /* in ISP it is an ordinary node that still has its application */
-        assert_int_equal(rx(0, REQ(0, 3), 0), ISP_NODE_STATUS_OK);
-        expect_info(0, REP(0, 3), 3, 4);
-        assert_int_equal(rx(0, REQ(7, 3), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 200), 0), ISP_NODE_STATUS_OK);
+        expect_info(0, REP(0, 200), 200, 4);
+        assert_int_equal(rx(0, REQ(7, 200), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        assert_int_equal(rx(0, REQ(6, 200), 1, 0x00), IGNORED);
         assert_int_equal(rx(0, REQ(4, 0), 0), ISP_NODE_STATUS_OK);
-        expect(0, REP(4, 3), 1, 0x00);
+        expect(0, REP(4, 200), 1, 0x00);
         assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
-}
-
-static void test_enter_isp_all(void **state) {
-        app_node(200);
-        assert_int_equal(rx(0, REQ(7, 0xFF), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
-        expect_info(0, 0x1B7000C8, 200, 4);
-        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
-}
-
-static void test_enter_isp_not_for_us(void **state) {
-        app_node(3);
-        /* other node, legacy target */
-        assert_int_equal(rx(0, REQ(7, 4), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 0), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
-        /* wrong magic, wrong DLC */
-        assert_int_equal(rx(0, REQ(7, 3), 4, 0x12, 0xAB, 0xCD, 0x35), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 3), 4, 0x34, 0xCD, 0xAB, 0x12), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 3), 3, 0x12, 0xAB, 0xCD), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 3), 5, 0x12, 0xAB, 0xCD, 0x34, 0x00), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 3), 0), IGNORED);
-        expect_nothing(0);
-        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
-}
-
-/* docs/protocol.md 2.2: ENTER_ISP with ID bits 19..8 not zero is ignored,
- * whatever bits 7..0 say. */
-static void test_enter_isp_upper_arg_bits_ignored(void **state) {
-        app_node(3);
-        assert_int_equal(rx(0, REQ(7, 0x00103), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 0x001FF), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 0xFFFFF), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 0x80003), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
-        expect_nothing(0);
-        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
-
-        /* the same request without those bits */
-        assert_int_equal(rx(0, REQ(7, 0x00003), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
-        expect_info(0, REP(7, 3), 3, 4);
-        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
 }
 
 static void test_soft_reset_keeps_dfu_flag_power_on_does_not(void **state) {
@@ -1042,13 +1023,24 @@ static void test_soft_reset_keeps_dfu_flag_power_on_does_not(void **state) {
         assert_int_equal(isp_node_soft_reset(&b->node[0]), ISP_NODE_MODE_APPLICATION);
         expect_nothing(0);
 
-        /* ENTER_ISP, then a power cut: XRAM (and DfuFlag) is gone, the
+        /* DfuFlag, then a power cut: XRAM (and DfuFlag) is gone, the
          * valid application starts again */
-        assert_int_equal(rx(0, REQ(7, 3), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
-        expect_info(0, REP(7, 3), 3, 4);
+        isp_node_set_dfu_flag(&b->node[0]);
         isp_node_power_off(&b->node[0]);
         assert_int_equal(isp_node_power_on(&b->node[0]), ISP_NODE_MODE_APPLICATION);
         expect_nothing(0);
+
+        /* nothing to set while the power is off */
+        isp_node_power_off(&b->node[0]);
+        isp_node_set_dfu_flag(&b->node[0]);
+        assert_int_equal(isp_node_power_on(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+        assert_int_equal(isp_node_soft_reset(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+        expect_nothing(0);
+
+        /* DfuFlag survives a soft reset: the ISP stays and announces */
+        isp_node_set_dfu_flag(&b->node[0]);
+        assert_int_equal(isp_node_soft_reset(&b->node[0]), ISP_NODE_MODE_ISP);
+        expect_info(0, REP(7, 3), 3, 4);
 
         /* explicit boots */
         assert_int_equal(isp_node_boot(&b->node[0], true), ISP_NODE_MODE_ISP);
@@ -1064,8 +1056,10 @@ static void test_run_application_forced(void **state) {
         assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
         assert_false(isp_node_is_selected(&b->node[0]));
         assert_int_equal(rx(0, REQ(1, 0), 0), IGNORED);
-        /* entry invalid: ENTER_ISP leads to ISP and ANNOUNCE all the same */
-        assert_int_equal(rx(0, REQ(7, 0xFF), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
+        expect_nothing(0);
+        /* entry invalid: a soft reset without DfuFlag leads to ISP and
+         * ANNOUNCE all the same */
+        assert_int_equal(isp_node_soft_reset(&b->node[0]), ISP_NODE_MODE_ISP);
         expect_info(0, REP(7, 3), 3, 4);
 }
 
@@ -1094,7 +1088,9 @@ static void test_commit_rule_interrupted_update(void **state) {
         app_node(3);
         fill(0, 0x0000, 0x100, 0x11); /* the old application */
 
-        assert_int_equal(rx(0, REQ(7, 3), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
+        /* its ENTER_ISP */
+        isp_node_set_dfu_flag(&b->node[0]);
+        assert_int_equal(isp_node_soft_reset(&b->node[0]), ISP_NODE_MODE_ISP);
         expect_info(0, REP(7, 3), 3, 4);
         assert_int_equal(rx(0, REQ(0, 3), 0), ISP_NODE_STATUS_OK);
         expect_info(0, REP(0, 3), 3, 4);
@@ -1260,27 +1256,25 @@ static void test_legacy_ignores_extended_commands(void **state) {
         expect_nothing(0);
 }
 
-static void test_legacy_enter_isp(void **state) {
+static void test_legacy_application(void **state) {
         bench_add(0, 1);
         put_entry(0, 0x02, 0x10, 0x03);
         assert_int_equal(isp_node_power_on(&b->node[0]), ISP_NODE_MODE_APPLICATION);
-
-        assert_int_equal(rx(0, REQ(7, 5), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
-        assert_int_equal(rx(0, REQ(7, 0), 4, 0x12, 0xAB, 0xCD, 0x00), IGNORED);
+        assert_int_equal(rx(0, REQ(7, 0), 4, 0x12, 0xAB, 0xCD, 0x34), IGNORED);
+        assert_int_equal(rx(0, REQ(0, 0), 0), IGNORED);
+        expect_nothing(0);
         assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
 
-        /* its own id (0) or all; its ISP does not announce */
-        assert_int_equal(rx(0, REQ(7, 0), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
+        /* an application that sets DfuFlag: its ISP stays, silently */
+        isp_node_set_dfu_flag(&b->node[0]);
+        assert_int_equal(isp_node_soft_reset(&b->node[0]), ISP_NODE_MODE_ISP);
         expect_nothing(0);
-        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
         assert_int_equal(rx(0, REQ(0, 0), 0), ISP_NODE_STATUS_OK);
         expect(0, 0x1B000000, 0);
 
         assert_int_equal(rx(0, REQ(4, 0), 0), ISP_NODE_STATUS_OK);
         expect(0, 0x1B400000, 0);
-        assert_int_equal(rx(0, REQ(7, 0xFF), 4, 0x12, 0xAB, 0xCD, 0x34), ISP_NODE_STATUS_OK);
-        expect_nothing(0);
-        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_ISP);
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
 }
 
 /* A legacy node among extended ones answers everything, with node 0 in
@@ -1365,10 +1359,8 @@ int main(void) {
                 T(test_crc_length0_offset_checked),
                 T(test_reboot_without_application),
                 T(test_reboot_with_application),
-                T(test_enter_isp_own_id),
-                T(test_enter_isp_all),
-                T(test_enter_isp_not_for_us),
-                T(test_enter_isp_upper_arg_bits_ignored),
+                T(test_application_mode_ignores_everything),
+                T(test_dfu_flag_and_soft_reset_announce),
                 T(test_soft_reset_keeps_dfu_flag_power_on_does_not),
                 T(test_run_application_forced),
                 T(test_power_cut),
@@ -1380,7 +1372,7 @@ int main(void) {
                 T(test_legacy_erase),
                 T(test_legacy_reboot),
                 T(test_legacy_ignores_extended_commands),
-                T(test_legacy_enter_isp),
+                T(test_legacy_application),
                 T(test_legacy_among_extended),
                 T(test_ram_send_overflow),
         };

@@ -193,7 +193,7 @@ static int on_send(void *userdata, const struct isp_can_frame *f) {
                         continue;
                 if (F->drop_permille[i] && lcg(&F->rng) % 1000 < F->drop_permille[i])
                         continue;
-                (void) isp_node_receive(&F->node[i], &nf);
+                (void) isp_node_ram_receive(&F->ram[i], &F->node[i], &nf);
                 F->n_in[i]++;
                 if (F->cut_after[i] && F->n_in[i] == F->cut_after[i]) {
                         if (getenv("TEST_MULTICAST_LOG"))

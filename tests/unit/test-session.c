@@ -106,6 +106,8 @@ struct Bench {
         struct { uint64_t release; struct isp_can_frame f; } held[64];
         unsigned n_held;
         uint64_t reply_delay_usec[MAX_NODES];   /* a slow node answers late */
+        bool no_helper;                 /* the applications ignore IDENTIFY */
+        bool boot_fail;                 /* node 0's new application resets into ISP at once */
         /* node_conflict callbacks */
         unsigned n_conflicts;
         uint8_t conflict_node;
@@ -535,8 +537,17 @@ static void deliver_to_nodes(const struct isp_can_frame *f) {
 
         if (fail_once)
                 b->ram[0].fail_program = 1;
-        for (unsigned i = 0; i < b->n_nodes; i++)
-                (void) isp_node_receive(&b->node[i], &nf);
+        for (unsigned i = 0; i < b->n_nodes; i++) {
+                if (b->no_helper && frame_cmd(f) == ISP_CMD_IDENTIFY)
+                        continue;
+                (void) isp_node_ram_receive(&b->ram[i], &b->node[i], &nf);
+        }
+        if (b->boot_fail && b->n_nodes > 0 && isp_node_get_mode(&b->node[0]) == ISP_NODE_MODE_APPLICATION &&
+            frame_cmd(f) == ISP_CMD_REBOOT) {
+                /* a crash right after the start: the watchdog, DfuFlag set */
+                isp_node_set_dfu_flag(&b->node[0]);
+                (void) isp_node_soft_reset(&b->node[0]);
+        }
         if (fail_once)
                 b->ram[0].fail_program = 0;
 
@@ -853,12 +864,18 @@ static void test_flash_node_running_old_application(void **state) {
 
         assert_flashed(0);
         assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
-        /* four CONNECTs unanswered, ENTER_ISP, then one answered */
+        /* four CONNECTs unanswered; IDENTIFY, answered by the old
+         * application with its own image; ENTER_ISP, then one CONNECT
+         * answered */
         assert_int_equal(count_sent_before(ISP_CMD_CONNECT, ISP_CMD_ENTER_ISP), 4);
+        assert_int_equal(count_sent_before(ISP_CMD_IDENTIFY, ISP_CMD_ENTER_ISP), 1);
         assert_int_equal(frame_cmd(next_sent_after(ISP_CMD_ENTER_ISP)), ISP_CMD_CONNECT);
-        assert_true(b->n_seen >= 1);
-        assert_true(b->seen[0].announce);
+        assert_true(b->n_seen >= 2);
+        assert_true(b->seen[0].application && b->seen[0].has_identity);
         assert_int_equal(b->seen[0].node, 3);
+        assert_int_not_equal(b->seen[0].identity.image_crc, isp_image_app_crc32(b->img));
+        assert_true(b->seen[1].announce);
+        assert_int_equal(b->seen[1].node, 3);
         /* the stale sector was found by CRC and erased, the others left */
         assert_true(b->ram[0].n_erased < 30);
 }
@@ -1240,6 +1257,154 @@ static void test_scan_conflict(void **state) {
         assert_int_equal(b->conflict_node, 3);
         assert_memory_equal(b->conflict_uids[0], ((uint8_t[]) { 0xC0, 0xFF, 0xEE, 3 }), 4);
         assert_memory_equal(b->conflict_uids[1], ((uint8_t[]) { 0x5D, 0xFF, 0xEE, 3 }), 4);
+}
+
+
+/* ------------------------------------------------------------------------ */
+/* Running applications: IDENTIFY, the boot check */
+
+/* After REBOOT the new application answers IDENTIFY with the image: the
+ * boot is confirmed. */
+static void test_boot_confirmed(void **state) {
+        add_node(3, 4);
+        b->cfg.boot_timeout_ms = 2000;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->results[0].boot, SESSION_BOOT_CONFIRMED);
+        assert_int_equal(b->results[0].phase, SESSION_PHASE_BOOT);
+        assert_int_equal(count_sent_before(ISP_CMD_IDENTIFY, ISP_CMD_REBOOT), 0);
+        assert_true(count_sent(ISP_CMD_IDENTIFY) >= 1);
+        /* answered at once: no more asking */
+        assert_true(b->now < 1000 * MSEC + 200 * MSEC * 60);
+}
+
+static void test_boot_unconfirmed(void **state) {
+        add_node(3, 4);
+        b->cfg.boot_timeout_ms = 2000;
+        b->no_helper = true;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->results[0].boot, SESSION_BOOT_UNCONFIRMED);
+        /* asked every 250 ms for 2 s */
+        assert_true(count_sent(ISP_CMD_IDENTIFY) >= 8);
+}
+
+static void test_boot_unconfirmed_required(void **state) {
+        add_node(3, 4);
+        b->cfg.boot_timeout_ms = 2000;
+        b->cfg.require_boot = true;
+        b->no_helper = true;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_BOOT, "node3: boot unconfirmed: its application did not answer IDENTIFY "
+                           "within 2000 ms after REBOOT", "docs/firmware.md");
+        assert_int_equal(b->results[0].boot, SESSION_BOOT_UNCONFIRMED);
+        assert_flash_is_image(0, b->img);
+}
+
+static void test_boot_failed_back_in_isp(void **state) {
+        add_node(3, 4);
+        b->cfg.boot_timeout_ms = 2000;
+        b->boot_fail = true;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_BOOT, "node3: boot failed: it came back in its ISP after REBOOT", NULL);
+        assert_int_equal(b->results[0].boot, SESSION_BOOT_FAILED);
+}
+
+/* A board running the image already, known to run its application: asked
+ * with IDENTIFY first, left alone: no CONNECT, no ENTER_ISP. */
+static void test_running_board_up_to_date(void **state) {
+        const struct session_target_spec spec = { .node = 3, .application = true };
+
+        add_node(3, 4);
+        install_image(0);
+        assert_true(boots_application(0));
+        assert_int_equal(session_new_targets(&b->s, SESSION_FLASH, &spec, 1, b->img, &b->cfg, &ops, b), 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_UP_TO_DATE);
+        assert_true(b->results[0].identified);
+        assert_int_equal(b->results[0].image_crc, isp_image_app_crc32(b->img));
+        assert_int_equal(count_sent(ISP_CMD_CONNECT), 0);
+        assert_nothing_changed_sent();
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+}
+
+/* Not known to run: CONNECT first, then IDENTIFY; a board that runs
+ * another image is put into its ISP and flashed. */
+static void test_running_board_other_image(void **state) {
+        add_node(3, 4);
+        install_old_application(0, 9);
+        assert_true(boots_application(0));
+        b->cfg.boot_timeout_ms = 2000;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_FLASHED);
+        assert_int_equal(b->results[0].boot, SESSION_BOOT_CONFIRMED);
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
+}
+
+static void test_verify_running_board(void **state) {
+        const struct session_target_spec spec = { .node = 3, .application = true };
+
+        add_node(3, 4);
+        install_old_application(0, 9);
+        assert_true(boots_application(0));
+        assert_int_equal(session_new_targets(&b->s, SESSION_VERIFY, &spec, 1, b->img, &b->cfg, &ops, b), 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_DIFFERS);
+        assert_nothing_changed_sent();
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+}
+
+/* A dry run of a running board that differs: it would enter its ISP; it
+ * is not entered. */
+static void test_dry_run_running_board(void **state) {
+        const struct session_target_spec spec = { .node = 3, .application = true };
+
+        add_node(3, 4);
+        install_old_application(0, 9);
+        assert_true(boots_application(0));
+        b->cfg.dry_run = true;
+        assert_int_equal(session_new_targets(&b->s, SESSION_FLASH, &spec, 1, b->img, &b->cfg, &ops, b), 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_WOULD_FLASH);
+        assert_true(b->results[0].estimate_usec > 0);
+        assert_nothing_changed_sent();
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+}
+
+/* Two running boards on one id answer IDENTIFY with their own UIDs: a
+ * conflict, and neither is put into its ISP. */
+static void test_conflict_running_boards(void **state) {
+        const struct session_target_spec spec = { .node = 3, .application = true };
+
+        add_node(3, 4);
+        add_duplicate(3);
+        install_old_application(0, 9);
+        install_old_application(1, 9);
+        assert_true(boots_application(0));
+        assert_true(boots_application(1));
+        assert_int_equal(session_new_targets(&b->s, SESSION_FLASH, &spec, 1, b->img, &b->cfg, &ops, b), 0);
+        start_and_run();
+
+        assert_failed_with(_SESSION_PHASE_MAX, "node3 is claimed by two boards (UIDs C0FFEE03 and 5DFFEE03)", NULL);
+        assert_int_equal(b->n_conflicts, 1);
+        assert_nothing_changed_sent();
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2252,6 +2417,15 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_read_no_application, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_conflict_at_connect, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_scan_conflict, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_boot_confirmed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_boot_unconfirmed, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_boot_unconfirmed_required, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_boot_failed_back_in_isp, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_running_board_up_to_date, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_running_board_other_image, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_running_board, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_dry_run_running_board, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_conflict_running_boards, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
