@@ -82,7 +82,7 @@ class Fleet(unittest.TestCase):
         self.assertEqual(e.job(job, "Target"), "node1,node2,node3")
         self.assertEqual(e.job(job, "Interface"), "vcan0")
         self.assertEqual(e.job(job, "State"), "queued")
-        queued = [["vcan0", f"node{n}", n, "queued", "none", 0, 0, 0, 0, 0, ""] for n in (1, 2, 3)]
+        queued = [["vcan0", f"node{n}", n, "queued", "none", 0, 0, 0, 0, 0, "", "", "", 0, 0, []] for n in (1, 2, 3)]
         self.assertEqual(e.job(job, "Nodes"), queued)
         rows = e.call("ListJobs")["data"][0]          # the scan, then this job
         self.assertEqual([(r[0], r[1], r[2], r[3]) for r in rows[1:]],
@@ -129,7 +129,7 @@ class Fleet(unittest.TestCase):
         err = self.refused([])
         self.assertIn("InvalidArgs: No target given", err)
         err = self.refused(["node1", "node2"], ("fast", "true"))
-        self.assertIn("Unknown option 'fast' (known: format, full, name, reboot, verify)", err)
+        self.assertIn("Unknown option 'fast' (known: canary, dry-run, force, format, full, name, reboot, require-boot, verify)", err)
         err = self.refused(["node1", "node2"], user="nobody")
         self.assertIn("org.stcisp.ispd1.Error.AccessDenied", err)
 
@@ -148,7 +148,7 @@ class Fleet(unittest.TestCase):
         self.assertEqual(e.job(job, "Target"), "node2")
         self.assertEqual(e.flash_file(2), expected_flash(BLINK, before))
         [n] = e.job(job, "Nodes")
-        self.assertEqual(n[:PHASE + 1], ["vcan0", "node2", 2, "succeeded", "reboot"])
+        self.assertEqual(n[:PHASE + 1], ["vcan0", "node2", 2, "succeeded", "boot"])
         self.assertGreater(n[TOTAL], 0)
         self.assertEqual(n[DONE], n[TOTAL])
         self.assertEqual(n[ERROR], "")
@@ -200,8 +200,10 @@ class Fleet(unittest.TestCase):
         self.assertEqual([(n["interface"], n["name"], n["id"], n["state"], n["error"]) for n in o["nodes"]],
                          [("vcan0", f"node{n}", n, "succeeded", None) for n in (1, 2, 3)])
         for n in o["nodes"]:
-            self.assertEqual(sorted(n), ["bytes_done", "bytes_total", "error", "id", "interface", "job_id", "name",
-                                         "phase", "repairs", "sectors_skipped", "sectors_written", "state"])
+            self.assertEqual(sorted(n), ["boot", "bytes_done", "bytes_total", "differing", "error", "estimate_usec",
+                                         "id", "interface", "job_id", "name", "outcome", "phase", "repairs",
+                                         "sectors_skipped", "sectors_to_erase", "sectors_written", "state"])
+            self.assertEqual((n["outcome"], n["boot"]), ("flashed", "confirmed"), n)
             self.assertGreater(n["sectors_written"] + n["sectors_skipped"], 0, n)
 
         p = self.ispctl("--json", "flash", "--full", "node1,node9", BLINK)
@@ -224,10 +226,10 @@ class Fleet(unittest.TestCase):
         for n in ("node1", "node2"):
             mine = [l for l in lines if l.startswith(n + ": ")]
             self.assertEqual(mine[0], n + ": connect")
-            self.assertEqual(mine[-1], n + ": succeeded")
+            self.assertEqual(mine[-1], n + ": succeeded (boot confirmed)")
         self.assertIn("NODE", lines[-4])
-        self.assertRegex(lines[-3], r"^node1 +succeeded +\d+ +\d+ +\d+$")
-        self.assertRegex(lines[-2], r"^node2 +succeeded +\d+ +\d+ +\d+$")
+        self.assertRegex(lines[-3], r"^node1 +succeeded +\d+ +\d+ +\d+ +confirmed$")
+        self.assertRegex(lines[-2], r"^node2 +succeeded +\d+ +\d+ +\d+ +confirmed$")
         self.assertEqual(lines[-1], "2 nodes: 2 succeeded, 0 failed")
 
 

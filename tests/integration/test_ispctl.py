@@ -53,15 +53,17 @@ class Ispctl(unittest.TestCase):
         p = self.ispctl("scan")
         self.assertEqual(p.returncode, 0, p.stderr)
         lines = p.stdout.splitlines()
-        self.assertEqual(lines[0].split(), ["ID", "NAME", "FORM", "STATE", "PROTO", "ISP", "UID", "LAST", "SEEN", "LAST",
-                                            "FLASH"])
+        self.assertEqual(lines[0].split(), ["ID", "NAME", "FORM", "STATE", "PROTO", "ISP", "UID", "RUNNING", "LAST",
+                                            "SEEN", "LAST", "FLASH"])
         self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +isp +1 +1 +[0-9A-F]{8} ")
         self.assertRegex(p.stdout, r"(?m)^2 +pump +extended +isp ")
-        self.assertIn("3 nodes listed.", p.stdout)     # node4 runs its application: silent
+        # node4 runs its application: found by IDENTIFY, with the image it runs
+        self.assertRegex(p.stdout, r"(?m)^4 +node4 +extended +application +.* [0-9A-F]{8} +image [0-9A-F]{8} ")
+        self.assertIn("4 nodes listed.", p.stdout)
 
         o = self.json_of(self.ispctl("--json", "scan"))
         self.assertEqual(o["job"]["state"], "succeeded")
-        self.assertEqual(sorted(n["id"] for n in o["nodes"]), [1, 2, 3])
+        self.assertEqual(sorted(n["id"] for n in o["nodes"]), [1, 2, 3, 4])
 
         o = self.json_of(self.ispctl("list", "--json"))
         n2 = [n for n in o["nodes"] if n["id"] == 2][0]
@@ -86,7 +88,8 @@ class Ispctl(unittest.TestCase):
         p = self.ispctl("flash", "node1", BLINK)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.splitlines(), ["node1: connect", "node1: erase", "node1: program", "node1: verify",
-                                                 "node1: commit", "node1: reboot", "node1: succeeded"])
+                                                 "node1: commit", "node1: reboot", "node1: boot",
+                                                 "node1: succeeded (boot confirmed)"])
         self.assertEqual(self.env.flash_file(1), expected_flash(BLINK, before))
         p = self.ispctl("list")
         self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +application .* succeeded$")
@@ -118,7 +121,7 @@ class Ispctl(unittest.TestCase):
         finally:
             subprocess.run(tmux + ["kill-server"], env=env)
         final = [l for l in screens[-1].splitlines() if l.strip()]
-        self.assertEqual(final, ["node3      succeeded", "EXIT=0"])
+        self.assertEqual(final, ["node3      succeeded (boot confirmed)", "EXIT=0"])
         # while it ran, one line redrawn in place: bytes, rate and ETA
         running = [s for s in screens if re.search(r"node3 +program +[0-9.]+ KiB/16.3 KiB", s)]
         self.assertTrue(running, "no progress line seen")
