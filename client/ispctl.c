@@ -50,7 +50,7 @@ static void help(void) {
                "  reboot TARGET...      Reboot nodes from their ISP into their application\n"
                "  status [TARGET]       Show the daemon and its bus, or one node\n"
                "  list                  List the nodes the daemon knows\n"
-               "  scan                  Ask the bus which nodes are in their ISP\n"
+               "  scan                  Find the boards, in their ISP or running, and what each runs\n"
                "  jobs                  List queued, running and recent jobs\n"
                "  cancel JOB...         Cancel jobs (id or object path)\n"
                "  monitor               Follow jobs live until interrupted\n"

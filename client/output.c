@@ -299,7 +299,7 @@ int output_node_table(const struct ispctl_args *args, sd_bus *bus, json_object *
                 printf("%-10s %s\n", cells[i].ago, *rows[i].result ? rows[i].result : "-");
         }
         printf("\n%zu node%s listed.%s\n", n, n == 1 ? "" : "s",
-               n == 0 ? " 'ispctl scan' asks the bus which nodes are in their ISP." : "");
+               n == 0 ? " 'ispctl scan' asks the bus which boards there are." : "");
         free(cells);
         node_rows_free(rows, n);
         return 0;
