@@ -282,6 +282,9 @@ static int read_job_props(sd_bus_message *m, struct watched_job *j) {
                         r = read_nodes(m, j);
                         if (r < 0)
                                 return r;
+                        /* one target that names several nodes (a group): node by node */
+                        if (j->n_nodes > 1)
+                                j->by_node = true;
                 } else {
                         r = sd_bus_message_skip(m, "v");
                         if (r < 0)

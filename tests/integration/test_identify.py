@@ -130,23 +130,25 @@ class Identify(unittest.TestCase):
 
         before = {n: e.flash_file(n) for n in (1, 3, 4)}
         before2 = self.changes_of(2)
-        job, state = self.flash_nodes(["all"] and [1, 2, 3, 4], BLINK)
-        job2 = e.flash_nodes(["all"], BLINK)
-        self.assertEqual(e.wait_job(job2, timeout=900), "succeeded", e.job(job2, "Error"))
-        nodes = self.nodes(job2)
+        job = e.flash_nodes(["all"], BLINK)
+        self.assertEqual(e.wait_job(job, timeout=900), "succeeded", e.job(job, "Error"))
+        nodes = self.nodes(job)
         self.assertEqual(sorted(nodes), [1, 2, 3, 4])
-        for n in (1, 2, 3, 4):
-            self.assertEqual(nodes[n][STATE], "succeeded", nodes[n])
-            self.assertEqual(nodes[n][OUTCOME], "up-to-date", nodes[n])
         for n in (1, 3, 4):
-            self.assertEqual(self.nodes(job)[n][OUTCOME], "flashed")
+            self.assertEqual(nodes[n][OUTCOME], "flashed", nodes[n])
+            self.assertEqual(nodes[n][BOOT], "confirmed", nodes[n])
             self.assertEqual(e.flash_file(n), expected_flash(BLINK, before[n]))
         # node2 ran blink already: asked with IDENTIFY, neither entered nor erased
-        self.assertEqual(self.nodes(job)[2][OUTCOME], "up-to-date")
+        self.assertEqual(nodes[2][OUTCOME], "up-to-date", nodes[2])
         self.assertEqual(self.changes_of(2), before2)
+        # and again: every one of them is up to date now
+        job = e.flash_nodes(["all"], BLINK)
+        self.assertEqual(e.wait_job(job, timeout=900), "succeeded", e.job(job, "Error"))
+        for n, node in self.nodes(job).items():
+            self.assertEqual(node[OUTCOME], "up-to-date", node)
 
     def test_boot_confirmed_failed_unconfirmed(self):
-        e = self.start("--nodes", "1-3", "--fault", "2:boot-fail", "--fault", "3:no-helper")
+        e = self.start("--nodes", "1-4", "--fault", "2:boot-fail", "--fault", "3:no-helper", "--fault", "4:no-helper")
         self.scan()
         job, state = self.flash_nodes([1], BLINK)
         self.assertEqual(state, "succeeded", e.job(job, "Error"))
@@ -161,11 +163,13 @@ class Identify(unittest.TestCase):
         job, state = self.flash_nodes([3], BLINK)
         self.assertEqual(state, "succeeded", e.job(job, "Error"))
         self.assertEqual(self.nodes(job)[3][BOOT], "unconfirmed")
-        job, state = self.flash_nodes([3], BLINK2, "require-boot", "b", "true")
+        # (a board without the helper honours no ENTER_ISP either: node3
+        # cannot be flashed again without a power cycle; node4 is fresh)
+        job, state = self.flash_nodes([4], BLINK, "require-boot", "b", "true")
         self.assertEqual(state, "failed")
-        n = self.nodes(job)[3]
+        n = self.nodes(job)[4]
         self.assertEqual(n[BOOT], "unconfirmed")
-        self.assertIn("node3: boot unconfirmed: its application did not answer IDENTIFY", n[ERROR])
+        self.assertIn("node4: boot unconfirmed: its application did not answer IDENTIFY", n[ERROR])
 
     def test_two_boards_on_one_id(self):
         """Scan reports the conflict with both UIDs; a flash of that id
