@@ -272,8 +272,9 @@ int output_node_table(const struct ispctl_args *args, sd_bus *bus, json_object *
                 uid_cell(&rows[i], c->uid_buf, sizeof(c->uid_buf));
                 c->uid = c->uid_buf;
                 c->running = *rows[i].running ? rows[i].running : "-";
-                /* versions come from INFO: a legacy node has none */
-                if (strcmp(rows[i].form, "extended") == 0) {
+                /* versions come from INFO: a legacy node has none, nor a
+                 * board only ever seen running its application */
+                if (strcmp(rows[i].form, "extended") == 0 && rows[i].proto > 0) {
                         snprintf(c->pv, sizeof(c->pv), "%u", rows[i].proto);
                         snprintf(c->fv, sizeof(c->fv), "%u", rows[i].fw);
                 } else

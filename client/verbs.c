@@ -284,13 +284,15 @@ static void status_node_human(const struct status_value *v, size_t n) {
         }
         if (U("AppVersion"))
                 printf("  App version: 0x%08llX\n", U("AppVersion"));
-        if (extended) {
+        if (extended && U("ProtocolVersion")) {
                 printf("     Protocol: %llu, ISP firmware %llu\n", U("ProtocolVersion"), U("FirmwareVersion"));
                 printf(" Capabilities:%s%s%s%s\n", caps & 1 ? " crc" : "", caps & 2 ? " sector-erase" : "",
                        caps & 4 ? " quiet" : "", caps ? "" : " none");
                 printf("Receive depth: %llu frames\n", U("ReceiveDepth"));
-                printf("          UID: %s\n", S("UID"));
         }
+        if (extended)
+                /* (a board seen only running its application: its ISP's INFO is not known yet) */
+                printf("          UID: %s\n", S("UID"));
         if (U("LastSeenUSec"))
                 printf("    Last seen: %s (%s)\n", format_timestamp(U("LastSeenUSec"), a, sizeof(a)),
                        format_ago(U("LastSeenUSec"), b, sizeof(b)));

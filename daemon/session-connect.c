@@ -92,9 +92,9 @@ void connect_exhausted(struct session *s, struct session_target *t) {
 
         if (t->connect_round > 1)
                 session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
-                             "%s did not answer CONNECT within %u ms (%u tries, then ENTER_ISP and %u more): "
+                             "%s did not answer CONNECT within %u ms (%u tries, then %sENTER_ISP and %u more): "
                              "is it powered and on the bus? 'ispctl scan' lists the nodes that answer",
-                             t->name, s->cfg.timeout_ms, tries, tries);
+                             t->name, s->cfg.timeout_ms, tries, t->identify_done ? "IDENTIFY, " : "", tries);
         else if (t->legacy)
                 session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
                              "%s did not answer CONNECT within %u ms (%u tries): "
