@@ -839,6 +839,72 @@ static void test_nodes_round_trip(void **state) {
                                        &k), -EINVAL);
 }
 
+/* What issue 10 added to a record survives a restart: the options, and
+ * each node's outcome, boot, dry-run figures and differing sectors. */
+static void test_outcomes_round_trip(void **state) {
+        Job *j = fleet_job(1), *k = NULL;
+        _cleanup_free_ char *json = NULL;
+
+        j->id = 11;
+        j->opt_force = true;
+        j->opt_dry_run = true;
+        j->opt_require_boot = true;
+        j->opt_canary = 1;
+        j->nodes[0].state = JOB_SUCCEEDED;
+        j->nodes[0].outcome = SESSION_OUTCOME_WOULD_FLASH;
+        j->nodes[0].sectors_to_erase = 12;
+        j->nodes[0].estimate_usec = 1234567;
+        j->nodes[0].differing[0] = 0x05;                /* sectors 0 and 2 */
+        j->nodes[0].differing[0x88 / 8] = 1u << (0x88 % 8);      /* the entry sector */
+        j->nodes[1].state = JOB_SUCCEEDED;
+        j->nodes[1].outcome = SESSION_OUTCOME_UP_TO_DATE;
+        j->nodes[1].boot = SESSION_BOOT_CONFIRMED;
+        j->nodes[1].identified = true;
+        j->nodes[1].image_crc = 0x5907571D;
+        j->nodes[2].state = JOB_CANCELLED;
+        j->nodes[2].outcome = SESSION_OUTCOME_NOT_STARTED;
+        json = job_to_json(j);
+        assert_non_null(json);
+        assert_int_equal(job_from_json(NULL, json, &k), 0);
+
+        assert_true(k->opt_force && k->opt_dry_run && k->opt_require_boot);
+        assert_int_equal(k->opt_canary, 1);
+        assert_int_equal(k->nodes[0].outcome, SESSION_OUTCOME_WOULD_FLASH);
+        assert_int_equal(k->nodes[0].sectors_to_erase, 12);
+        assert_int_equal(k->nodes[0].estimate_usec, 1234567);
+        assert_memory_equal(k->nodes[0].differing, j->nodes[0].differing, sizeof(j->nodes[0].differing));
+        assert_int_equal(k->nodes[1].outcome, SESSION_OUTCOME_UP_TO_DATE);
+        assert_int_equal(k->nodes[1].boot, SESSION_BOOT_CONFIRMED);
+        assert_true(k->nodes[1].identified);
+        assert_int_equal(k->nodes[1].image_crc, 0x5907571D);
+        assert_false(k->nodes[0].identified);
+        assert_int_equal(k->nodes[2].outcome, SESSION_OUTCOME_NOT_STARTED);
+        job_free(k);
+        job_free(j);
+}
+
+/* A canary flash: its first opt_canary nodes, then the others. */
+static void test_canary_stages(void **state) {
+        Job *j = fleet_job(1);
+
+        for (unsigned i = 0; i < 3; i++)
+                assert_true(job_node_in_stage(j, i));   /* no canary: one stage */
+        j->opt_canary = 1;
+        assert_true(job_node_in_stage(j, 0));
+        assert_false(job_node_in_stage(j, 1));
+        assert_false(job_node_in_stage(j, 2));
+        j->stage = 1;
+        assert_false(job_node_in_stage(j, 0));
+        assert_true(job_node_in_stage(j, 1));
+        assert_true(job_node_in_stage(j, 2));
+        /* as many canaries as nodes: no second stage, all at once */
+        j->opt_canary = 3;
+        j->stage = 0;
+        for (unsigned i = 0; i < 3; i++)
+                assert_true(job_node_in_stage(j, i));
+        job_free(j);
+}
+
 /* Records from before "nodes": the one node they name, with the job's end. */
 static void test_single_target_record_loads_as_one_node(void **state) {
         Job *k = NULL;
@@ -954,6 +1020,8 @@ int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
                 T(test_history_zero_finish),
+                T(test_outcomes_round_trip),
+                T(test_canary_stages),
                 T(test_disk_full_finished_job_never_runs_again),
                 T(test_disk_full_image_dropped_first),
                 T(test_ids_skip_zero_and_ids_in_use),

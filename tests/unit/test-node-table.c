@@ -245,6 +245,60 @@ static void test_save_load_identical(void **state) {
         node_table_free(t);
 }
 
+/* What a board's application said and two UIDs on one id survive a
+ * restart; what it runs reads as people are told. */
+static void test_application_and_conflict_round_trip(void **state) {
+        Fixture *f = *state;
+        NodeEntry *e;
+        NodeTable *t;
+        char conflict[24];
+        char *running;
+
+        e = add_full(f->t, "can0", 3, 0xA4917069);
+        e->state = NODE_APPLICATION;
+        assert_int_equal(node_entry_set_flash_result(e, "succeeded", 1796126520000000ull), 0);
+        e->last_flash_crc = 0x5907571D;
+        e->has_flash_crc = true;
+        e->last_flash_name = strdup("app.hex");
+        e->has_image_crc = true;
+        e->image_crc = 0x5907571D;
+        e->app_version = 0x00010002;
+        e = add_full(f->t, "can0", 5, 0x01020304);
+        e->conflict = true;
+        memcpy(e->conflict_uids[0], "\x01\x02\x03\x04", 4);
+        memcpy(e->conflict_uids[1], "\x5D\x0C\x33\xE1", 4);
+        e->conflict_job = 17;
+        assert_int_equal(node_table_save(f->t), 0);
+
+        t = load_fresh(f);
+        assert_int_equal(t->n_entries, 2);
+        e = t->entries[0];
+        assert_string_equal(e->last_flash_name, "app.hex");
+        assert_true(e->has_image_crc);
+        assert_int_equal(e->image_crc, 0x5907571D);
+        assert_int_equal(e->app_version, 0x00010002);
+        assert_false(e->conflict);
+        running = node_entry_running(e);
+        assert_non_null(running);
+        assert_true(strncmp(running, "app.hex, flashed 2026-12-0", 26) == 0);
+        free(running);
+        /* it answers with another image now: the raw identity */
+        e->image_crc = 0x1C291CA3;
+        running = node_entry_running(e);
+        assert_string_equal(running, "image 1C291CA3");
+        free(running);
+
+        e = t->entries[1];
+        assert_true(e->conflict);
+        assert_int_equal(e->conflict_job, 17);
+        node_entry_format_conflict(e, conflict);
+        assert_string_equal(conflict, "01020304 and 5D0C33E1");
+        running = node_entry_running(e);
+        assert_string_equal(running, "");
+        free(running);
+        node_table_free(t);
+}
+
 /* The file is for people too: the documented names and forms. */
 static void test_file_format(void **state) {
         Fixture *f = *state;
@@ -676,6 +730,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
 #define T(x) cmocka_unit_test_setup_teardown(x, setup, teardown)
                 T(test_save_load_identical),
+                T(test_application_and_conflict_round_trip),
                 T(test_file_format),
                 T(test_load_missing_is_empty),
                 T(test_truncated_json_set_aside),
