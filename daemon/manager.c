@@ -224,8 +224,11 @@ static void scan_mark_missing(Manager *m, Line *l) {
         for (size_t i = 0; i < m->nodes->n_entries; i++) {
                 NodeEntry *e = m->nodes->entries[i];
 
+                /* A board running its application is silent to DISCOVER;
+                 * only one whose application answered IDENTIFY before
+                 * (it has the helper) is gone when it is silent now. */
                 if (strcmp(e->interface, l->interface) != 0 || !e->known ||
-                    (e->state != NODE_ISP && e->state != NODE_APPLICATION))
+                    (e->state != NODE_ISP && !(e->state == NODE_APPLICATION && e->has_image_crc)))
                         continue;
                 if (l->seen[e->id / 8] & (1u << (e->id % 8)))
                         continue;
@@ -236,8 +239,13 @@ static void scan_mark_missing(Manager *m, Line *l) {
 
 /* A node's flash ended: the node table keeps its result. */
 static void record_flash(Manager *m, Line *l, Job *j, const struct job_node *n) {
-        NodeEntry *e = node_get(m, l, n->id);
+        NodeEntry *e = node_table_find(m->nodes, l->interface, n->id);
 
+        /* an id that never answered gets no row: there may be no board */
+        if (!e && n->state != JOB_SUCCEEDED)
+                return;
+        if (!e)
+                e = node_get(m, l, n->id);
         if (!e)
                 return;
         if (n->identified) {
@@ -293,8 +301,9 @@ static void on_job_target(void *userdata, Line *l, Job *j, const struct session_
         NodeEntry *e = node_table_find(m->nodes, l->interface, r->node);
 
         /* The session knows why: a node that did not answer is not
-         * answering; a refusal or a failed verify says nothing of that. */
-        if (e && e->known && r->reason == SESSION_REASON_NOT_ANSWERING) {
+         * answering; a refusal or a failed verify says nothing of that,
+         * and neither does a silent ISP when the application answered. */
+        if (e && e->known && r->reason == SESSION_REASON_NOT_ANSWERING && !r->identified) {
                 e->state = NODE_NOT_ANSWERING;
                 node_changed(m, l, e);
         }
@@ -306,7 +315,8 @@ static void on_job_target(void *userdata, Line *l, Job *j, const struct session_
 static void job_finish(Manager *m, Job *j, enum job_state state, const char *error) {
         j->state = state;
         free(j->error);
-        j->error = error ? strdup(error) : NULL;
+        j->error = error ? strdup(error) : state == JOB_CANCELLED ? strdup(JOB_CANCELLED_REASON) : NULL;
+        error = j->error;
         j->finished_usec = now_usec(CLOCK_REALTIME);
         /* nodes whose part never ran (cancelled, failed to start) end with the job */
         for (unsigned i = 0; i < j->n_nodes; i++)
@@ -337,6 +347,12 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
 static void on_job_phase(void *userdata, Line *l, Job *j, const struct job_node *n) {
         Manager *m = userdata;
 
+        /* on disk too, so that after a crash the log says where it was */
+        if (j->phase != j->saved_phase) {
+                j->saved_phase = j->phase;
+                (void) job_store_save(m->store, j);
+        }
+
         if (j->n_nodes > 1 && n)
                 log_info("Job %u (%s %s): %s: %s", j->id, session_kind_to_string(j->kind), j->target, n->name,
                          session_phase_to_string(n->phase));
@@ -364,6 +380,9 @@ static void part_done(Manager *m, Line *l, Job *j, enum job_state state, const c
                         free(n->error);
                         n->error = error && state != JOB_SUCCEEDED ? strdup(error) : NULL;
                 }
+                /* a cancellation always says why */
+                if (n->state == JOB_CANCELLED && !n->error)
+                        n->error = strdup(error ?: JOB_CANCELLED_REASON);
                 if (j->kind == SESSION_FLASH)
                         record_flash(m, l, j, n);
                 else if (j->kind == SESSION_VERIFY && n->identified) {

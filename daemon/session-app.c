@@ -78,7 +78,7 @@ void start_identify(struct session *s, struct session_target *t) {
         (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
 }
 
-static void send_enter_isp(struct session *s, struct session_target *t) {
+void send_enter_isp(struct session *s, struct session_target *t) {
         struct isp_request req = {
                 .cmd = ISP_CMD_ENTER_ISP,
                 .u.enter_isp.target = t->id,
@@ -149,6 +149,9 @@ void on_identify_reply(struct session *s, struct session_target *t, const struct
                         return;
                 }
                 t->boot = SESSION_BOOT_CONFIRMED;
+                if (t->after_lost)
+                        session_log(s, LOG_NOTICE, "%s, but its new application answers IDENTIFY with the image: "
+                                    "flashed", t->lost_error);
                 target_finish_ok(s, t, SESSION_OUTCOME_NONE);
                 return;
         }
@@ -238,6 +241,13 @@ void boot_wait_expired(struct session *s, struct session_target *t) {
                 return;
         }
         t->boot = SESSION_BOOT_UNCONFIRMED;
+        if (t->after_lost) {
+                session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
+                             "%s, and no application answered IDENTIFY within %u ms: whether the new image "
+                             "runs is unknown (power-cycle the node, then 'ispctl verify')",
+                             t->lost_error, s->cfg.boot_timeout_ms);
+                return;
+        }
         if (s->cfg.require_boot) {
                 session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
                              "%s: boot unconfirmed: its application did not answer IDENTIFY within %u ms "
@@ -250,6 +260,13 @@ void boot_wait_expired(struct session *s, struct session_target *t) {
 
 void boot_announced(struct session *s, struct session_target *t) {
         t->boot = SESSION_BOOT_FAILED;
+        if (t->after_lost) {
+                /* reset before the entry was valid: the commit rule kept it in ISP */
+                session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
+                             "%s, and it came back in its ISP (reset or power cut before the entry was "
+                             "written): flash it again", t->lost_error);
+                return;
+        }
         session_fail(s, t, SESSION_REASON_NO_APPLICATION, 0,
                      "%s: boot failed: it came back in its ISP after REBOOT (the new application did not "
                      "start, or reset itself); it stays in ISP", t->name);

@@ -36,6 +36,12 @@ void start_connect(struct session *s, struct session_target *t) {
                 start_identify(s, t);
                 return;
         }
+        /* Rebooting a board that runs its application restarts it: into
+         * its ISP first, then REBOOT. */
+        if (t->app_hint && !t->entered_isp && !t->legacy && s->kind == SESSION_REBOOT) {
+                send_enter_isp(s, t);
+                return;
+        }
 
         for (unsigned i = 0; i < s->n_targets; i++)
                 s->targets[i].alone = false;
@@ -75,7 +81,8 @@ void connect_exhausted(struct session *s, struct session_target *t) {
 
         /* An application that takes part restarts into its ISP on ENTER_ISP
          * and ANNOUNCEs itself; a legacy node has neither. */
-        if ((s->kind == SESSION_FLASH || s->kind == SESSION_READ) && !t->legacy && !t->entered_isp) {
+        if ((s->kind == SESSION_FLASH || s->kind == SESSION_READ || s->kind == SESSION_REBOOT) &&
+            !t->legacy && !t->entered_isp) {
                 struct isp_request req = {
                         .cmd = ISP_CMD_ENTER_ISP,
                         .u.enter_isp.target = t->id,

@@ -186,6 +186,20 @@ class Extended(unittest.TestCase):
         self.assertEqual(e.wait_job(job), "cancelled")
         flash = e.flash_file(2)
         self.assertEqual(flash[0x11000], 0xFF, "a cancelled flash left an entry behind")
+        # the cancellation carries its reason, on the job and in the node table
+        reason = "cancelled by a client ('ispctl cancel' or CancelJob)"
+        self.assertEqual(e.job(job, "Error"), reason)
+        self.assertEqual(e.job(job, "Nodes")[0][10], reason)
+        status = e.call("Status", "s", "node2")["data"][0]
+        self.assertEqual(status["LastFlashResult"]["data"], "cancelled: " + reason)
+
+    def test_unknown_id_gets_no_row(self):
+        """A flash to an id nothing answers on leaves no row in the node
+        table: there may be no board at all."""
+        e = self.env
+        job = e.flash("node77", BLINK)
+        self.assertEqual(e.wait_job(job), "failed")
+        self.assertNotIn(77, [r[1] for r in e.call("ListNodesEx")["data"][0]])
 
     def test_introspection_matches_xml(self):
         e = self.env
@@ -232,6 +246,8 @@ class Crash(unittest.TestCase):
         e.start_daemon()
         self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
         self.assertEqual(e.job(job, "Attempts"), 2)
+        # the restart says where the job was
+        self.assertRegex(e.log("stcispd.log"), r"Job \d+ \(flash node2\) was interrupted in phase program, restarting")
         self.assertEqual(e.flash_file(2), expected_flash(BIG, before))
         check_commit_order(e.sim_lines("node2"))
 
