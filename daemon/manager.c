@@ -307,6 +307,26 @@ static void on_job_target(void *userdata, Line *l, Job *j, const struct session_
                 e->state = NODE_NOT_ANSWERING;
                 node_changed(m, l, e);
         }
+        /* each node's end, with its fields, for a job of several */
+        if (j->n_nodes > 1) {
+                const struct job_node *n = job_find_node(j, l->interface, r->node);
+                const struct log_fields f = {
+                        .job_id = j->id,
+                        .node = n ? n->name : NULL,
+                        .interface = l->interface,
+                        .phase = session_phase_to_string(r->phase),
+                        .result = session_state_to_string(r->state),
+                        .message_id = LOG_MESSAGE_NODE_DONE,
+                };
+
+                if (r->error)
+                        log_job_warning(&f, "Job %u (%s %s): %s %s: %s", j->id, session_kind_to_string(j->kind),
+                                        j->target, n ? n->name : "?", session_state_to_string(r->state), r->error);
+                else
+                        log_job_info(&f, "Job %u (%s %s): %s %s%s%s", j->id, session_kind_to_string(j->kind),
+                                     j->target, n ? n->name : "?", session_state_to_string(r->state),
+                                     r->outcome ? ", " : "", session_outcome_to_string(r->outcome));
+        }
         bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", "Nodes", NULL);
 }
 
@@ -326,12 +346,23 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
                         j->nodes[i].error = error ? strdup(error) : NULL;
                 }
 
-        if (error)
-                log_warning("Job %u (%s %s) %s: %s", j->id, session_kind_to_string(j->kind), j->target,
-                            job_state_to_string(state), error);
-        else
-                log_info("Job %u (%s %s) %s", j->id, session_kind_to_string(j->kind), j->target,
-                         job_state_to_string(state));
+        {
+                const struct log_fields f = {
+                        .job_id = j->id,
+                        .node = j->n_nodes == 1 ? j->nodes[0].name : NULL,
+                        .interface = j->interface,
+                        .phase = session_phase_to_string(j->phase),
+                        .result = job_state_to_string(state),
+                        .message_id = state == JOB_SUCCEEDED ? LOG_MESSAGE_JOB_FINISHED : LOG_MESSAGE_JOB_FAILED,
+                };
+
+                if (error)
+                        log_job_warning(&f, "Job %u (%s %s) %s: %s", j->id, session_kind_to_string(j->kind), j->target,
+                                        job_state_to_string(state), error);
+                else
+                        log_job_info(&f, "Job %u (%s %s) %s", j->id, session_kind_to_string(j->kind), j->target,
+                                     job_state_to_string(state));
+        }
 
         /* On disk first: a job reported finished never runs again. */
         job_store_finish(m->store, j);
@@ -354,11 +385,17 @@ static void on_job_phase(void *userdata, Line *l, Job *j, const struct job_node 
         }
 
         if (j->n_nodes > 1 && n)
-                log_info("Job %u (%s %s): %s: %s", j->id, session_kind_to_string(j->kind), j->target, n->name,
-                         session_phase_to_string(n->phase));
+                log_job_info(&((const struct log_fields) { .job_id = j->id, .node = n->name, .interface = l->interface,
+                                                           .phase = session_phase_to_string(n->phase) }),
+                             "Job %u (%s %s): %s: %s", j->id, session_kind_to_string(j->kind), j->target, n->name,
+                             session_phase_to_string(n->phase));
         else
-                log_info("Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target,
-                         session_phase_to_string(j->phase));
+                log_job_info(&((const struct log_fields) { .job_id = j->id,
+                                                           .node = j->n_nodes == 1 ? j->nodes[0].name : NULL,
+                                                           .interface = l->interface,
+                                                           .phase = session_phase_to_string(j->phase) }),
+                             "Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target,
+                             session_phase_to_string(j->phase));
         bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", "Nodes", NULL);
 }
 
@@ -549,8 +586,12 @@ static int job_begin(Manager *m, Job *j) {
                 }
         }
         bus_emit_job_changed(m, j, "State", "Phase", "StartedUSec", "Attempts", "Nodes", NULL);
-        log_info("Job %u (%s %s) started%s", j->id, session_kind_to_string(j->kind), j->target,
-                 j->attempts > 1 ? " again" : "");
+        log_job_info(&((const struct log_fields) { .job_id = j->id,
+                                                   .node = j->n_nodes == 1 ? j->nodes[0].name : NULL,
+                                                   .interface = j->interface,
+                                                   .message_id = LOG_MESSAGE_JOB_STARTED }),
+                     "Job %u (%s %s) started%s", j->id, session_kind_to_string(j->kind), j->target,
+                     j->attempts > 1 ? " again" : "");
         return 0;
 }
 

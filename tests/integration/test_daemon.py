@@ -6,6 +6,8 @@ project's policy, stcisp-sim as the nodes, busctl and gdbus as clients."""
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import time
 import unittest
@@ -250,6 +252,84 @@ class Crash(unittest.TestCase):
         self.assertRegex(e.log("stcispd.log"), r"Job \d+ \(flash node2\) was interrupted in phase program, restarting")
         self.assertEqual(e.flash_file(2), expected_flash(BIG, before))
         check_commit_order(e.sim_lines("node2"))
+
+
+class Journal(unittest.TestCase):
+    """Under systemd, stderr is the journal (JOURNAL_STREAM names it): job
+    messages then go to the journal natively, with fields to filter on.
+    The guest has no journald, so the test takes the journal's socket
+    itself and reads the entries as journald would receive them (the
+    native protocol: KEY=value lines, or KEY, a 64-bit length and the
+    value)."""
+
+    SOCKET = "/run/systemd/journal/socket"
+
+    def setUp(self):
+        if os.path.exists(self.SOCKET):
+            self.skipTest("a real journald owns " + self.SOCKET)
+        os.makedirs(os.path.dirname(self.SOCKET), exist_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.SOCKET)
+        self.sock.settimeout(0.2)
+        self.env = Env("vcan0")
+        self.env.start_sim("--nodes", "1-3")
+
+    def tearDown(self):
+        self.env.close()
+        self.sock.close()
+        os.unlink(self.SOCKET)
+
+    def entries(self):
+        out = []
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except socket.timeout:
+                return out
+            fields, i = {}, 0
+            while i < len(data):
+                nl = data.index(b"\n", i)
+                line = data[i:nl]
+                if b"=" in line:
+                    k, v = line.split(b"=", 1)
+                    i = nl + 1
+                else:
+                    k = line
+                    n = struct.unpack("<Q", data[nl + 1:nl + 9])[0]
+                    v = data[nl + 9:nl + 9 + n]
+                    i = nl + 9 + n + 1
+                fields[k.decode()] = v.decode()
+            out.append(fields)
+
+    def test_job_fields(self):
+        e = self.env
+        log = os.path.join(e.dir, "stcispd.log")
+        open(log, "ab").close()
+        st = os.stat(log)
+        e.env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        e.start_daemon()
+        e.call("Status", "s", "")          # asks the driver (libsocketcan) on vcan
+        job = e.flash("node3", BLINK)
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        job_id = job.rsplit("/", 1)[1]
+        time.sleep(0.5 * SLOW)
+        got = [f for f in self.entries() if f.get("JOB_ID") == job_id]
+        self.assertTrue(got, "no journal entry with JOB_ID=" + job_id)
+        for f in got:
+            self.assertEqual(f["SYSLOG_IDENTIFIER"], "stcispd")
+            self.assertEqual(f["NODE"], "node3", f)
+            self.assertEqual(f["INTERFACE"], "vcan0", f)
+        ids = [f.get("MESSAGE_ID") for f in got]
+        self.assertIn("6516b44de1154374b2ce198fc6c2d153", ids)      # started
+        self.assertEqual(ids[-1], "ad0c8b19d1f447cbbde521b4da30bfdc")  # finished
+        self.assertEqual(got[-1]["RESULT"], "succeeded")
+        self.assertEqual(got[-1]["PRIORITY"], "6")
+        self.assertIn(f"Job {job_id} (flash node3) succeeded", got[-1]["MESSAGE"])
+        self.assertIn("program", [f.get("PHASE") for f in got])
+        # what went to the journal is not also a plain line; libsocketcan says nothing
+        text = e.log("stcispd.log")
+        self.assertNotIn(f"Job {job_id} (flash node3) succeeded", text)
+        self.assertNotIn("no link data found", text)
 
 
 class Legacy(unittest.TestCase):
