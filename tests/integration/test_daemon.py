@@ -332,6 +332,39 @@ class Journal(unittest.TestCase):
         self.assertNotIn("no link data found", text)
 
 
+class AbsentInterface(unittest.TestCase):
+    """An interface that does not exist when stcispd starts (a USB adapter
+    plugged in later) is not fatal: the line is `absent`, its jobs wait,
+    and it is attached when it appears, without a restart."""
+
+    IF = "vcan7"
+
+    def setUp(self):
+        subprocess.run(["ip", "link", "del", self.IF], capture_output=True)
+        self.env = Env(self.IF)
+
+    def tearDown(self):
+        self.env.close()
+        subprocess.run(["ip", "link", "del", self.IF], capture_output=True)
+
+    def test_attached_when_it_appears(self):
+        e = self.env
+        e.start_daemon()
+        status = e.call("Status", "s", "")["data"][0]
+        self.assertEqual(status["LinkState"]["data"], "absent")
+        self.assertIn(f"{self.IF}: no such interface (yet): waiting for it to appear", e.log("stcispd.log"))
+        job = e.call("Scan")["data"][0]
+        time.sleep(1.5 * SLOW)
+        self.assertEqual(e.job(job, "State"), "queued")        # waits for its line
+        subprocess.run(["ip", "link", "add", self.IF, "type", "vcan"], check=True)
+        subprocess.run(["ip", "link", "set", self.IF, "up"], check=True)
+        e.start_sim("--nodes", "1-2")
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.call("Status", "s", "")["data"][0]["LinkState"]["data"], "up")
+        self.assertIn(f"{self.IF}: the interface appeared: attached", e.log("stcispd.log"))
+        self.assertIsNone(e.daemon.poll())
+
+
 class Legacy(unittest.TestCase):
     def setUp(self):
         self.env = Env("vcan1")
