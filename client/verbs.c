@@ -518,7 +518,7 @@ int verb_cancel(int argc, char *argv[], const struct ispctl_args *args) {
                         return ispctl_bus_error(args, what, &error, r);
                 }
                 json_object_array_add(arr, json_object_new_int64(id));
-                if (!args->json)
+                if (!args->json && !args->quiet)
                         printf("Job %u cancelled.\n", id);
         }
         if (args->json) {
@@ -717,7 +717,7 @@ int verb_monitor(int argc, char *argv[], const struct ispctl_args *args) {
                 sd_event_unref(event);
                 return ispctl_bus_error(args, "Monitoring", NULL, r);
         }
-        if (!args->json) {
+        if (!args->json && !args->quiet) {
                 printf("Monitoring jobs on %s; Ctrl-C stops.\n", args->host ? args->host : "this machine");
                 fflush(stdout);
         }

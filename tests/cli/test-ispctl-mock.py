@@ -70,7 +70,7 @@ class Mock(unittest.TestCase):
         return subprocess.run([ISPCTL, "--address=" + (address or self.address), *args], capture_output=True,
                               text=True, timeout=60, env=self.env(**env))
 
-    def ispctl_pty(self, *args, **env):
+    def ispctl_pty(self, *args, status=0, **env):
         """ispctl with its stdout on a pseudo-terminal of 80 columns."""
         master, slave = pty.openpty()
         p = subprocess.Popen([ISPCTL, "--address=" + self.address, *args], stdout=slave, stderr=subprocess.PIPE,
@@ -89,7 +89,7 @@ class Mock(unittest.TestCase):
                 break
             out += chunk
         os.close(master)
-        self.assertEqual(p.wait(timeout=30), 0, p.stderr.read())
+        self.assertEqual(p.wait(timeout=30), status, p.stderr.read())
         p.stderr.close()
         return out.decode().replace("\r\n", "\n")
 
@@ -156,6 +156,45 @@ class Mock(unittest.TestCase):
         self.assertGreater(len(o["jobs"][1]["error"]), 250)
 
     # ---- options, help, colour ----
+
+    def test_live_display_fits(self):
+        """On a terminal the lines are redrawn in place: none may wrap."""
+        sgr = __import__("re").compile("\033\\[[0-9;]*[A-Za-z]")
+        out = self.ispctl_pty("flash", "node1,node2", "node3", "node7", self.app, status=3, COLUMNS="40")
+        self.assertIn("node3      \033[0;1;31mfailed: node3 did not answe…\033[0m\n", out)
+        for line in sgr.sub("", out).split("\n"):
+            self.assertLessEqual(len(line.lstrip("\r")), 60, out)
+            if line.startswith("\r"):
+                self.assertLessEqual(len(line.lstrip("\r")), 39, out)
+        out = self.ispctl_pty("flash", "node1,node2", "node3", "node7", self.app, status=3, COLUMNS="40",
+                              NO_COLOR="1")
+        self.assertNotIn("\033[0;1;", out)
+        self.assertIn("\rnode3      failed: node3 did not answe…\n", out.replace("\033[K", ""))
+
+    def test_flash_legend_quiet(self):
+        p = self.ispctl("flash", "--no-legend", "node1,node2", "node3", "node7", self.app)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "node1: succeeded (boot confirmed)",
+            "node2: up-to-date",
+            "node3: failed: node3 did not answer CONNECT within 1000 ms",
+            "node7: not-started",
+            "",
+            "node1      succeeded         5       1       0 confirmed",
+            "node2      up-to-date        0       6       0 -",
+            "node3      failed            0       0       0 -",
+            "node7      not-started       0       0       0 -"])
+        p = self.ispctl("-q", "flash", "node1,node2", "node3", "node7", self.app)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "node1: succeeded (boot confirmed)",
+            "node2: up-to-date",
+            "node3: failed: node3 did not answer CONNECT within 1000 ms",
+            "node7: not-started"])
+        for opt in ("--no-legend", "--quiet"):
+            p = self.ispctl("verify", opt, "node1,node2", self.app)
+            self.assertEqual((p.returncode, p.stdout.splitlines()), (8, [
+                "node1: matches", "node2: differs: 3 sectors (FE:0200 FE:0400 FF:1000)"]), opt)
 
     def test_json_modes(self):
         short = self.ispctl("--json", "jobs")
@@ -241,6 +280,12 @@ class Mock(unittest.TestCase):
             self.assertEqual(out, plain, env)
         self.assertNotIn("\033[", plain)
         self.assertNotIn("\033[", self.ispctl_pty("--json", "list"))
+        # the summaries of flash and verify
+        out = self.ispctl_pty("flash", "node1,node7", self.app, status=3)
+        self.assertIn(f"node1      {GREEN}succeeded{NORMAL}         5       1       0 {GREEN}confirmed{NORMAL}\n", out)
+        self.assertIn(f"node7      {YELLOW}not-started{NORMAL}       0       0       0 -\n", out)
+        out = self.ispctl_pty("verify", "node1,node2", self.app, status=8)
+        self.assertIn(f"node2      {RED}differs: 3 sectors", out)
         # a pipe can ask for it, as with systemd
         self.assertIn(RED, self.ispctl("list", SYSTEMD_COLORS="1").stdout)
 
