@@ -265,7 +265,8 @@ static void status_node_human(const struct status_value *v, size_t n) {
         const struct status_value *uids = status_get(v, n, "ConflictUIDs");
 
         printf("         Node: %s (id %llu, %s)\n", S("Name"), U("Id"), S("Form"));
-        printf("        State: %s\n", S("State"));
+        printf("        State: %s%s%s\n", output_color_of(S("State")), S("State"),
+               *output_color_of(S("State")) ? ANSI_NORMAL : "");
         if (uids && uids->n_strv > 0) {
                 printf("     Conflict: %s boards answer on this id: UIDs ", uids->n_strv == 2 ? "two" : "several");
                 for (size_t i = 0; i < uids->n_strv; i++)

@@ -280,6 +280,8 @@ class Mock(unittest.TestCase):
             self.assertEqual(out, plain, env)
         self.assertNotIn("\033[", plain)
         self.assertNotIn("\033[", self.ispctl_pty("--json", "list"))
+        self.assertIn(f"        State: {RED}conflict{NORMAL}\n", self.ispctl_pty("status", "node3"))
+        self.assertIn("        State: conflict\n", self.ispctl_pty("status", "node3", NO_COLOR="yes"))
         # the summaries of flash and verify
         out = self.ispctl_pty("flash", "node1,node7", self.app, status=3)
         self.assertIn(f"node1      {GREEN}succeeded{NORMAL}         5       1       0 {GREEN}confirmed{NORMAL}\n", out)
