@@ -85,7 +85,10 @@ void send_enter_isp(struct session *s, struct session_target *t) {
         };
 
         target_reset_requests(t);
+        if (!t->entered_isp)
+                t->identify_before_enter = t->identify_done;
         t->entered_isp = true;
+        t->enter_isp_count++;
         t->connect_round = 2;
         t->step = STEP_ENTER_ISP;
         set_phase(s, t, SESSION_PHASE_CONNECT);
@@ -185,6 +188,11 @@ void identify_exhausted(struct session *s, struct session_target *t) {
         unsigned tries = s->cfg.retries + 1;
 
         target_reset_requests(t);
+        if (t->recheck) {
+                /* not back in its application either: the failure as it stands */
+                connect_exhausted(s, t);
+                return;
+        }
         if (!t->connect_tried) {
                 /* IDENTIFY came first (it was running): perhaps it is in
                  * its ISP now */
@@ -202,10 +210,30 @@ void identify_exhausted(struct session *s, struct session_target *t) {
                      t->name, s->cfg.timeout_ms, tries);
 }
 
-/* The IDENTIFY step's wait: the settle after its answer. */
+/* After ENTER_ISP went unanswered: one IDENTIFY (no retransmission: the
+ * question is only whether it fell back into its application). */
+void start_recheck(struct session *s, struct session_target *t) {
+        struct isp_request req = {
+                .cmd = ISP_CMD_IDENTIFY,
+                .u.identify = { .target = t->id, .variant = ISP_IDENTIFY_IDENTITY },
+        };
+
+        target_reset_requests(t);
+        t->recheck = true;
+        t->identified = false;
+        t->step = STEP_IDENTIFY;
+        if (send_request_raw(s, t, &req) < 0)
+                return;
+        set_wait(s, t, ms_to_usec(s->cfg.timeout_ms));
+}
+
+/* The IDENTIFY step's wait: the settle after its answer, or (recheck) the
+ * answer that did not come. */
 void identify_wait_expired(struct session *s, struct session_target *t) {
         if (t->identified)
                 identify_decide(s, t);
+        else if (t->recheck)
+                connect_exhausted(s, t);
 }
 
 /* --- the boot after REBOOT --- */

@@ -97,11 +97,27 @@ void connect_exhausted(struct session *s, struct session_target *t) {
                 return;
         }
 
-        if (t->connect_round > 1)
+        /* No ANNOUNCE and no answer after ENTER_ISP: a reset or power cut
+         * then brings a board back into its application (DfuFlag is
+         * lost). If it answers IDENTIFY as one, ENTER_ISP once more. */
+        if (t->connect_round > 1 && !t->recheck && t->enter_isp_count < 2 &&
+            (s->kind == SESSION_FLASH || s->kind == SESSION_READ || s->kind == SESSION_REBOOT)) {
+                start_recheck(s, t);
+                return;
+        }
+
+        if (t->connect_round > 1 && t->enter_isp_count > 1)
                 session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
-                             "%s did not answer CONNECT within %u ms (%u tries, then %sENTER_ISP and %u more): "
+                             "%s did not enter its ISP: after ENTER_ISP it came back running its application "
+                             "(a reset or power cut during ENTER_ISP?), and after a second ENTER_ISP it did not "
+                             "answer CONNECT within %u ms (%u tries): power-cycle it, then flash it again",
+                             t->name, s->cfg.timeout_ms, tries);
+        else if (t->connect_round > 1)
+                session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
+                             "%s did not answer CONNECT within %u ms (%u tries, then %sENTER_ISP and %u more%s): "
                              "is it powered and on the bus? 'ispctl scan' lists the nodes that answer",
-                             t->name, s->cfg.timeout_ms, tries, t->identify_done ? "IDENTIFY, " : "", tries);
+                             t->name, s->cfg.timeout_ms, tries, t->identify_before_enter ? "IDENTIFY, " : "", tries,
+                             t->recheck ? ", then IDENTIFY" : "");
         else if (t->legacy)
                 session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
                              "%s did not answer CONNECT within %u ms (%u tries): "

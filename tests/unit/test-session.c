@@ -1421,11 +1421,13 @@ static void test_connect_no_answer(void **state) {
         /* CONNECT, then IDENTIFY (is it running its application?), then
          * ENTER_ISP and CONNECT again */
         assert_int_equal(count_sent(ISP_CMD_CONNECT), 8);
-        assert_int_equal(count_sent(ISP_CMD_IDENTIFY), 4);
+        /* and one IDENTIFY after: did it fall back into its application? */
+        assert_int_equal(count_sent(ISP_CMD_IDENTIFY), 5);
         assert_int_equal(count_sent_before(ISP_CMD_IDENTIFY, ISP_CMD_ENTER_ISP), 4);
         assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
-        assert_int_equal(b->n_log, 13);
+        assert_int_equal(b->n_log, 14);
         assert_int_equal(session_get_stats(b->s)->timeouts, 12);
+        assert_non_null(strstr(b->fin_error, "(4 tries, then IDENTIFY, ENTER_ISP and 4 more, then IDENTIFY)"));
 }
 
 static void test_connect_no_answer_legacy(void **state) {
@@ -1933,6 +1935,32 @@ static void test_reboot_no_answer(void **state) {
         assert_failed_with(SESSION_PHASE_CONNECT, "node12 did not answer CONNECT", "then ENTER_ISP and 4 more");
         /* a board that runs its application would have restarted into its ISP */
         assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
+}
+
+/* A power cut during ENTER_ISP: the board comes back running its old
+ * application (DfuFlag is lost), answers IDENTIFY, and gets ENTER_ISP
+ * once more. */
+static void cut_at_enter_isp_hook(Bench *bb, const struct isp_can_frame *f) {
+        struct isp_node_frame nf;
+
+        if (frame_cmd(f) != ISP_CMD_ENTER_ISP || bb->hook_state++ > 0)
+                return;
+        isp_node_power_off(&bb->node[0]);
+        assert_int_equal(isp_node_power_on(&bb->node[0]), ISP_NODE_MODE_APPLICATION);
+        while (isp_node_ram_pop(&bb->ram[0], &nf))
+                ;       /* its ANNOUNCE, lost with the power */
+}
+
+static void test_power_cut_during_enter_isp(void **state) {
+        add_node(3, 4);
+        install_old_application(0, 9);
+        assert_true(boots_application(0));
+        b->hook = cut_at_enter_isp_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 2);
 }
 
 /* Rebooting a board that runs its application restarts it: ENTER_ISP,
@@ -2490,6 +2518,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_dry_run_running_board, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_conflict_running_boards, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reboot_running_board, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_power_cut_during_enter_isp, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reboot_answer_lost_boot_confirms, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reboot_answer_lost_no_boot_check, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_loss_failure_names_retries, setup, teardown),
