@@ -425,7 +425,13 @@ static int parse_key_into(struct parser *p, const struct key *k, const char *val
                                    k->name, value, GROUP_MAX_LEN);
                         return -EINVAL;
                 }
-                return set_string(p, (char **) field, value);
+                r = set_string(p, (char **) field, value);
+                if (r >= 0 && field == (char *) &c->flash_group) {
+                        free(c->flash_group_where);
+                        if (asprintf(&c->flash_group_where, "%s:%u", p->path, p->line) < 0)
+                                return p->error = -ENOMEM;
+                }
+                return r;
 
         case KEY_U32:
         case KEY_UINT:
@@ -906,7 +912,7 @@ static int on_key(void *userdata, const char *section, const char *name, const c
 static int config_copy(struct config *dst, const struct config *src) {
         _cleanup_(config_done) struct config c = *src;
 
-        c.interface = c.flash_group = c.state_dir = NULL;
+        c.interface = c.flash_group = c.state_dir = c.flash_group_where = NULL;
         c.names = NULL;
         c.n_names = 0;
         c.groups = NULL;
@@ -925,6 +931,7 @@ static int config_copy(struct config *dst, const struct config *src) {
         }
         if ((src->interface && !(c.interface = strdup(src->interface))) ||
             (src->flash_group && !(c.flash_group = strdup(src->flash_group))) ||
+            (src->flash_group_where && !(c.flash_group_where = strdup(src->flash_group_where))) ||
             (src->state_dir && !(c.state_dir = strdup(src->state_dir))))
                 return -ENOMEM;
         if (src->n_names > 0) {
@@ -988,6 +995,7 @@ void config_done(struct config *c) {
                 return;
         free(c->interface);
         free(c->flash_group);
+        free(c->flash_group_where);
         free(c->state_dir);
         for (unsigned i = 0; i < c->n_names; i++)
                 free(c->names[i].name);
@@ -1004,7 +1012,7 @@ void config_done(struct config *c) {
         free(c->overrides);
         c->overrides = NULL;
         c->n_overrides = 0;
-        c->interface = c->flash_group = c->state_dir = NULL;
+        c->interface = c->flash_group = c->state_dir = c->flash_group_where = NULL;
         c->names = NULL;
         c->n_names = 0;
 }

@@ -59,6 +59,7 @@ struct config {
         struct config_override *overrides;      /* [Bus] Bitrate.IF= RestartMs.IF= */
         unsigned n_overrides;
         char *flash_group;      /* [Access] FlashGroup= */
+        char *flash_group_where;        /* "FILE:LINE" where it was given; NULL: the default */
         char *state_dir;        /* not in the file: --state-dir */
         unsigned history;       /* [Daemon] History= finished jobs kept */
         unsigned max_attempts;  /* [Daemon] MaxAttempts= starts of a job the daemon's end interrupted */

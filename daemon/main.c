@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -101,6 +102,16 @@ static int load_config(struct config *config, const struct arguments *a) {
          * RestartPreventExitStatus= keeps from a restart loop. */
         r = config_load(config, a->config_path ? a->config_path : CONFIG_DEFAULT_PATH, a->config_path != NULL);
         if (r < 0) {
+                config_done(config);
+                return EXIT_CONFIG;
+        }
+        /* A group named in the file must exist: else nobody but root could
+         * ever flash, and nothing would say why. (The default group may be
+         * created later.) */
+        if (config->flash_group_where && !getgrnam(config->flash_group)) {
+                log_error("%s: FlashGroup=%s: no such group ('getent group %s' finds none): create it "
+                          "(groupadd --system %s) or name an existing one",
+                          config->flash_group_where, config->flash_group, config->flash_group, config->flash_group);
                 config_done(config);
                 return EXIT_CONFIG;
         }

@@ -26,6 +26,7 @@ expect() {      # expect STATUS PATTERN -- ARGS...
 
 : >"$dir/empty.conf"
 printf '[Bus]\nInterface=can0\nBitrate=12\n' >"$dir/bad.conf"
+printf '[Access]\n# nobody has this group\nFlashGroup=nosuchgroup-stcisp\n' >"$dir/nogroup.conf"
 
 expect 0 '^Usage: stcispd'                                   -- --help
 expect 0 '^stcispd [0-9]'                                    -- --version
@@ -33,6 +34,7 @@ expect 2 "Try 'stcispd --help'"                              -- --frobnicate
 expect 2 'takes no arguments'                                -- extra
 expect 78 "^$dir/bad.conf:3: Bitrate=12: out of range"       -- --config "$dir/bad.conf"
 expect 78 "$dir/missing.conf"                                -- --config "$dir/missing.conf"
+expect 78 "^$dir/nogroup.conf:3: FlashGroup=nosuchgroup-stcisp: no such group" -- --config "$dir/nogroup.conf"
 # A missing interface is not fatal: the line waits for it (here the
 # daemon then fails on the system bus, which this test has none of).
 DBUS_SYSTEM_BUS_ADDRESS="unix:path=$dir/no-bus" \
