@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "ispctl.h"
 #include "util.h"
@@ -38,6 +39,48 @@ void ispctl_error(const struct ispctl_args *args, const char *file, int line, bo
         }
 }
 
+int ispctl_parse_timespan(const char *s, uint64_t *ret_usec) {
+        static const struct {
+                const char *suffix;
+                uint64_t usec;
+        } units[] = {
+                { "",    1000000ULL },
+                { "s",   1000000ULL },
+                { "sec", 1000000ULL },
+                { "ms",  1000ULL },
+                { "m",   60000000ULL },
+                { "min", 60000000ULL },
+                { "h",   3600000000ULL },
+        };
+        unsigned long long n;
+        char *end;
+
+        if (!isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno || n == 0)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (strcmp(end, units[i].suffix) == 0) {
+                        if (n > UINT64_MAX / units[i].usec)
+                                return -EINVAL;
+                        *ret_usec = n * units[i].usec;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* The commands that follow jobs, and so take --timeout. */
+static bool verb_waits(const char *verb) {
+        static const char *const waiting[] = { "flash", "verify", "read", "reboot", "scan", "wait" };
+
+        for (size_t i = 0; i < ELEMENTSOF(waiting); i++)
+                if (strcmp(verb, waiting[i]) == 0)
+                        return true;
+        return false;
+}
+
 static void help(void) {
         printf("Usage: ispctl [OPTIONS...] COMMAND ...\n"
                "\n"
@@ -53,6 +96,7 @@ static void help(void) {
                "  scan                  Find the boards, in their ISP or running, and what each runs\n"
                "  jobs                  List queued, running and recent jobs\n"
                "  cancel JOB...         Cancel jobs (id or object path)\n"
+               "  wait JOB...           Follow queued or running jobs to their end\n"
                "  monitor               Follow jobs live until interrupted\n"
                "  inspect FILE          Validate an Intel HEX or BIN image offline and show\n"
                "                        what a node's flash will hold (no daemon needed)\n"
@@ -67,6 +111,7 @@ static void help(void) {
                "     --format FORMAT     Image format: hex or bin (default: from the file;\n"
                "                         read: bin for .bin and .img, else hex)\n"
                "     --no-block          Queue the jobs and print their paths, do not wait\n"
+               "     --timeout T         Stop waiting after T (30s, 500ms, 2min); the jobs go on\n"
                "     --no-reboot         flash: leave the nodes in their ISP afterwards\n"
                "     --no-verify         flash: skip verification (the entry is still last)\n"
                "     --full              flash: rewrite every sector of the image, even those\n"
@@ -84,7 +129,8 @@ static void help(void) {
                "\n"
                "Exit status: 0 success, 1 invalid image, 2 usage error, 3 job failed,\n"
                "4 node not found, 5 access denied, 6 daemon not reachable, 7 other\n"
-               "daemon error, 8 verify: a node differs. See ispctl(1).\n");
+               "daemon error, 8 verify: a node differs, 9 --timeout expired, 130 interrupted.\n"
+               "See ispctl(1).\n");
 }
 
 static const struct {
@@ -100,6 +146,7 @@ static const struct {
         { "scan",    verb_scan    },
         { "jobs",    verb_jobs    },
         { "cancel",  verb_cancel  },
+        { "wait",    verb_wait    },
         { "monitor", verb_monitor },
         { "inspect", verb_inspect },
 };
@@ -107,7 +154,7 @@ static const struct {
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT, ARG_NO_BLOCK, ARG_NO_REBOOT,
                ARG_NO_VERIFY, ARG_FULL, ARG_FORCE, ARG_DRY_RUN, ARG_REQUIRE_BOOT, ARG_CANARY, ARG_ALL,
-               ARG_ADDRESS };
+               ARG_ADDRESS, ARG_TIMEOUT };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h'           },
                 { "version",   no_argument,       NULL, ARG_VERSION   },
@@ -124,9 +171,11 @@ int main(int argc, char *argv[]) {
                 { "all",       no_argument,       NULL, ARG_ALL       },
                 { "host",      required_argument, NULL, 'H'           },
                 { "address",   required_argument, NULL, ARG_ADDRESS   },
+                { "timeout",   required_argument, NULL, ARG_TIMEOUT   },
                 {}
         };
         struct ispctl_args args = {};
+        uint64_t timeout_usec = 0;
         int c;
 
         /* Scan for --json first so even an early usage error is JSON. */
@@ -193,6 +242,15 @@ int main(int argc, char *argv[]) {
                 case ARG_ADDRESS:
                         args.address = optarg;
                         break;
+                case ARG_TIMEOUT:
+                        if (ispctl_parse_timespan(optarg, &timeout_usec) < 0) {
+                                ispctl_error(&args, NULL, 0, false,
+                                             "ispctl: --timeout takes a time span more than 0 (30, 30s, 500ms, 2min, 1h), not '%s'",
+                                             optarg);
+                                return ISPCTL_EXIT_USAGE;
+                        }
+                        args.timeout = optarg;
+                        break;
                 case '?':
                         if (optopt)
                                 ispctl_error(&args, NULL, 0, false, "ispctl: option '-%c' is unknown or lacks its argument (see 'ispctl --help')", optopt);
@@ -206,9 +264,24 @@ int main(int argc, char *argv[]) {
                 return ISPCTL_EXIT_USAGE;
         }
 
+        if (args.timeout && args.no_block) {
+                ispctl_error(&args, NULL, 0, false, "ispctl: --timeout and --no-block do not go together: --no-block does not wait");
+                return ISPCTL_EXIT_USAGE;
+        }
+        /* The time counts from the start: queueing is part of the wait. */
+        if (args.timeout)
+                args.deadline_usec = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                if (strcmp(argv[optind], verbs[i].name) == 0)
+                if (strcmp(argv[optind], verbs[i].name) == 0) {
+                        if (args.timeout && !verb_waits(verbs[i].name)) {
+                                ispctl_error(&args, NULL, 0, false,
+                                             "ispctl: --timeout is for the commands that wait for jobs "
+                                             "(flash, verify, read, reboot, scan, wait), not '%s'", verbs[i].name);
+                                return ISPCTL_EXIT_USAGE;
+                        }
                         return verbs[i].run(argc - optind, argv + optind, &args);
+                }
 
         ispctl_error(&args, NULL, 0, false, "ispctl: unknown command '%s' (see 'ispctl --help')", argv[optind]);
         return ISPCTL_EXIT_USAGE;
