@@ -70,6 +70,7 @@ struct watched_job {
         uint32_t id;
         bool by_node;                   /* shown as its nodes */
         bool label_from_target;         /* wait: labelled by its Target, as it was queued */
+        char kind[16];                  /* Kind: flash, verify, ... */
         struct watched_node *nodes;     /* Nodes: also for a job of one node */
         size_t n_nodes;
 };
@@ -280,6 +281,11 @@ static int read_job_props(sd_bus_message *m, struct watched_job *j) {
                                 j->row.done = t;
                         else
                                 j->row.total = t;
+                } else if (strcmp(key, "Kind") == 0) {
+                        r = sd_bus_message_read(m, "v", "s", &s);
+                        if (r < 0)
+                                return r;
+                        snprintf(j->kind, sizeof(j->kind), "%s", s);
                 } else if (strcmp(key, "Id") == 0) {
                         r = sd_bus_message_read(m, "v", "u", &u);
                         if (r < 0)
@@ -792,6 +798,12 @@ static const char *result_word(const struct watched_node *nd) {
         return "succeeded";
 }
 
+/* How a job's end is summed up: as the verb asked; a verify job that
+ * wait follows, as verify does. */
+static enum waiter_mode job_mode(const struct waiter *w, const struct watched_job *j) {
+        return w->mode == WAITER_FLASH && strcmp(j->kind, "verify") == 0 ? WAITER_VERIFY : w->mode;
+}
+
 /* "3 nodes: 1 succeeded, 1 failed, 1 up-to-date": the words the mode is
  * about, then "failed", always; the others where a node has them. */
 static void print_node_count(const struct waiter *w, const struct watched_job *j) {
@@ -800,7 +812,7 @@ static void print_node_count(const struct waiter *w, const struct watched_job *j
         const char *always[3] = { "failed" };
         bool first = true;
 
-        switch (w->mode) {
+        switch (job_mode(w, j)) {
         case WAITER_FLASH:   always[1] = "succeeded"; break;
         case WAITER_DRY_RUN: always[1] = "would-flash"; break;
         case WAITER_VERIFY:  always[1] = "matches"; always[2] = "differs"; break;
@@ -829,7 +841,7 @@ static void print_node_summary(const struct waiter *w, const struct watched_job 
         int width = nodes_width(j);
         bool boot = false;
 
-        if (w->mode != WAITER_FLASH) {
+        if (job_mode(w, j) != WAITER_FLASH) {
                 if (j->n_nodes > 1) {
                         printf("\n");
                         print_node_count(w, j);

@@ -419,6 +419,10 @@ class Mock(unittest.TestCase):
         self.assertLess(time.monotonic() - t0, 5)
         self.assertEqual((p.returncode, p.stdout.splitlines()),
                          (0, ["node11: program", "node1: succeeded (boot confirmed)", "node11: succeeded"]), p.stderr)
+        # a verify job is summed up as verify does
+        verify = self.job_id("verify", "node1,node2", self.app)
+        p = self.ispctl("wait", str(verify))
+        self.assertEqual(p.stdout.splitlines()[-1], "2 nodes: 1 matches, 1 differs, 0 failed", p.stdout)
         o = self.json_of(self.ispctl("--json", "wait", str(done)))
         self.assertEqual((o["result"], o["jobs"][0]["id"], o["jobs"][0]["target"]), ("succeeded", done, "node1"))
 
