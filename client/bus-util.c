@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ispctl.h"
@@ -29,9 +30,17 @@ int ispctl_connect(const struct ispctl_args *args, sd_bus **ret) {
                 if (args->host)
                         ispctl_error(args, NULL, 0, false,
                                      "Cannot reach the system bus of %s over SSH: %s", args->host, strerror(-r));
-                else
-                        ispctl_error(args, NULL, 0, false, "Cannot connect to the system bus%s%s: %s",
-                                     args->address ? " at " : "", args->address ? args->address : "", strerror(-r));
+                else if (args->address)
+                        ispctl_error(args, NULL, 0, false, "Cannot connect to the bus at %s: %s",
+                                     args->address, strerror(-r));
+                else {
+                        const char *a = getenv("DBUS_SYSTEM_BUS_ADDRESS");
+
+                        ispctl_error(args, NULL, 0, false,
+                                     "Cannot connect to the system bus at %s (%s): is dbus running? "
+                                     "('systemctl status dbus'; $DBUS_SYSTEM_BUS_ADDRESS sets another address)",
+                                     a && *a ? a : "unix:path=/run/dbus/system_bus_socket", strerror(-r));
+                }
                 return ISPCTL_EXIT_UNREACHABLE;
         }
         *ret = bus;
@@ -47,6 +56,16 @@ int ispctl_bus_error(const struct ispctl_args *args, const char *what, const sd_
             strcmp(name, "org.freedesktop.DBus.Error.NoReply") == 0 ||
             strcmp(name, "org.freedesktop.DBus.Error.Disconnected") == 0 ||
             r == -ECONNRESET || r == -ENOTCONN || r == -ETIMEDOUT) {
+                /* over SSH the bus goes away when ssh does: say so, its own
+                 * message is on stderr above */
+                if (args->host && (r == -ECONNRESET || r == -ENOTCONN ||
+                                   strcmp(name, "org.freedesktop.DBus.Error.Disconnected") == 0)) {
+                        ispctl_error(args, NULL, 0, false,
+                                     "Cannot reach %s over SSH: 'ssh -xT %s systemd-stdio-bridge' ended (%s); "
+                                     "ssh's own message, if any, is above: check the host name and that "
+                                     "'ssh %s' works", args->host, args->host, msg, args->host);
+                        return ISPCTL_EXIT_UNREACHABLE;
+                }
                 ispctl_error(args, NULL, 0, false,
                              "stcispd is not reachable (%s): is it running? 'systemctl status stcispd' tells", msg);
                 return ISPCTL_EXIT_UNREACHABLE;

@@ -8,6 +8,7 @@
 
 #include "isp-image.h"
 #include "ispctl.h"
+#include "output.h"
 #include "read-file.h"
 #include "util.h"
 
@@ -129,8 +130,7 @@ static int print_json(const char *path, const struct isp_image *img, uint32_t cr
         json_object_object_add(o, "crc32", json_object_new_int64(crc));
         json_object_object_add(o, "ranges", ranges);
 
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-        json_object_put(o);
+        output_json(o);
         return 0;
 }
 

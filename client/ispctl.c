@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "ispctl.h"
+#include "output.h"
 #include "util.h"
 
 void ispctl_error(const struct ispctl_args *args, const char *file, int line, bool with_line,
@@ -34,8 +35,7 @@ void ispctl_error(const struct ispctl_args *args, const char *file, int line, bo
                         json_object_object_add(o, "file", json_object_new_string(file));
                 if (with_line)
                         json_object_object_add(o, "line", line > 0 ? json_object_new_int(line) : NULL);
-                puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
-                json_object_put(o);
+                output_json(o);
         }
 }
 
@@ -100,14 +100,19 @@ static void help(void) {
                "  monitor               Follow jobs live until interrupted\n"
                "  inspect FILE          Validate an Intel HEX or BIN image offline and show\n"
                "                        what a node's flash will hold (no daemon needed)\n"
+               "  help [COMMAND]        Show this help, or that command's own\n"
                "\n"
                "TARGET is nodeN or N (1-254), legacy, or a name from stcispd.conf;\n"
                "comma lists work (1,2,node7).\n"
                "\n"
                "Options:\n"
-               "  -h --help              Show this help\n"
+               "  -h --help              Show this help ('ispctl help COMMAND' or\n"
+               "                         'ispctl COMMAND --help': that command's)\n"
                "     --version           Show the version\n"
-               "     --json              Print only JSON on standard output\n"
+               "     --json[=MODE]       Print only JSON on standard output: short (one\n"
+               "                         line, the default) or pretty\n"
+               "     --no-legend         Tables without their header and footer lines\n"
+               "  -q --quiet             Print only what was asked for and errors\n"
                "     --format FORMAT     Image format: hex or bin (default: from the file;\n"
                "                         read: bin for .bin and .img, else hex)\n"
                "     --no-block          Queue the jobs and print their paths, do not wait\n"
@@ -133,32 +138,153 @@ static void help(void) {
                "See ispctl(1).\n");
 }
 
-static const struct {
+/* Each command's own help: 'ispctl help VERB' and 'ispctl VERB --help'. */
+static const struct verb {
         const char *name;
         int (*run)(int argc, char *argv[], const struct ispctl_args *args);
+        const char *synopsis, *summary, *options, *example;
 } verbs[] = {
-        { "flash",   verb_flash   },
-        { "verify",  verb_verify  },
-        { "read",    verb_read    },
-        { "reboot",  verb_reboot  },
-        { "status",  verb_status  },
-        { "list",    verb_list    },
-        { "scan",    verb_scan    },
-        { "jobs",    verb_jobs    },
-        { "cancel",  verb_cancel  },
-        { "wait",    verb_wait    },
-        { "monitor", verb_monitor },
-        { "inspect", verb_inspect },
+        { "flash", verb_flash, "flash [OPTIONS...] TARGET... FILE\n       ispctl flash [OPTIONS...] --all FILE",
+          "Validate FILE, flash it to the targets and wait for the end.",
+          "     --format FORMAT   hex or bin (default: from the file)\n"
+          "     --no-block        Queue the jobs and print their paths, do not wait\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n"
+          "     --no-reboot       Leave the nodes in their ISP afterwards\n"
+          "     --no-verify       Skip verification (the entry is still last)\n"
+          "     --full            Rewrite every sector, even those that hold the image\n"
+          "     --force           Also nodes that hold the image already\n"
+          "     --dry-run         Change nothing, show what each node would get\n"
+          "     --require-boot    A node whose application does not confirm its boot fails\n"
+          "     --canary N        The first N nodes first, the others when they succeeded\n"
+          "     --all             Every extended node the daemon knows\n"
+          "     --no-legend       The summary table without its header and count\n"
+          "  -q --quiet           No phase lines in a pipe, no summary\n",
+          "ispctl flash node3,node4 app.hex" },
+        { "verify", verb_verify, "verify [OPTIONS...] TARGET... FILE\n       ispctl verify [OPTIONS...] --all FILE",
+          "Compare the targets with FILE, changing nothing (exit status 8: a node differs).",
+          "     --format FORMAT   hex or bin (default: from the file)\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n"
+          "     --all             Every extended node the daemon knows\n"
+          "     --no-legend       No count line after the nodes\n"
+          "  -q --quiet           No phase lines in a pipe, no count line\n",
+          "ispctl verify --all app.hex" },
+        { "read", verb_read, "read [OPTIONS...] TARGET FILE",
+          "Read one node's application back into FILE (written whole or not at all).",
+          "     --format FORMAT   hex or bin (default: bin for .bin and .img, else hex)\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n",
+          "ispctl read node3 backup.hex" },
+        { "reboot", verb_reboot, "reboot [OPTIONS...] TARGET...\n       ispctl reboot [OPTIONS...] --all",
+          "Reboot nodes from their ISP into their application.",
+          "     --no-block        Queue the jobs and print their paths, do not wait\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n"
+          "     --all             Every extended node the daemon knows\n",
+          "ispctl reboot node3" },
+        { "status", verb_status, "status [TARGET]",
+          "Show the daemon and its bus, or one node with every detail.",
+          "",
+          "ispctl status node3" },
+        { "list", verb_list, "list [OPTIONS...]",
+          "List the nodes the daemon knows; long cells are cut (\"…\"), 'status' has them whole.",
+          "     --no-legend       No header and no \"N nodes listed.\" footer\n"
+          "  -q --quiet           The rows alone\n",
+          "ispctl list --no-legend" },
+        { "scan", verb_scan, "scan [OPTIONS...]",
+          "Find the boards, in their ISP or running, and list what each runs.",
+          "     --no-block        Queue the scan and print its path, do not wait\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n"
+          "     --no-legend       No header and no footer\n"
+          "  -q --quiet           The rows alone\n",
+          "ispctl scan" },
+        { "jobs", verb_jobs, "jobs [OPTIONS...]",
+          "List queued, running and recent jobs; errors are cut, 'ispctl --json jobs' has them whole.",
+          "     --no-legend       No header and no \"N jobs listed.\" footer\n"
+          "  -q --quiet           The rows alone\n",
+          "ispctl jobs" },
+        { "cancel", verb_cancel, "cancel JOB...",
+          "Cancel jobs, given by id or object path ('ispctl jobs' lists them).",
+          "  -q --quiet           No \"Job N cancelled.\" lines\n",
+          "ispctl cancel 12" },
+        { "wait", verb_wait, "wait [OPTIONS...] JOB...",
+          "Follow queued or running jobs (id or object path) to their end, shown as flash shows its own.",
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n",
+          "ispctl --timeout 10min wait 12" },
+        { "monitor", verb_monitor, "monitor",
+          "Follow every job live until interrupted (Ctrl-C).",
+          "  -q --quiet           No \"Monitoring jobs ...\" line\n",
+          "ispctl --json monitor" },
+        { "inspect", verb_inspect, "inspect [OPTIONS...] FILE",
+          "Validate an Intel HEX or BIN image offline and show what a node's flash will hold.",
+          "     --format FORMAT   hex or bin (default: from the file)\n",
+          "ispctl inspect app.hex" },
+        { "help", NULL, "help [COMMAND]",
+          "Show the help, or that command's own.",
+          "",
+          "ispctl help flash" },
 };
+
+static const struct verb *find_verb(const char *name) {
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (strcmp(name, verbs[i].name) == 0)
+                        return &verbs[i];
+        return NULL;
+}
+
+static void verb_help(const struct verb *v) {
+        printf("Usage: ispctl %s\n\n%s\n", v->synopsis, v->summary);
+        if (*v->options)
+                printf("\nOptions:\n%s", v->options);
+        printf("\nThe global options (--json, -H, --address ...) work too: 'ispctl --help'.\n"
+               "\nExample:\n  %s\n", v->example);
+}
+
+/* "help" and "help VERB"; exit status 0, or 2 for a command that is not one. */
+static int run_help(int argc, char *argv[], const struct ispctl_args *args) {
+        const struct verb *v;
+
+        if (argc == 1) {
+                help();
+                return ISPCTL_EXIT_SUCCESS;
+        }
+        v = argc == 2 ? find_verb(argv[1]) : NULL;
+        if (!v) {
+                if (argc == 2)
+                        ispctl_error(args, NULL, 0, false, "ispctl: unknown command '%s' (see 'ispctl --help')", argv[1]);
+                else
+                        ispctl_error(args, NULL, 0, false, "Usage: ispctl help [COMMAND]");
+                return ISPCTL_EXIT_USAGE;
+        }
+        verb_help(v);
+        return ISPCTL_EXIT_SUCCESS;
+}
+
+/* --json, --json=short, --json=pretty; false for another MODE. */
+static bool parse_json_mode(const char *mode, struct ispctl_args *args) {
+        if (!mode || strcmp(mode, "short") == 0)
+                args->json_pretty = false;
+        else if (strcmp(mode, "pretty") == 0)
+                args->json_pretty = true;
+        else
+                return false;
+        args->json = true;
+        return true;
+}
+
+/* The option as typed, up to an "=": "--frobnicate" of "--frobnicate=1". */
+static void print_option_error(const struct ispctl_args *args, const char *what, const char *arg, const char *after) {
+        ispctl_error(args, NULL, 0, false, "ispctl: %s '%.*s'%s (see 'ispctl --help')", what, (int) strcspn(arg, "="), arg,
+                     after);
+}
 
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT, ARG_NO_BLOCK, ARG_NO_REBOOT,
                ARG_NO_VERIFY, ARG_FULL, ARG_FORCE, ARG_DRY_RUN, ARG_REQUIRE_BOOT, ARG_CANARY, ARG_ALL,
-               ARG_ADDRESS, ARG_TIMEOUT };
+               ARG_ADDRESS, ARG_NO_LEGEND, ARG_TIMEOUT };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h'           },
                 { "version",   no_argument,       NULL, ARG_VERSION   },
-                { "json",      no_argument,       NULL, ARG_JSON      },
+                { "json",      optional_argument, NULL, ARG_JSON      },
+                { "no-legend", no_argument,       NULL, ARG_NO_LEGEND },
+                { "quiet",     no_argument,       NULL, 'q'           },
                 { "format",    required_argument, NULL, ARG_FORMAT    },
                 { "no-block",  no_argument,       NULL, ARG_NO_BLOCK  },
                 { "no-reboot", no_argument,       NULL, ARG_NO_REBOOT },
@@ -175,25 +301,42 @@ int main(int argc, char *argv[]) {
                 {}
         };
         struct ispctl_args args = {};
+        bool want_help = false, want_version = false;
         uint64_t timeout_usec = 0;
+        const struct verb *v;
         int c;
 
         /* Scan for --json first so even an early usage error is JSON. */
         for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
-                if (strcmp(argv[i], "--json") == 0)
-                        args.json = true;
+                if (strcmp(argv[i], "--json") == 0 || strncmp(argv[i], "--json=", strlen("--json=")) == 0)
+                        /* a bad MODE is still a wish for JSON: its error is JSON too */
+                        if (!parse_json_mode(argv[i][6] ? argv[i] + 7 : NULL, &args))
+                                args.json = true;
+        output_set_json_flags(args.json_pretty ? JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED :
+                                                 JSON_C_TO_STRING_PLAIN);
 
+        /* ':' first: a missing argument is told apart from an unknown option */
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "hH:", options, NULL)) >= 0)
+        while ((c = getopt_long(argc, argv, ":hqH:", options, NULL)) >= 0)
                 switch (c) {
                 case 'h':
-                        help();
-                        return ISPCTL_EXIT_SUCCESS;
+                        want_help = true;
+                        break;
                 case ARG_VERSION:
-                        printf("ispctl " PROJECT_VERSION "\n");
-                        return ISPCTL_EXIT_SUCCESS;
+                        want_version = true;
+                        break;
                 case ARG_JSON:
-                        args.json = true;
+                        if (!parse_json_mode(optarg, &args)) {
+                                ispctl_error(&args, NULL, 0, false,
+                                             "ispctl: --json takes short or pretty, not '%s' (see 'ispctl --help')", optarg);
+                                return ISPCTL_EXIT_USAGE;
+                        }
+                        break;
+                case ARG_NO_LEGEND:
+                        args.no_legend = true;
+                        break;
+                case 'q':
+                        args.quiet = true;
                         break;
                 case ARG_FORMAT:
                         args.format = optarg;
@@ -251,37 +394,77 @@ int main(int argc, char *argv[]) {
                         }
                         args.timeout = optarg;
                         break;
-                case '?':
-                        if (optopt)
-                                ispctl_error(&args, NULL, 0, false, "ispctl: option '-%c' is unknown or lacks its argument (see 'ispctl --help')", optopt);
+                case ':':
+                        /* a long option, or a short one alone or last in "-xH" */
+                        if (optopt >= 0x100 || strncmp(argv[optind - 1], "--", 2) == 0)
+                                print_option_error(&args, "missing argument for option", argv[optind - 1], "");
                         else
-                                ispctl_error(&args, NULL, 0, false, "ispctl: option '%s' is unknown or lacks its argument (see 'ispctl --help')", argv[optind - 1]);
+                                ispctl_error(&args, NULL, 0, false,
+                                             "ispctl: missing argument for option '-%c' (see 'ispctl --help')", optopt);
+                        return ISPCTL_EXIT_USAGE;
+                case '?':
+                        if (optopt >= 0x100 || optopt == 'h' || optopt == 'q')
+                                /* a long option that takes none: "--version=1" */
+                                print_option_error(&args, "option", argv[optind - 1], " takes no argument");
+                        else if (optopt)
+                                ispctl_error(&args, NULL, 0, false, "ispctl: unknown option '-%c' (see 'ispctl --help')",
+                                             optopt);
+                        else
+                                print_option_error(&args, "unknown option", argv[optind - 1], "");
                         return ISPCTL_EXIT_USAGE;
                 }
+
+        if (want_help) {
+                /* 'ispctl flash --help': getopt has put the command first */
+                if (optind >= argc) {
+                        help();
+                        return ISPCTL_EXIT_SUCCESS;
+                }
+                v = find_verb(argv[optind]);
+                if (!v) {
+                        ispctl_error(&args, NULL, 0, false, "ispctl: unknown command '%s' (see 'ispctl --help')",
+                                     argv[optind]);
+                        return ISPCTL_EXIT_USAGE;
+                }
+                verb_help(v);
+                return ISPCTL_EXIT_SUCCESS;
+        }
+        if (want_version) {
+                if (args.json) {
+                        json_object *o = json_object_new_object();
+
+                        json_object_object_add(o, "version", json_object_new_string(PROJECT_VERSION));
+                        output_json(o);
+                } else
+                        printf("ispctl " PROJECT_VERSION "\n");
+                return ISPCTL_EXIT_SUCCESS;
+        }
 
         if (optind >= argc) {
                 ispctl_error(&args, NULL, 0, false, "ispctl: missing command (see 'ispctl --help')");
                 return ISPCTL_EXIT_USAGE;
         }
 
-        if (args.timeout && args.no_block) {
-                ispctl_error(&args, NULL, 0, false, "ispctl: --timeout and --no-block do not go together: --no-block does not wait");
-                return ISPCTL_EXIT_USAGE;
-        }
-        /* The time counts from the start: queueing is part of the wait. */
-        if (args.timeout)
-                args.deadline_usec = now_usec(CLOCK_MONOTONIC) + timeout_usec;
-
-        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                if (strcmp(argv[optind], verbs[i].name) == 0) {
-                        if (args.timeout && !verb_waits(verbs[i].name)) {
-                                ispctl_error(&args, NULL, 0, false,
-                                             "ispctl: --timeout is for the commands that wait for jobs "
-                                             "(flash, verify, read, reboot, scan, wait), not '%s'", verbs[i].name);
-                                return ISPCTL_EXIT_USAGE;
-                        }
-                        return verbs[i].run(argc - optind, argv + optind, &args);
+        v = find_verb(argv[optind]);
+        if (v && v->run && args.timeout) {
+                if (args.no_block) {
+                        ispctl_error(&args, NULL, 0, false,
+                                     "ispctl: --timeout and --no-block do not go together: --no-block does not wait");
+                        return ISPCTL_EXIT_USAGE;
                 }
+                if (!verb_waits(v->name)) {
+                        ispctl_error(&args, NULL, 0, false,
+                                     "ispctl: --timeout is for the commands that wait for jobs "
+                                     "(flash, verify, read, reboot, scan, wait), not '%s'", v->name);
+                        return ISPCTL_EXIT_USAGE;
+                }
+                /* The time counts from the start: queueing is part of the wait. */
+                args.deadline_usec = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        }
+        if (v && v->run)
+                return v->run(argc - optind, argv + optind, &args);
+        if (v)
+                return run_help(argc - optind, argv + optind, &args);
 
         ispctl_error(&args, NULL, 0, false, "ispctl: unknown command '%s' (see 'ispctl --help')", argv[optind]);
         return ISPCTL_EXIT_USAGE;

@@ -26,6 +26,9 @@ enum {
 
 struct ispctl_args {
         bool json;
+        bool json_pretty;       /* --json=pretty */
+        bool no_legend;         /* --no-legend: tables without header and footer */
+        bool quiet;             /* -q: no informational lines */
         bool no_block;
         bool no_reboot;
         bool no_verify;

@@ -458,7 +458,8 @@ static void row_line(struct waiter *w, const struct row *j, struct watched_node 
                 char result[384];
 
                 result_text(w, j, nd, result, sizeof(result));
-                snprintf(buf, n, "%-*s %s", width, j->label, result);
+                snprintf(buf, n, "%-*s %s%s%s", width, j->label, output_color_of(result), result,
+                         *output_color_of(result) ? ANSI_NORMAL : "");
                 return;
         }
         if (strcmp(j->state, "queued") == 0) {
@@ -507,6 +508,9 @@ static void row_print_change(struct waiter *w, struct row *r, struct watched_nod
                 return;
         if (r->final && nd && !nd->row.final && !w->finishing)
                 return;
+        /* -q: the end of each row, not the phases on the way */
+        if (!r->final && w->args->quiet)
+                return;
         if (r->final) {
                 result_text(w, r, nd, result, sizeof(result));
                 printf("%s: %s\n", r->label, result);
@@ -520,6 +524,9 @@ static void draw(struct waiter *w) {
                 return;
 
         if (w->tty) {
+                /* a line that wrapped would throw the cursor-up redraw off:
+                 * each is cut one column short of the terminal's width */
+                size_t cols = output_columns() - 1;
                 unsigned lines = 0;
 
                 /* back to the first of our lines, then rewrite them all */
@@ -531,14 +538,18 @@ static void draw(struct waiter *w) {
 
                         if (!j->by_node) {
                                 row_line(w, &j->row, job_node(j), 10, /* program_only= */ false, line, sizeof(line));
-                                printf("\r\033[K%s\n", line);
+                                printf("\r\033[K");
+                                print_cut(line, cols);
+                                printf("\n");
                                 lines++;
                                 continue;
                         }
                         for (size_t k = 0; k < j->n_nodes; k++) {
                                 row_line(w, &j->nodes[k].row, &j->nodes[k], nodes_width(j), /* program_only= */ true,
                                          line, sizeof(line));
-                                printf("\r\033[K%s\n", line);
+                                printf("\r\033[K");
+                                print_cut(line, cols);
+                                printf("\n");
                                 lines++;
                         }
                 }
@@ -841,8 +852,10 @@ static void print_node_summary(const struct waiter *w, const struct watched_job 
         int width = nodes_width(j);
         bool boot = false;
 
+        if (w->args->quiet)
+                return;
         if (job_mode(w, j) != WAITER_FLASH) {
-                if (j->n_nodes > 1) {
+                if (j->n_nodes > 1 && !w->args->no_legend) {
                         printf("\n");
                         print_node_count(w, j);
                 }
@@ -851,15 +864,25 @@ static void print_node_summary(const struct waiter *w, const struct watched_job 
         for (size_t k = 0; k < j->n_nodes; k++)
                 boot = boot || *j->nodes[k].boot;
 
-        printf("\n%-*s %-11s %7s %7s %7s%s\n", width, "NODE", "RESULT", "WRITTEN", "SKIPPED", "REPAIRS",
-               boot ? " BOOT" : "");
+        printf("\n");
+        if (!w->args->no_legend)
+                printf("%-*s %-11s %7s %7s %7s%s\n", width, "NODE", "RESULT", "WRITTEN", "SKIPPED", "REPAIRS",
+                       boot ? " BOOT" : "");
         for (size_t k = 0; k < j->n_nodes; k++) {
                 const struct watched_node *nd = &j->nodes[k];
+                const char *b = *nd->boot ? nd->boot : "-";
 
-                printf("%-*s %-11s %7u %7u %7u%s%s\n", width, nd->row.label, result_word(nd), nd->sectors_written,
-                       nd->sectors_skipped, nd->repairs, boot ? " " : "", boot ? (*nd->boot ? nd->boot : "-") : "");
+                printf("%-*s ", width, nd->row.label);
+                print_cell(result_word(nd), output_color_of(result_word(nd)), 11, false);
+                printf("%7u %7u %7u", nd->sectors_written, nd->sectors_skipped, nd->repairs);
+                if (boot) {
+                        printf(" ");
+                        print_cell(b, output_color_of(b), strlen(b), true);
+                }
+                printf("\n");
         }
-        print_node_count(w, j);
+        if (!w->args->no_legend)
+                print_node_count(w, j);
 }
 
 static bool job_succeeded(const struct watched_job *j) {

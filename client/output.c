@@ -3,16 +3,111 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "output.h"
 #include "stcisp-dbus.h"
 #include "util.h"
 
+static int json_flags = JSON_C_TO_STRING_PLAIN;
+
+void output_set_json_flags(int flags) {
+        json_flags = flags;
+}
+
+const char *output_json_string(json_object *o) {
+        return json_object_to_json_string_ext(o, json_flags | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
 void output_json(json_object *o) {
-        puts(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        puts(output_json_string(o));
         fflush(stdout);
         json_object_put(o);
+}
+
+unsigned output_columns(void) {
+        const char *e = getenv("COLUMNS");
+        struct winsize ws;
+
+        if (e) {
+                char *end;
+                unsigned long c;
+
+                errno = 0;
+                c = strtoul(e, &end, 10);
+                if (isdigit((unsigned char) *e) && !*end && errno == 0 && c > 0 && c <= 0xFFFF)
+                        return (unsigned) c;
+        }
+        if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) >= 0 && ws.ws_col > 0)
+                return ws.ws_col;
+        return 80;
+}
+
+static bool env_is(const char *value, const char *const *words) {
+        for (; *words; words++)
+                if (strcasecmp(value, *words) == 0)
+                        return true;
+        return false;
+}
+
+bool output_colors(void) {
+        static int cached = -1;
+        const char *e;
+
+        if (cached >= 0)
+                return cached;
+        e = getenv("SYSTEMD_COLORS");
+        /* no-color.org: NO_COLOR set, whatever its value, means none */
+        if (getenv("NO_COLOR"))
+                cached = false;
+        else if (e && env_is(e, (const char *const[]) { "0", "false", "no", "off", NULL }))
+                cached = false;
+        else if (e && env_is(e, (const char *const[]) { "1", "true", "yes", "on", "16", "256", "24bit", NULL }))
+                cached = true;
+        else
+                cached = isatty(STDOUT_FILENO) && !(getenv("TERM") && strcmp(getenv("TERM"), "dumb") == 0);
+        return cached;
+}
+
+/* systemd's palette: bold green for what went well, bold red for what
+ * failed or needs a person, bold yellow for what is under way or not done. */
+#define ANSI_GREEN  "\033[0;1;32m"
+#define ANSI_RED    "\033[0;1;31m"
+#define ANSI_YELLOW "\033[0;1;33m"
+
+const char *output_color_of(const char *word) {
+        static const struct {
+                const char *word, *color;
+        } palette[] = {
+                { "succeeded",     ANSI_GREEN  },
+                { "matches",       ANSI_GREEN  },
+                { "up-to-date",    ANSI_GREEN  },
+                { "confirmed",     ANSI_GREEN  },
+                { "isp",           ANSI_GREEN  },
+                { "application",   ANSI_GREEN  },
+                { "failed",        ANSI_RED    },
+                { "conflict",      ANSI_RED    },
+                { "differs",       ANSI_RED    },
+                { "not-answering", ANSI_RED    },
+                { "running",       ANSI_YELLOW },
+                { "cancelled",     ANSI_YELLOW },
+                { "not-started",   ANSI_YELLOW },
+                { "unconfirmed",   ANSI_YELLOW },
+                { "would",         ANSI_YELLOW },
+        };
+        size_t len;
+
+        if (!word || !output_colors())
+                return "";
+        /* the first word: "failed: ...", "succeeded (boot confirmed)" */
+        len = strcspn(word, ": (");
+        for (size_t i = 0; i < ELEMENTSOF(palette); i++)
+                if (strlen(palette[i].word) == len && strncmp(word, palette[i].word, len) == 0)
+                        return palette[i].color;
+        return "";
 }
 
 const char *format_timestamp(uint64_t usec, char *buf, size_t n) {
@@ -111,43 +206,91 @@ static json_object *node_row_json(const struct node_row *row) {
         return o;
 }
 
-/* The display width of UTF-8 text, taking every character as one column. */
-static size_t text_width(const char *s) {
+/* The length of an SGR sequence at s, 0 if none is there. */
+static size_t sgr_length(const char *s) {
+        size_t i = 2;
+
+        if (s[0] != '\033' || s[1] != '[')
+                return 0;
+        while (s[i] && (isdigit((unsigned char) s[i]) || s[i] == ';'))
+                i++;
+        return s[i] == 'm' ? i + 1 : 0;
+}
+
+size_t text_width(const char *s) {
         size_t w = 0;
 
-        for (; *s; s++)
+        while (*s) {
+                size_t k = sgr_length(s);
+
+                if (k > 0) {
+                        s += k;
+                        continue;
+                }
                 w += ((unsigned char) *s & 0xC0) != 0x80;
+                s++;
+        }
         return w;
 }
 
-/* One table cell, padded to `width` columns (no padding when last);
- * longer text is cut to width - 1 columns and ends with "…". */
-static void print_cell(const char *s, size_t width, bool last) {
-        size_t w = text_width(s);
+void print_cut(const char *s, size_t width) {
+        size_t cols = 0, i = 0;
+        bool colored = false;
 
-        if (w > width) {
-                size_t cols = 0, i = 0;
-
-                while (s[i] && cols < width - 1) {
-                        i++;
-                        while (((unsigned char) s[i] & 0xC0) == 0x80)
-                                i++;
-                        cols++;
-                }
-                printf("%.*s…", (int) i, s);
-                w = width;
-        } else
+        if (text_width(s) <= width) {
                 fputs(s, stdout);
-        if (!last)
-                printf("%*s", (int) (width - w + 1), "");
+                return;
+        }
+        while (s[i]) {
+                size_t k = sgr_length(s + i);
+
+                if (k > 0) {
+                        colored = strncmp(s + i, ANSI_NORMAL, k) != 0;
+                        i += k;
+                        continue;
+                }
+                if (cols + 1 >= width)
+                        break;
+                i++;
+                while (((unsigned char) s[i] & 0xC0) == 0x80)
+                        i++;
+                cols++;
+        }
+        printf("%.*s%s%s", (int) i, s, width > 0 ? "…" : "", colored ? ANSI_NORMAL : "");
 }
 
-/* A column as wide as its widest cell, at least `min`, at most `max`. */
-static void widen(size_t *width, const char *cell, size_t max) {
+void print_cell(const char *s, const char *color, size_t width, bool last) {
+        size_t w = text_width(s);
+
+        fputs(color, stdout);
+        print_cut(s, width);
+        if (*color)
+                fputs(ANSI_NORMAL, stdout);
+        if (!last)
+                printf("%*s", (int) ((w > width ? 0 : width - w) + 1), "");
+}
+
+void widen(size_t *width, const char *cell, size_t max) {
         size_t w = text_width(cell);
 
         if (w > *width)
                 *width = w < max ? w : max;
+}
+
+void fit_columns(size_t *w, const size_t *min, size_t n, const size_t *order, size_t n_order, size_t budget) {
+        size_t total = n > 0 ? n - 1 : 0;
+
+        for (size_t i = 0; i < n; i++)
+                total += w[i];
+        for (size_t k = 0; k < n_order && total > budget; k++) {
+                size_t i = order[k], cut;
+
+                if (w[i] <= min[i])
+                        continue;
+                cut = w[i] - min[i] < total - budget ? w[i] - min[i] : total - budget;
+                w[i] -= cut;
+                total -= cut;
+        }
 }
 
 /* ListNodesEx a(sysssyyyysttstuouussas), and before issue 10 (an older
@@ -235,11 +378,18 @@ int output_node_table(const struct ispctl_args *args, sd_bus *bus, json_object *
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         struct node_row *rows = NULL;
         struct cells {
-                const char *name, *uid, *running;
-                char uid_buf[64], pv[8], fv[8], ago[32];
+                const char *name, *uid, *running, *result;
+                char uid_buf[64], ago[32];
         } *cells = NULL;
-        /* wide enough for "app.hex, flashed 2026-12-01 10:02" and two UIDs */
-        size_t n = 0, w_name = 14, w_uid = 8, w_running = strlen("RUNNING");
+        /* The versions (PROTO, ISP) are left to 'status' and --json: with
+         * them no row of a fleet fits 80 columns. */
+        enum { COL_ID, COL_NAME, COL_FORM, COL_STATE, COL_UID, COL_RUNNING, COL_SEEN, COL_RESULT };
+        static const char *const headers[] = { "ID", "NAME", "FORM", "STATE", "UID", "RUNNING", "LAST SEEN",
+                                               "LAST FLASH" };
+        /* a column is at least as wide as its header, which is never cut */
+        size_t w[] = { 3, 4, 4, 5, 3, 7, 9, 10 };
+        const size_t min[] = { 3, 8, 4, 5, 8, 7, 9, 10 };
+        size_t n = 0;
         int r;
 
         r = sd_bus_call_method(bus, STCISP_BUS_NAME, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE,
@@ -272,35 +422,43 @@ int output_node_table(const struct ispctl_args *args, sd_bus *bus, json_object *
                 uid_cell(&rows[i], c->uid_buf, sizeof(c->uid_buf));
                 c->uid = c->uid_buf;
                 c->running = *rows[i].running ? rows[i].running : "-";
-                /* versions come from INFO: a legacy node has none, nor a
-                 * board only ever seen running its application */
-                if (strcmp(rows[i].form, "extended") == 0 && rows[i].proto > 0) {
-                        snprintf(c->pv, sizeof(c->pv), "%u", rows[i].proto);
-                        snprintf(c->fv, sizeof(c->fv), "%u", rows[i].fw);
-                } else
-                        strcpy(c->pv, "-"), strcpy(c->fv, "-");
+                c->result = *rows[i].result ? rows[i].result : "-";
                 format_ago(rows[i].seen, c->ago, sizeof(c->ago));
-                widen(&w_name, c->name, 24);
-                widen(&w_uid, c->uid, 17);
-                widen(&w_running, c->running, 36);
+                widen(&w[COL_NAME], c->name, 24);
+                widen(&w[COL_FORM], rows[i].form, 8);
+                widen(&w[COL_STATE], rows[i].state, 13);
+                widen(&w[COL_UID], c->uid, 17);
+                widen(&w[COL_RUNNING], c->running, 36);
+                widen(&w[COL_SEEN], c->ago, 10);
+                widen(&w[COL_RESULT], c->result, 40);
         }
+        /* The whole texts are in 'status' and --json: here each row fits
+         * the terminal (80 columns in a pipe), the long cells cut first. */
+        fit_columns(w, min, ELEMENTSOF(w), (const size_t[]) { COL_RESULT, COL_RUNNING, COL_NAME, COL_UID },
+                    4, output_columns());
 
-        printf("%-3s ", "ID");
-        print_cell("NAME", w_name, false);
-        printf("%-8s %-13s %-5s %-3s ", "FORM", "STATE", "PROTO", "ISP");
-        print_cell("UID", w_uid, false);
-        print_cell("RUNNING", w_running, false);
-        printf("%-10s %s\n", "LAST SEEN", "LAST FLASH");
-        for (size_t i = 0; i < n; i++) {
-                printf("%-3u ", rows[i].id);
-                print_cell(cells[i].name, w_name, false);
-                printf("%-8s %-13s %-5s %-3s ", rows[i].form, rows[i].state, cells[i].pv, cells[i].fv);
-                print_cell(cells[i].uid, w_uid, false);
-                print_cell(cells[i].running, w_running, false);
-                printf("%-10s %s\n", cells[i].ago, *rows[i].result ? rows[i].result : "-");
+        if (!args->no_legend && !args->quiet) {
+                for (size_t k = 0; k < ELEMENTSOF(w); k++)
+                        print_cell(headers[k], "", w[k], k + 1 == ELEMENTSOF(w));
+                printf("\n");
         }
-        printf("\n%zu node%s listed.%s\n", n, n == 1 ? "" : "s",
-               n == 0 ? " 'ispctl scan' asks the bus which boards there are." : "");
+        for (size_t i = 0; i < n; i++) {
+                char id[8];
+
+                snprintf(id, sizeof(id), "%u", rows[i].id);
+                print_cell(id, "", w[COL_ID], false);
+                print_cell(cells[i].name, "", w[COL_NAME], false);
+                print_cell(rows[i].form, "", w[COL_FORM], false);
+                print_cell(rows[i].state, output_color_of(rows[i].state), w[COL_STATE], false);
+                print_cell(cells[i].uid, "", w[COL_UID], false);
+                print_cell(cells[i].running, "", w[COL_RUNNING], false);
+                print_cell(cells[i].ago, "", w[COL_SEEN], false);
+                print_cell(cells[i].result, output_color_of(cells[i].result), w[COL_RESULT], true);
+                printf("\n");
+        }
+        if (!args->no_legend && !args->quiet)
+                printf("\n%zu node%s listed.%s\n", n, n == 1 ? "" : "s",
+                       n == 0 ? " 'ispctl scan' asks the bus which boards there are." : "");
         free(cells);
         node_rows_free(rows, n);
         return 0;

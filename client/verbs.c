@@ -265,7 +265,8 @@ static void status_node_human(const struct status_value *v, size_t n) {
         const struct status_value *uids = status_get(v, n, "ConflictUIDs");
 
         printf("         Node: %s (id %llu, %s)\n", S("Name"), U("Id"), S("Form"));
-        printf("        State: %s\n", S("State"));
+        printf("        State: %s%s%s\n", output_color_of(S("State")), S("State"),
+               *output_color_of(S("State")) ? ANSI_NORMAL : "");
         if (uids && uids->n_strv > 0) {
                 printf("     Conflict: %s boards answer on this id: UIDs ", uids->n_strv == 2 ? "two" : "several");
                 for (size_t i = 0; i < uids->n_strv; i++)
@@ -367,6 +368,16 @@ int verb_jobs(int argc, char *argv[], const struct ispctl_args *args) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         json_object *arr = args->json ? json_object_new_array() : NULL;
         const char *kind, *target, *state, *phase, *err, *path;
+        enum { COL_ID, COL_KIND, COL_TARGET, COL_STATE, COL_PHASE, COL_PROGRESS, COL_ERROR };
+        static const char *const headers[] = { "ID", "KIND", "TARGET", "STATE", "PHASE", "PROGRESS", "ERROR" };
+        /* the strings point into the reply */
+        struct job_row {
+                const char *kind, *target, *state, *phase, *error;
+                char id[12], progress[32];
+        };
+        _cleanup_free_ struct job_row *rows = NULL;
+        size_t w[] = { 5, 7, 12, 10, 9, 13, 5 };
+        const size_t min[] = { 5, 7, 12, 10, 9, 13, 10 };
         uint64_t done, total;
         unsigned n = 0;
         uint32_t id;
@@ -388,11 +399,8 @@ int verb_jobs(int argc, char *argv[], const struct ispctl_args *args) {
                 return ispctl_bus_error(args, "Listing the jobs", &error, r);
         }
         r = sd_bus_message_enter_container(reply, 'a', "(ussssttso)");
-        if (!args->json && r >= 0)
-                printf("%-5s %-7s %-12s %-10s %-9s %-13s %s\n", "ID", "KIND", "TARGET", "STATE", "PHASE", "PROGRESS", "ERROR");
         while (r >= 0 && (r = sd_bus_message_read(reply, "(ussssttso)", &id, &kind, &target, &state, &phase,
                                                    &done, &total, &err, &path)) > 0) {
-                n++;
                 if (args->json) {
                         json_object *o = json_object_new_object();
                         json_object_object_add(o, "id", json_object_new_int64(id));
@@ -405,18 +413,31 @@ int verb_jobs(int argc, char *argv[], const struct ispctl_args *args) {
                         json_object_object_add(o, "error", *err ? json_object_new_string(err) : NULL);
                         json_object_object_add(o, "job", json_object_new_string(path));
                         json_object_array_add(arr, o);
-                } else {
-                        char progress[32] = "-";
-                        if (total > 0 && strcmp(state, "running") == 0)
-                                snprintf(progress, sizeof(progress), "%llu/%llu", (unsigned long long) done,
-                                         (unsigned long long) total);
-                        if (*err)
-                                printf("%-5u %-7s %-12s %-10s %-9s %-13s %s\n", id, kind, target, state,
-                                       strcmp(state, "queued") == 0 ? "-" : phase, progress, err);
-                        else
-                                printf("%-5u %-7s %-12s %-10s %-9s %s\n", id, kind, target, state,
-                                       strcmp(state, "queued") == 0 ? "-" : phase, progress);
+                        n++;
+                        continue;
                 }
+                struct job_row *v = realloc(rows, (n + 1) * sizeof(*rows));
+
+                if (!v) {
+                        r = -ENOMEM;
+                        break;
+                }
+                rows = v;
+                rows[n] = (struct job_row) { .kind = kind, .target = target, .state = state, .error = *err ? err : "",
+                                             .phase = strcmp(state, "queued") == 0 ? "-" : phase };
+                snprintf(rows[n].id, sizeof(rows[n].id), "%u", id);
+                snprintf(rows[n].progress, sizeof(rows[n].progress), "-");
+                if (total > 0 && strcmp(state, "running") == 0)
+                        snprintf(rows[n].progress, sizeof(rows[n].progress), "%llu/%llu", (unsigned long long) done,
+                                 (unsigned long long) total);
+                widen(&w[COL_ID], rows[n].id, 10);
+                widen(&w[COL_KIND], kind, 8);
+                widen(&w[COL_TARGET], target, 24);
+                widen(&w[COL_STATE], state, 10);
+                widen(&w[COL_PHASE], rows[n].phase, 10);
+                widen(&w[COL_PROGRESS], rows[n].progress, 13);
+                widen(&w[COL_ERROR], rows[n].error, 60);
+                n++;
         }
         if (r < 0) {
                 json_object_put(arr);
@@ -426,7 +447,30 @@ int verb_jobs(int argc, char *argv[], const struct ispctl_args *args) {
                 json_object *o = json_object_new_object();
                 json_object_object_add(o, "jobs", arr);
                 output_json(o);
-        } else
+                return ISPCTL_EXIT_SUCCESS;
+        }
+
+        /* the whole error is in --json: here a row fits the terminal */
+        fit_columns(w, min, ELEMENTSOF(w), (const size_t[]) { COL_TARGET, COL_ERROR }, 2, output_columns());
+        if (!args->no_legend && !args->quiet) {
+                for (size_t k = 0; k < ELEMENTSOF(w); k++)
+                        print_cell(headers[k], "", w[k], k + 1 == ELEMENTSOF(w));
+                printf("\n");
+        }
+        for (unsigned i = 0; i < n; i++) {
+                const struct job_row *j = &rows[i];
+
+                print_cell(j->id, "", w[COL_ID], false);
+                print_cell(j->kind, "", w[COL_KIND], false);
+                print_cell(j->target, "", w[COL_TARGET], false);
+                print_cell(j->state, output_color_of(j->state), w[COL_STATE], false);
+                print_cell(j->phase, "", w[COL_PHASE], false);
+                print_cell(j->progress, "", w[COL_PROGRESS], !*j->error);
+                if (*j->error)
+                        print_cell(j->error, "", w[COL_ERROR], true);
+                printf("\n");
+        }
+        if (!args->no_legend && !args->quiet)
                 printf("\n%u job%s listed.\n", n, n == 1 ? "" : "s");
         return ISPCTL_EXIT_SUCCESS;
 }
@@ -475,7 +519,7 @@ int verb_cancel(int argc, char *argv[], const struct ispctl_args *args) {
                         return ispctl_bus_error(args, what, &error, r);
                 }
                 json_object_array_add(arr, json_object_new_int64(id));
-                if (!args->json)
+                if (!args->json && !args->quiet)
                         printf("Job %u cancelled.\n", id);
         }
         if (args->json) {
@@ -674,7 +718,7 @@ int verb_monitor(int argc, char *argv[], const struct ispctl_args *args) {
                 sd_event_unref(event);
                 return ispctl_bus_error(args, "Monitoring", NULL, r);
         }
-        if (!args->json) {
+        if (!args->json && !args->quiet) {
                 printf("Monitoring jobs on %s; Ctrl-C stops.\n", args->host ? args->host : "this machine");
                 fflush(stdout);
         }

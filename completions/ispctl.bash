@@ -7,23 +7,24 @@
 # the same -H/--address as the command line being completed.
 
 # Options for every command.
-__ispctl_opts_global='-h --help --version --json -H --host --address'
+__ispctl_opts_global='-h --help --version --json -q --quiet -H --host --address'
 
 # Options that make sense after each command, beyond the global ones.
 __ispctl_opts_for() {
         case $1 in
-        flash)   echo '--format --no-block --timeout --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all' ;;
-        verify)  echo '--format --no-block --timeout --all' ;;
+        flash)   echo '--format --no-block --timeout --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all --no-legend' ;;
+        verify)  echo '--format --no-block --timeout --all --no-legend' ;;
         read)    echo '--format --timeout' ;;
         reboot)  echo '--no-block --timeout --all' ;;
-        scan)    echo '--no-block --timeout' ;;
+        scan)    echo '--no-block --timeout --no-legend' ;;
         wait)    echo '--timeout' ;;
+        list|jobs) echo '--no-legend' ;;
         inspect) echo '--format' ;;
-        '')      echo '--format --no-block --timeout --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all' ;;
+        '')      echo '--format --no-block --timeout --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all --no-legend' ;;
         esac
 }
 
-__ispctl_commands='flash verify read reboot status list scan jobs cancel wait monitor inspect'
+__ispctl_commands='flash verify read reboot status list scan jobs cancel wait monitor inspect help'
 
 # ispctl, with the -H/--address of the command line being completed.
 __ispctl_query() {
@@ -136,12 +137,14 @@ _ispctl() {
         COMPREPLY=()
 
         # --format=he, --host=pi@ho: complete the value after the '='.
+        local eq=0
         if [[ $cur == --*=* ]]; then
                 prev=${cur%%=*}
                 cur=${cur#*=}
+                eq=1
         fi
 
-        __ispctl_complete "$cur" "$prev"
+        __ispctl_complete "$cur" "$prev" "$eq"
 
         # readline replaces only the last piece of the word: what follows
         # the last '=' or ':', or the last '@' and what follows it (bash
@@ -162,9 +165,15 @@ _ispctl() {
 }
 
 __ispctl_complete() {
-        local cur=$1 prev=$2 i w
+        local cur=$1 prev=$2 eq=$3 i w
 
         case $prev in
+        --json)
+                # its MODE only after '=': "--json list" is the option, then a command
+                if ((eq)); then
+                        mapfile -t COMPREPLY < <(compgen -W 'short pretty' -- "$cur")
+                        return 0
+                fi ;;
         --format)
                 mapfile -t COMPREPLY < <(compgen -W 'hex bin' -- "$cur")
                 return 0 ;;
@@ -226,6 +235,8 @@ __ispctl_complete() {
                 ((${#args[@]} == 0)) && __ispctl_targets "$cur" ;;
         cancel|wait)
                 mapfile -t COMPREPLY < <(compgen -W "$(__ispctl_jobs)" -- "$cur") ;;
+        help)
+                ((${#args[@]} == 0)) && mapfile -t COMPREPLY < <(compgen -W "$__ispctl_commands" -- "$cur") ;;
         inspect)
                 ((${#args[@]} == 0)) && __ispctl_files "$cur" ;;
         esac

@@ -70,7 +70,7 @@ static uint32_t running_job(const Line *l) {
         }
 
 LINE_PROPERTY(interface, "s", false, l->interface)
-LINE_PROPERTY(link_state, "s", false, st.up ? "up" : "down")
+LINE_PROPERTY(link_state, "s", false, l->absent ? "absent" : st.up ? "up" : "down")
 LINE_PROPERTY(bitrate, "u", true, st.bitrate)
 LINE_PROPERTY(controller_state, "s", true, st.controller_state)
 LINE_PROPERTY(rx_errors, "i", true, st.rx_errors)
@@ -108,7 +108,7 @@ int bus_line_append_status(Manager *m, sd_bus_message *reply, Line *l, const str
 
         return sd_bus_message_append(reply, "{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}{sv}",
                 "Interface", "s", l->interface,
-                "LinkState", "s", st.up ? "up" : "down",
+                "LinkState", "s", l->absent ? "absent" : st.up ? "up" : "down",
                 "Bitrate", "u", st.bitrate,
                 "ControllerState", "s", st.controller_state,
                 "RxErrors", "i", st.rx_errors,

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <fcntl.h>
 #include <libsocketcan.h>
 #include <linux/can.h>
 #include <linux/can/error.h>
@@ -50,6 +51,43 @@ struct can_link {
 };
 
 /* One frame, and the kernel's drop counter from its control message. */
+
+/* libsocketcan reports what it cannot find ("no link data found" on
+ * vcan) on stderr, which is the daemon's log: its calls run with stderr
+ * pointed at /dev/null; what they return says what the daemon logs. */
+static int stderr_mute(void) {
+        int saved, null;
+
+        fflush(stderr);
+        saved = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+        if (saved < 0)
+                return -1;
+        null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (null < 0 || dup2(null, STDERR_FILENO) < 0) {
+                if (null >= 0)
+                        close(null);
+                close(saved);
+                return -1;
+        }
+        close(null);
+        return saved;
+}
+
+static void stderr_unmute(int saved) {
+        if (saved < 0)
+                return;
+        fflush(stderr);
+        (void) dup2(saved, STDERR_FILENO);
+        close(saved);
+}
+
+#define QUIET(call) ({                                  \
+                int _saved = stderr_mute();             \
+                int _r = (call);                        \
+                stderr_unmute(_saved);                  \
+                _r;                                     \
+        })
+
 static ssize_t read_frame(struct can_link *l, int fd, struct can_frame *cf) {
         union {
                 struct cmsghdr align;
@@ -251,7 +289,7 @@ static int on_restart_timer(sd_event_source *s, uint64_t usec, void *userdata) {
         int r;
 
         l->restart_timer = sd_event_source_disable_unref(l->restart_timer);
-        r = can_do_restart(l->ifname);
+        r = QUIET(can_do_restart(l->ifname));
         if (r < 0)
                 log_warning("%s: controller restart after bus-off failed, next try in %llu ms",
                             l->ifname, (unsigned long long) l->restart_backoff / 1000);
@@ -269,21 +307,21 @@ static void configure(struct can_link *l, uint32_t bitrate, uint32_t restart_ms)
                 return;
 
         /* Bit timing can only change while the interface is down. */
-        (void) can_do_stop(l->ifname);
+        (void) QUIET(can_do_stop(l->ifname));
         if (bitrate > 0) {
-                if (can_set_bitrate(l->ifname, bitrate) < 0)
+                if (QUIET(can_set_bitrate(l->ifname, bitrate)) < 0)
                         log_warning("%s: cannot set bitrate %u (driver without bit timing, e.g. vcan?), ignoring",
                                     l->ifname, bitrate);
                 else
                         changed = true;
         }
         if (restart_ms > 0) {
-                if (can_set_restart_ms(l->ifname, restart_ms) < 0)
+                if (QUIET(can_set_restart_ms(l->ifname, restart_ms)) < 0)
                         log_warning("%s: cannot set restart-ms %u, ignoring", l->ifname, restart_ms);
                 else
                         changed = true;
         }
-        if (can_do_start(l->ifname) < 0)
+        if (QUIET(can_do_start(l->ifname)) < 0)
                 log_warning("%s: cannot bring the interface up again", l->ifname);
         if (changed)
                 log_info("%s: configured%s%s", l->ifname, bitrate ? " bitrate" : "", restart_ms ? " restart-ms" : "");
@@ -442,13 +480,13 @@ void can_link_get_status(struct can_link *l, bool query_driver, struct can_link_
         if (!query_driver)
                 return;
         /* Drivers without these (vcan) simply fail: the values stay unknown. */
-        if (can_get_state(l->ifname, &state) == 0 && state >= 0 &&
+        if (QUIET(can_get_state(l->ifname, &state)) == 0 && state >= 0 &&
             (size_t) state < ELEMENTSOF(states) && states[state])
                 ret->controller_state = states[state];
-        if (can_get_berr_counter(l->ifname, &berr) == 0) {
+        if (QUIET(can_get_berr_counter(l->ifname, &berr)) == 0) {
                 ret->rx_errors = berr.rxerr;
                 ret->tx_errors = berr.txerr;
         }
-        if (can_get_bittiming(l->ifname, &bt) == 0)
+        if (QUIET(can_get_bittiming(l->ifname, &bt)) == 0)
                 ret->bitrate = bt.bitrate;
 }

@@ -110,6 +110,14 @@ struct parser {
         unsigned groups_before, *group_lines;   /* the same for c->groups[] */
         unsigned n_errors;
         int error;              /* a failure that is not the file's fault: -ENOMEM, a read error */
+        /* the keys this file gave, to refuse one given twice (a later
+         * file, a drop-in, may override an earlier one's) */
+        struct seen_key {
+                enum section section;
+                char name[64];
+                unsigned line;
+        } seen[64];
+        unsigned n_seen;
 };
 
 /* "FILE:LINE: message", the line being read_line()'s current one. */
@@ -863,6 +871,18 @@ static int on_key(void *userdata, const char *section, const char *name, const c
         if (value[0] == '\0') {
                 file_error(p, "%s=: empty value; remove the line to use the default", name);
                 return 0;
+        }
+
+        for (unsigned i = 0; i < p->n_seen; i++)
+                if (p->seen[i].section == p->section && strcmp(p->seen[i].name, name) == 0) {
+                        file_error(p, "%s=%s: %s= is already given on line %u; give each key once",
+                                   name, value, name, p->seen[i].line);
+                        return 0;
+                }
+        if (p->n_seen < ELEMENTSOF(p->seen) && strlen(name) < sizeof(p->seen[0].name)) {
+                p->seen[p->n_seen].section = p->section;
+                strcpy(p->seen[p->n_seen].name, name);
+                p->seen[p->n_seen++].line = p->line;
         }
 
         for (const struct key *k = keys; k < keys + ELEMENTSOF(keys); k++)

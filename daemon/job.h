@@ -21,6 +21,9 @@ enum job_state {
 
 typedef struct Job Job;
 
+/* Why a job or node was cancelled when a client asked for it. */
+#define JOB_CANCELLED_REASON "cancelled by a client ('ispctl cancel' or CancelJob)"
+
 /* One node of a flash or reboot job: where it is and how its work went.
  * A job has one per target (a scan has none); a record from before
  * several targets existed loads as one. */
@@ -85,6 +88,7 @@ struct Job {
         enum job_state part_state;              /* of the first part that did not succeed */
         char *part_error;
         unsigned stage;                         /* canary: 0 the canaries, 1 the others */
+        enum session_phase saved_phase;         /* the phase in the record on disk */
 };
 
 Job *job_new(Manager *m, uint32_t id, enum session_kind kind, const char *target, uint8_t node);

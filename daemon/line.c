@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -366,6 +367,7 @@ Line *line_free(Line *l) {
         sd_event_source_disable_unref(l->session_timer);
         sd_event_source_disable_unref(l->progress_timer);
         sd_event_source_disable_unref(l->reap);
+        sd_event_source_disable_unref(l->absent_timer);
         l->link = can_link_free(l->link);
         sd_event_unref(l->event);
         free(l->interface);
@@ -373,8 +375,46 @@ Line *line_free(Line *l) {
         return NULL;
 }
 
+/* An interface that does not exist yet (a USB adapter not plugged in)
+ * is looked for every LINE_ABSENT_POLL_USEC; it is attached when it
+ * appears, without a restart. */
+#define LINE_ABSENT_POLL_USEC (1000 * 1000ULL)
+
+static int attach(Line *l) {
+        int r = can_link_new(&l->link, l->event, l->interface, l->bitrate, l->restart_ms, &link_ops, l);
+
+        if (r >= 0 && l->absent) {
+                l->absent = false;
+                log_info("%s: the interface appeared: attached", l->interface);
+        }
+        return r;
+}
+
+static int on_absent_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Line *l = userdata;
+
+        if (if_nametoindex(l->interface) == 0 || attach(l) < 0) {
+                (void) sd_event_source_set_time_relative(s, LINE_ABSENT_POLL_USEC);
+                (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+                return 0;
+        }
+        l->absent_timer = sd_event_source_disable_unref(l->absent_timer);
+        l->ops->changed(l->userdata, l);
+        return 0;
+}
+
 int line_open(Line *l) {
-        return can_link_new(&l->link, l->event, l->interface, l->bitrate, l->restart_ms, &link_ops, l);
+        int r;
+
+        if (if_nametoindex(l->interface) != 0)
+                return attach(l);
+        /* Not fatal: the line waits for it, its jobs queue up. */
+        log_warning("%s: no such interface (yet): waiting for it to appear ('ip -br link' lists the interfaces; "
+                    "check [Bus] Interface= in stcispd.conf or --interface)", l->interface);
+        l->absent = true;
+        r = sd_event_add_time_relative(l->event, &l->absent_timer, CLOCK_MONOTONIC, LINE_ABSENT_POLL_USEC,
+                                       100 * 1000, on_absent_timer, l);
+        return r < 0 ? log_error_errno(r, "%s: cannot watch for the interface: %m", l->interface) : 0;
 }
 
 bool line_is_up(const Line *l) {
@@ -440,6 +480,18 @@ void line_cancel_job(Line *l) {
 }
 
 void line_get_status(Line *l, bool query_driver, struct can_link_status *ret) {
+        if (!l->link) {
+                /* absent: nothing to ask */
+                *ret = (struct can_link_status) {
+                        .interface = l->interface,
+                        .controller_state = "unknown",
+                        .rx_errors = -1,
+                        .tx_errors = -1,
+                        .last_error = "",
+                };
+                ret->bitrate = l->bitrate;
+                return;
+        }
         can_link_get_status(l->link, query_driver, ret);
         if (ret->bitrate == 0)
                 ret->bitrate = l->bitrate;

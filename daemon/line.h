@@ -63,6 +63,8 @@ struct Line {
         sd_event_source *session_timer;
         sd_event_source *progress_timer;
         sd_event_source *reap;          /* frees a finished session outside its callbacks */
+        sd_event_source *absent_timer;  /* the interface does not exist (yet): look for it */
+        bool absent;
         uint64_t progress_emitted_usec;
         bool progress_pending;
 

@@ -224,8 +224,11 @@ static void scan_mark_missing(Manager *m, Line *l) {
         for (size_t i = 0; i < m->nodes->n_entries; i++) {
                 NodeEntry *e = m->nodes->entries[i];
 
+                /* A board running its application is silent to DISCOVER;
+                 * only one whose application answered IDENTIFY before
+                 * (it has the helper) is gone when it is silent now. */
                 if (strcmp(e->interface, l->interface) != 0 || !e->known ||
-                    (e->state != NODE_ISP && e->state != NODE_APPLICATION))
+                    (e->state != NODE_ISP && !(e->state == NODE_APPLICATION && e->has_image_crc)))
                         continue;
                 if (l->seen[e->id / 8] & (1u << (e->id % 8)))
                         continue;
@@ -236,8 +239,13 @@ static void scan_mark_missing(Manager *m, Line *l) {
 
 /* A node's flash ended: the node table keeps its result. */
 static void record_flash(Manager *m, Line *l, Job *j, const struct job_node *n) {
-        NodeEntry *e = node_get(m, l, n->id);
+        NodeEntry *e = node_table_find(m->nodes, l->interface, n->id);
 
+        /* an id that never answered gets no row: there may be no board */
+        if (!e && n->state != JOB_SUCCEEDED)
+                return;
+        if (!e)
+                e = node_get(m, l, n->id);
         if (!e)
                 return;
         if (n->identified) {
@@ -293,10 +301,31 @@ static void on_job_target(void *userdata, Line *l, Job *j, const struct session_
         NodeEntry *e = node_table_find(m->nodes, l->interface, r->node);
 
         /* The session knows why: a node that did not answer is not
-         * answering; a refusal or a failed verify says nothing of that. */
-        if (e && e->known && r->reason == SESSION_REASON_NOT_ANSWERING) {
+         * answering; a refusal or a failed verify says nothing of that,
+         * and neither does a silent ISP when the application answered. */
+        if (e && e->known && r->reason == SESSION_REASON_NOT_ANSWERING && !r->identified) {
                 e->state = NODE_NOT_ANSWERING;
                 node_changed(m, l, e);
+        }
+        /* each node's end, with its fields, for a job of several */
+        if (j->n_nodes > 1) {
+                const struct job_node *n = job_find_node(j, l->interface, r->node);
+                const struct log_fields f = {
+                        .job_id = j->id,
+                        .node = n ? n->name : NULL,
+                        .interface = l->interface,
+                        .phase = session_phase_to_string(r->phase),
+                        .result = session_state_to_string(r->state),
+                        .message_id = LOG_MESSAGE_NODE_DONE,
+                };
+
+                if (r->error)
+                        log_job_warning(&f, "Job %u (%s %s): %s %s: %s", j->id, session_kind_to_string(j->kind),
+                                        j->target, n ? n->name : "?", session_state_to_string(r->state), r->error);
+                else
+                        log_job_info(&f, "Job %u (%s %s): %s %s%s%s", j->id, session_kind_to_string(j->kind),
+                                     j->target, n ? n->name : "?", session_state_to_string(r->state),
+                                     r->outcome ? ", " : "", session_outcome_to_string(r->outcome));
         }
         bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", "Nodes", NULL);
 }
@@ -306,7 +335,8 @@ static void on_job_target(void *userdata, Line *l, Job *j, const struct session_
 static void job_finish(Manager *m, Job *j, enum job_state state, const char *error) {
         j->state = state;
         free(j->error);
-        j->error = error ? strdup(error) : NULL;
+        j->error = error ? strdup(error) : state == JOB_CANCELLED ? strdup(JOB_CANCELLED_REASON) : NULL;
+        error = j->error;
         j->finished_usec = now_usec(CLOCK_REALTIME);
         /* nodes whose part never ran (cancelled, failed to start) end with the job */
         for (unsigned i = 0; i < j->n_nodes; i++)
@@ -316,12 +346,23 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
                         j->nodes[i].error = error ? strdup(error) : NULL;
                 }
 
-        if (error)
-                log_warning("Job %u (%s %s) %s: %s", j->id, session_kind_to_string(j->kind), j->target,
-                            job_state_to_string(state), error);
-        else
-                log_info("Job %u (%s %s) %s", j->id, session_kind_to_string(j->kind), j->target,
-                         job_state_to_string(state));
+        {
+                const struct log_fields f = {
+                        .job_id = j->id,
+                        .node = j->n_nodes == 1 ? j->nodes[0].name : NULL,
+                        .interface = j->interface,
+                        .phase = session_phase_to_string(j->phase),
+                        .result = job_state_to_string(state),
+                        .message_id = state == JOB_SUCCEEDED ? LOG_MESSAGE_JOB_FINISHED : LOG_MESSAGE_JOB_FAILED,
+                };
+
+                if (error)
+                        log_job_warning(&f, "Job %u (%s %s) %s: %s", j->id, session_kind_to_string(j->kind), j->target,
+                                        job_state_to_string(state), error);
+                else
+                        log_job_info(&f, "Job %u (%s %s) %s", j->id, session_kind_to_string(j->kind), j->target,
+                                     job_state_to_string(state));
+        }
 
         /* On disk first: a job reported finished never runs again. */
         job_store_finish(m->store, j);
@@ -337,12 +378,24 @@ static void job_finish(Manager *m, Job *j, enum job_state state, const char *err
 static void on_job_phase(void *userdata, Line *l, Job *j, const struct job_node *n) {
         Manager *m = userdata;
 
+        /* on disk too, so that after a crash the log says where it was */
+        if (j->phase != j->saved_phase) {
+                j->saved_phase = j->phase;
+                (void) job_store_save(m->store, j);
+        }
+
         if (j->n_nodes > 1 && n)
-                log_info("Job %u (%s %s): %s: %s", j->id, session_kind_to_string(j->kind), j->target, n->name,
-                         session_phase_to_string(n->phase));
+                log_job_info(&((const struct log_fields) { .job_id = j->id, .node = n->name, .interface = l->interface,
+                                                           .phase = session_phase_to_string(n->phase) }),
+                             "Job %u (%s %s): %s: %s", j->id, session_kind_to_string(j->kind), j->target, n->name,
+                             session_phase_to_string(n->phase));
         else
-                log_info("Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target,
-                         session_phase_to_string(j->phase));
+                log_job_info(&((const struct log_fields) { .job_id = j->id,
+                                                           .node = j->n_nodes == 1 ? j->nodes[0].name : NULL,
+                                                           .interface = l->interface,
+                                                           .phase = session_phase_to_string(j->phase) }),
+                             "Job %u (%s %s): %s", j->id, session_kind_to_string(j->kind), j->target,
+                             session_phase_to_string(j->phase));
         bus_emit_job_changed(m, j, "Phase", "BytesDone", "BytesTotal", "Nodes", NULL);
 }
 
@@ -364,6 +417,9 @@ static void part_done(Manager *m, Line *l, Job *j, enum job_state state, const c
                         free(n->error);
                         n->error = error && state != JOB_SUCCEEDED ? strdup(error) : NULL;
                 }
+                /* a cancellation always says why */
+                if (n->state == JOB_CANCELLED && !n->error)
+                        n->error = strdup(error ?: JOB_CANCELLED_REASON);
                 if (j->kind == SESSION_FLASH)
                         record_flash(m, l, j, n);
                 else if (j->kind == SESSION_VERIFY && n->identified) {
@@ -530,8 +586,12 @@ static int job_begin(Manager *m, Job *j) {
                 }
         }
         bus_emit_job_changed(m, j, "State", "Phase", "StartedUSec", "Attempts", "Nodes", NULL);
-        log_info("Job %u (%s %s) started%s", j->id, session_kind_to_string(j->kind), j->target,
-                 j->attempts > 1 ? " again" : "");
+        log_job_info(&((const struct log_fields) { .job_id = j->id,
+                                                   .node = j->n_nodes == 1 ? j->nodes[0].name : NULL,
+                                                   .interface = j->interface,
+                                                   .message_id = LOG_MESSAGE_JOB_STARTED }),
+                     "Job %u (%s %s) started%s", j->id, session_kind_to_string(j->kind), j->target,
+                     j->attempts > 1 ? " again" : "");
         return 0;
 }
 

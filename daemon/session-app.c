@@ -78,14 +78,17 @@ void start_identify(struct session *s, struct session_target *t) {
         (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
 }
 
-static void send_enter_isp(struct session *s, struct session_target *t) {
+void send_enter_isp(struct session *s, struct session_target *t) {
         struct isp_request req = {
                 .cmd = ISP_CMD_ENTER_ISP,
                 .u.enter_isp.target = t->id,
         };
 
         target_reset_requests(t);
+        if (!t->entered_isp)
+                t->identify_before_enter = t->identify_done;
         t->entered_isp = true;
+        t->enter_isp_count++;
         t->connect_round = 2;
         t->step = STEP_ENTER_ISP;
         set_phase(s, t, SESSION_PHASE_CONNECT);
@@ -149,6 +152,9 @@ void on_identify_reply(struct session *s, struct session_target *t, const struct
                         return;
                 }
                 t->boot = SESSION_BOOT_CONFIRMED;
+                if (t->after_lost)
+                        session_log(s, LOG_NOTICE, "%s, but its new application answers IDENTIFY with the image: "
+                                    "flashed", t->lost_error);
                 target_finish_ok(s, t, SESSION_OUTCOME_NONE);
                 return;
         }
@@ -182,6 +188,11 @@ void identify_exhausted(struct session *s, struct session_target *t) {
         unsigned tries = s->cfg.retries + 1;
 
         target_reset_requests(t);
+        if (t->recheck) {
+                /* not back in its application either: the failure as it stands */
+                connect_exhausted(s, t);
+                return;
+        }
         if (!t->connect_tried) {
                 /* IDENTIFY came first (it was running): perhaps it is in
                  * its ISP now */
@@ -199,10 +210,30 @@ void identify_exhausted(struct session *s, struct session_target *t) {
                      t->name, s->cfg.timeout_ms, tries);
 }
 
-/* The IDENTIFY step's wait: the settle after its answer. */
+/* After ENTER_ISP went unanswered: one IDENTIFY (no retransmission: the
+ * question is only whether it fell back into its application). */
+void start_recheck(struct session *s, struct session_target *t) {
+        struct isp_request req = {
+                .cmd = ISP_CMD_IDENTIFY,
+                .u.identify = { .target = t->id, .variant = ISP_IDENTIFY_IDENTITY },
+        };
+
+        target_reset_requests(t);
+        t->recheck = true;
+        t->identified = false;
+        t->step = STEP_IDENTIFY;
+        if (send_request_raw(s, t, &req) < 0)
+                return;
+        set_wait(s, t, ms_to_usec(s->cfg.timeout_ms));
+}
+
+/* The IDENTIFY step's wait: the settle after its answer, or (recheck) the
+ * answer that did not come. */
 void identify_wait_expired(struct session *s, struct session_target *t) {
         if (t->identified)
                 identify_decide(s, t);
+        else if (t->recheck)
+                connect_exhausted(s, t);
 }
 
 /* --- the boot after REBOOT --- */
@@ -238,6 +269,13 @@ void boot_wait_expired(struct session *s, struct session_target *t) {
                 return;
         }
         t->boot = SESSION_BOOT_UNCONFIRMED;
+        if (t->after_lost) {
+                session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
+                             "%s, and no application answered IDENTIFY within %u ms: whether the new image "
+                             "runs is unknown (power-cycle the node, then 'ispctl verify')",
+                             t->lost_error, s->cfg.boot_timeout_ms);
+                return;
+        }
         if (s->cfg.require_boot) {
                 session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
                              "%s: boot unconfirmed: its application did not answer IDENTIFY within %u ms "
@@ -250,6 +288,13 @@ void boot_wait_expired(struct session *s, struct session_target *t) {
 
 void boot_announced(struct session *s, struct session_target *t) {
         t->boot = SESSION_BOOT_FAILED;
+        if (t->after_lost) {
+                /* reset before the entry was valid: the commit rule kept it in ISP */
+                session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
+                             "%s, and it came back in its ISP (reset or power cut before the entry was "
+                             "written): flash it again", t->lost_error);
+                return;
+        }
         session_fail(s, t, SESSION_REASON_NO_APPLICATION, 0,
                      "%s: boot failed: it came back in its ISP after REBOOT (the new application did not "
                      "start, or reset itself); it stays in ISP", t->name);

@@ -36,6 +36,12 @@ void start_connect(struct session *s, struct session_target *t) {
                 start_identify(s, t);
                 return;
         }
+        /* Rebooting a board that runs its application restarts it: into
+         * its ISP first, then REBOOT. */
+        if (t->app_hint && !t->entered_isp && !t->legacy && s->kind == SESSION_REBOOT) {
+                send_enter_isp(s, t);
+                return;
+        }
 
         for (unsigned i = 0; i < s->n_targets; i++)
                 s->targets[i].alone = false;
@@ -75,7 +81,8 @@ void connect_exhausted(struct session *s, struct session_target *t) {
 
         /* An application that takes part restarts into its ISP on ENTER_ISP
          * and ANNOUNCEs itself; a legacy node has neither. */
-        if ((s->kind == SESSION_FLASH || s->kind == SESSION_READ) && !t->legacy && !t->entered_isp) {
+        if ((s->kind == SESSION_FLASH || s->kind == SESSION_READ || s->kind == SESSION_REBOOT) &&
+            !t->legacy && !t->entered_isp) {
                 struct isp_request req = {
                         .cmd = ISP_CMD_ENTER_ISP,
                         .u.enter_isp.target = t->id,
@@ -90,11 +97,27 @@ void connect_exhausted(struct session *s, struct session_target *t) {
                 return;
         }
 
-        if (t->connect_round > 1)
+        /* No ANNOUNCE and no answer after ENTER_ISP: a reset or power cut
+         * then brings a board back into its application (DfuFlag is
+         * lost). If it answers IDENTIFY as one, ENTER_ISP once more. */
+        if (t->connect_round > 1 && !t->recheck && t->enter_isp_count < 2 &&
+            (s->kind == SESSION_FLASH || s->kind == SESSION_READ || s->kind == SESSION_REBOOT)) {
+                start_recheck(s, t);
+                return;
+        }
+
+        if (t->connect_round > 1 && t->enter_isp_count > 1)
                 session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
-                             "%s did not answer CONNECT within %u ms (%u tries, then %sENTER_ISP and %u more): "
+                             "%s did not enter its ISP: after ENTER_ISP it came back running its application "
+                             "(a reset or power cut during ENTER_ISP?), and after a second ENTER_ISP it did not "
+                             "answer CONNECT within %u ms (%u tries): power-cycle it, then flash it again",
+                             t->name, s->cfg.timeout_ms, tries);
+        else if (t->connect_round > 1)
+                session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
+                             "%s did not answer CONNECT within %u ms (%u tries, then %sENTER_ISP and %u more%s): "
                              "is it powered and on the bus? 'ispctl scan' lists the nodes that answer",
-                             t->name, s->cfg.timeout_ms, tries, t->identify_done ? "IDENTIFY, " : "", tries);
+                             t->name, s->cfg.timeout_ms, tries, t->identify_before_enter ? "IDENTIFY, " : "", tries,
+                             t->recheck ? ", then IDENTIFY" : "");
         else if (t->legacy)
                 session_fail(s, t, SESSION_REASON_NOT_ANSWERING, 0,
                              "%s did not answer CONNECT within %u ms (%u tries): "

@@ -64,28 +64,48 @@ void fail_unanswered(struct session *s, struct session_target *t, const struct p
         char a[ISP_ADDR_STRING_MAX], range[32];
         const char *cmd = isp_cmd_to_string(p->req.cmd);
         const enum session_reason reason = SESSION_REASON_NO_REPLY;
+        /* what would help on a lossy bus */
+        const char *hint = SESSION_LOSS_HINT;
+
+        /* The last steps of a flash: the node may have lost power, or its
+         * answer may have been lost, after the entry was written. A new
+         * application that answers IDENTIFY with the image says what the
+         * board really holds; only without one does the flash fail. */
+        if (s->kind == SESSION_FLASH && !t->legacy && s->cfg.boot_timeout_ms > 0 && !t->after_lost &&
+            (p->req.cmd == ISP_CMD_REBOOT ||
+             (p->req.cmd == ISP_CMD_PROGRAM && p->req.u.program.offset == ISP_ENTRY_OFFSET) ||
+             t->step == STEP_COMMIT_CHECK)) {
+                snprintf(t->lost_error, sizeof(t->lost_error), "%s: %s%s%s not %s after %u retransmissions",
+                         t->name, cmd, p->req.cmd == ISP_CMD_REBOOT ? "" : " at ",
+                         p->req.cmd == ISP_CMD_REBOOT ? "" : "FF:1000",
+                         p->req.cmd == ISP_CMD_PROGRAM ? "acknowledged" : "answered", p->retransmissions);
+                t->after_lost = true;
+                start_boot_wait(s, t);
+                return;
+        }
 
         switch (p->req.cmd) {
         case ISP_CMD_PROGRAM:
                 session_fail(s, t, reason, p->req.u.program.offset,
                              "%s: %s at %s not acknowledged after %u retransmissions%s",
                              t->name, cmd, isp_offset_to_string(p->req.u.program.offset, a), p->retransmissions,
-                             t->legacy ? " (a legacy node does not report write errors: it stays silent)" : "");
+                             t->legacy ? " (a legacy node does not report write errors: it stays silent)" : hint);
                 return;
         case ISP_CMD_READ:
-                session_fail(s, t, reason, p->req.u.read.offset, "%s: READ at %s not answered after %u retransmissions",
-                             t->name, isp_offset_to_string(p->req.u.read.offset, a), p->retransmissions);
+                session_fail(s, t, reason, p->req.u.read.offset, "%s: READ at %s not answered after %u retransmissions%s",
+                             t->name, isp_offset_to_string(p->req.u.read.offset, a), p->retransmissions, hint);
                 return;
         case ISP_CMD_CRC:
                 format_sectors(range, sizeof(range), SECTOR_OF(p->req.u.crc.offset), p->req.u.crc.length / ISP_SECTOR_SIZE);
-                session_fail(s, t, reason, p->req.u.crc.offset, "%s: CRC of %s not answered after %u retransmissions",
-                             t->name, range, p->retransmissions);
+                session_fail(s, t, reason, p->req.u.crc.offset, "%s: CRC of %s not answered after %u retransmissions%s",
+                             t->name, range, p->retransmissions, hint);
                 return;
         case ISP_CMD_ERASE:
                 format_erase(range, sizeof(range), &p->req);
                 session_fail(s, t, reason, p->req.u.erase.whole ? 0 : p->req.u.erase.offset,
-                             "%s: ERASE of %s not acknowledged after %u retransmissions (%llu ms each)",
-                             t->name, range, p->retransmissions, (unsigned long long) (p->timeout_usec / USEC_PER_MSEC));
+                             "%s: ERASE of %s not acknowledged after %u retransmissions (%llu ms each)%s",
+                             t->name, range, p->retransmissions, (unsigned long long) (p->timeout_usec / USEC_PER_MSEC),
+                             hint);
                 return;
         case ISP_CMD_REBOOT:
                 if (s->kind == SESSION_FLASH)
@@ -98,8 +118,8 @@ void fail_unanswered(struct session *s, struct session_target *t, const struct p
                                      t->name, p->retransmissions);
                 return;
         default:
-                session_fail(s, t, reason, 0, "%s: %s not answered after %u retransmissions",
-                             t->name, cmd, p->retransmissions);
+                session_fail(s, t, reason, 0, "%s: %s not answered after %u retransmissions%s",
+                             t->name, cmd, p->retransmissions, hint);
                 return;
         }
 }

@@ -25,6 +25,9 @@
 
 #define SESSION_ERROR_MAX 512
 
+/* After a loss failure: what would help on a lossy bus. */
+#define SESSION_LOSS_HINT "; a lossy bus may need more: Retries= (or Timeout=) in stcispd.conf(5)"
+
 /* Extra CRC time-out per 512-byte sector: a node computes the CRC bit by
  * bit from flash (protocol.md 4.7, "hosts allow for it"). */
 #define SESSION_CRC_MS_PER_SECTOR 5u
@@ -174,7 +177,12 @@ struct session_target {
         bool app_hint;                  /* last seen running its application: IDENTIFY first */
         bool identify_done;             /* IDENTIFY was tried during this connect */
         bool connect_tried;             /* a CONNECT went out */
+        unsigned enter_isp_count;       /* ENTER_ISPs sent */
+        bool recheck;                   /* after ENTER_ISP: asked again whether it runs its application */
+        bool identify_before_enter;     /* IDENTIFY went out before the first ENTER_ISP */
         bool identified;                /* its application answered IDENTITY */
+        bool after_lost;                /* STEP_BOOT after the commit or REBOOT went unanswered */
+        char lost_error[SESSION_ERROR_MAX];     /* the failure, if its application does not answer */
         struct isp_identity identity;
         bool up_to_date;                /* holds the image: no erase, no write */
         enum session_outcome outcome;
@@ -350,6 +358,8 @@ void start_identify(struct session *s, struct session_target *t);
 void on_identify_reply(struct session *s, struct session_target *t, const struct isp_reply *r);
 void identify_exhausted(struct session *s, struct session_target *t);
 void identify_wait_expired(struct session *s, struct session_target *t);
+void start_recheck(struct session *s, struct session_target *t);
+void send_enter_isp(struct session *s, struct session_target *t);
 void start_boot_wait(struct session *s, struct session_target *t);
 void boot_wait_expired(struct session *s, struct session_target *t);
 void boot_poll(struct session *s, struct session_target *t);

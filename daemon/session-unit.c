@@ -361,18 +361,18 @@ static void batch_timeout_expired(struct session *s) {
         for (unsigned i = 0; i < u->n;) {
                 struct session_target *t = u->m[i];
                 const struct isp_request *q = &u->req[t->batch_n < u->n_req ? t->batch_n : 0];
-                char what[160];
+                char what[256];
 
                 if (t->batch_n >= u->n_req) {
                         i++;
                         continue;
                 }
                 if (q->cmd == ISP_CMD_ERASE)
-                        snprintf(what, sizeof(what), "ERASE at %s not answered after %u retransmissions",
-                                 isp_offset_to_string(q->u.erase.offset, a), u->req_tries);
+                        snprintf(what, sizeof(what), "ERASE at %s not answered after %u retransmissions%s",
+                                 isp_offset_to_string(q->u.erase.offset, a), u->req_tries, SESSION_LOSS_HINT);
                 else
-                        snprintf(what, sizeof(what), "CRC at %s not answered after %u retransmissions",
-                                 isp_offset_to_string(q->u.crc.offset, a), u->req_tries);
+                        snprintf(what, sizeof(what), "CRC at %s not answered after %u retransmissions%s",
+                                 isp_offset_to_string(q->u.crc.offset, a), u->req_tries, SESSION_LOSS_HINT);
                 unit_member_gone(s, t);
                 fail_member(s, t, SESSION_REASON_NO_REPLY, q->cmd == ISP_CMD_ERASE ? q->u.erase.offset : q->u.crc.offset,
                             what);

@@ -381,6 +381,22 @@ static int method_list_nodes(sd_bus_message *m, void *userdata, sd_bus_error *er
                                           2, "node2", "extended", "isp", 1, 1, (uint64_t) 0, "");
 }
 
+/* A failure as long as the daemon's longest: tables cut it, --json has it whole. */
+#define LONG_ERROR "failed: node3 did not answer CONNECT within 1000 ms after 3 tries: is it powered and on " \
+        "the bus, and does its id match? Two boards answer on this id (UIDs A4917069 and 5D0C33E1): give " \
+        "one of them another id with its DIP switches, or power it off, then run 'ispctl scan' again"
+
+/* ListJobs: one running with progress, one failed at length, one queued. */
+static int method_list_jobs(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        return sd_bus_reply_method_return(m, "a(ussssttso)", 3,
+                (uint32_t) 7, "flash", "node1", "running", "program", (uint64_t) 4096, (uint64_t) 16384, "",
+                STCISP_JOB_PREFIX "/7",
+                (uint32_t) 8, "flash", "node3", "failed", "connect", (uint64_t) 0, (uint64_t) 16384,
+                LONG_ERROR + strlen("failed: "), STCISP_JOB_PREFIX "/8",
+                (uint32_t) 9, "reboot", "the-pump-in-the-basement-left", "queued", "none", (uint64_t) 0,
+                (uint64_t) 0, "", STCISP_JOB_PREFIX "/9");
+}
+
 /* ListNodesEx: a node that runs what was flashed there, a conflicting id,
  * a name too long for the table, a legacy node. */
 static int method_list_nodes_ex(sd_bus_message *m, void *userdata, sd_bus_error *error) {
@@ -390,7 +406,7 @@ static int method_list_nodes_ex(sd_bus_message *m, void *userdata, sd_bus_error 
                 STCISP_NODE_PREFIX "/1", (uint32_t) 0x5907571D, (uint32_t) 0x00010002, "app.hex",
                 "app.hex, flashed 2026-12-01 10:02", 0,
                 "vcan0", 3, "node3", "extended", "conflict", 1, 1, 7, 4, "A4917069",
-                (uint64_t) 1, (uint64_t) 2, "", (uint64_t) 0, (uint32_t) 0,
+                (uint64_t) 1, (uint64_t) 2, LONG_ERROR, (uint64_t) 0, (uint32_t) 0,
                 STCISP_NODE_PREFIX "/3", (uint32_t) 0, (uint32_t) 0, "", "", 2, "A4917069", "5D0C33E1",
                 "vcan0", 5, "the-pump-in-the-basement-left", "extended", "application", 1, 1, 7, 4, "01AABBCC",
                 (uint64_t) 1, (uint64_t) 2, "", (uint64_t) 0, (uint32_t) 0,
@@ -441,6 +457,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD("CancelJob", "u", "", method_cancel_job, 0),
         SD_BUS_METHOD("ListNodes", "", "a(ysssyyts)", method_list_nodes, 0),
         SD_BUS_METHOD("ListNodesEx", "", "a(sysssyyyysttstuouussas)", method_list_nodes_ex, 0),
+        SD_BUS_METHOD("ListJobs", "", "a(ussssttso)", method_list_jobs, 0),
         SD_BUS_VTABLE_END
 };
 

@@ -86,7 +86,7 @@ check() {
 
 # Commands.
 check 'commands' 'ispctl ' \
-        'cancel flash inspect jobs list monitor read reboot scan status verify wait' ispctl ''
+        'cancel flash help inspect jobs list monitor read reboot scan status verify wait' ispctl ''
 check 'commands starting with r' 'ispctl r' \
         'read reboot' ispctl r
 check 'commands starting with s' 'ispctl s' \
@@ -140,9 +140,9 @@ check '--t for list: no --timeout' 'ispctl list --t' \
 check 'reboot target after --timeout T' 'ispctl reboot --timeout 30s n' \
         'node7' ispctl reboot --timeout 30s n
 check '--no- before the command' 'ispctl --no-' \
-        '--no-block --no-reboot --no-verify' ispctl --no-
+        '--no-block --no-legend --no-reboot --no-verify' ispctl --no-
 check '--no- for flash' 'ispctl flash --no-' \
-        '--no-block --no-reboot --no-verify' ispctl flash --no-
+        '--no-block --no-legend --no-reboot --no-verify' ispctl flash --no-
 check '--f for flash' 'ispctl flash --f' \
         '--force --format --full' ispctl flash --f
 check '--d for flash' 'ispctl flash --d' \
@@ -156,17 +156,37 @@ check '--f for verify: no --full, no --force' 'ispctl verify --f' \
 check '--d for verify: no --dry-run' 'ispctl verify --d' \
         '' ispctl verify --d
 check 'options of read' 'ispctl read --' \
-        '--address --format --help --host --json --timeout --version' ispctl read --
+        '--address --format --help --host --json --quiet --timeout --version' ispctl read --
 check '--f for reboot: no --full' 'ispctl reboot --f' \
         '' ispctl reboot --f
 check '--no- for reboot' 'ispctl reboot --no-' \
         '--no-block' ispctl reboot --no-
 check '--no- for scan' 'ispctl scan --no-' \
-        '--no-block' ispctl scan --no-
+        '--no-block --no-legend' ispctl scan --no-
 check '--no- for list' 'ispctl list --no-' \
-        '' ispctl list --no-
+        '--no-legend' ispctl list --no-
+check '--no- for jobs' 'ispctl jobs --no-' \
+        '--no-legend' ispctl jobs --no-
+check '--no- for verify' 'ispctl verify --no-' \
+        '--no-block --no-legend' ispctl verify --no-
+check '-q for list' 'ispctl list -' \
+        '--address --help --host --json --no-legend --quiet --version -H -h -q' ispctl list -
+
+# --json's MODE after '=' only.
+check '--json= modes' 'ispctl --json=' \
+        'pretty short' ispctl --json =
+check '--json=p' 'ispctl list --json=p' \
+        'pretty' ispctl list --json = p
+check 'command after --json=pretty' 'ispctl --json=pretty li' \
+        'list' ispctl --json = pretty li
+
+# help COMMAND.
+check 'help commands' 'ispctl help re' \
+        'read reboot' ispctl help re
+check 'help takes one command' 'ispctl help flash ' \
+        '' ispctl help flash ''
 check 'options of inspect' 'ispctl inspect --' \
-        '--address --format --help --host --json --version' ispctl inspect --
+        '--address --format --help --host --json --quiet --version' ispctl inspect --
 
 # Targets: node names from the daemon, plus legacy.
 check 'flash targets' 'ispctl flash ' \

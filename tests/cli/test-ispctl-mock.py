@@ -9,6 +9,8 @@ integration suite's; what each canned node answers is in mock-stcispd.c."""
 
 import json
 import os
+import pty
+import select
 import signal
 import stat
 import subprocess
@@ -60,9 +62,41 @@ class Mock(unittest.TestCase):
         open(self.log, "w").close()
         self.work = tempfile.mkdtemp(dir=self.dir)
 
-    def ispctl(self, *args, address=None):
+    def env(self, **extra):
+        """The tests' own terminal settings never reach ispctl."""
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "NO_COLOR", "SYSTEMD_COLORS", "TERM")}
+        return dict(env, **extra)
+
+    def ispctl(self, *args, address=None, **env):
         return subprocess.run([ISPCTL, "--address=" + (address or self.address), *args], capture_output=True,
-                              text=True, timeout=60)
+                              text=True, timeout=60, env=self.env(**env))
+
+    def ispctl_pty(self, *args, status=0, **env):
+        """ispctl with its stdout on a pseudo-terminal of 80 columns."""
+        master, slave = pty.openpty()
+        p = subprocess.Popen([ISPCTL, "--address=" + self.address, *args], stdout=slave, stderr=subprocess.PIPE,
+                             env=self.env(TERM="xterm", **env))
+        os.close(slave)
+        out = b""
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:         # EIO: the other end is closed
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(master)
+        self.assertEqual(p.wait(timeout=30), status, p.stderr.read())
+        p.stderr.close()
+        return out.decode().replace("\r\n", "\n")
+
+    def assert_fits(self, text, columns=80):
+        for line in text.splitlines():
+            self.assertLessEqual(len(line), columns, text)
 
     def json_of(self, p):
         """stdout must be exactly one JSON object and nothing else."""
@@ -79,17 +113,184 @@ class Mock(unittest.TestCase):
         p = self.ispctl("list")
         self.assertEqual(p.returncode, 0, p.stderr)
         lines = p.stdout.splitlines()
-        self.assertEqual(lines[0].split(), ["ID", "NAME", "FORM", "STATE", "PROTO", "ISP", "UID", "RUNNING", "LAST",
-                                            "SEEN", "LAST", "FLASH"])
-        self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +application +1 +1 +01020304 +"
-                                   r"app\.hex, flashed 2026-12-01 10:02 +\S+ ago +succeeded$")
-        self.assertRegex(p.stdout, r"(?m)^3 +node3 +extended +conflict +1 +1 +A4917069,5D0C33E1 +- ")
-        # a long name and a long RUNNING are cut, and the columns stay put
-        self.assertRegex(p.stdout, r"(?m)^5 +the-pump-in-the-basemen… +extended ")
-        self.assertIn(" image 1C291CA3, a name longer than … ", p.stdout)
-        starts = {l.index("extended") for l in lines[1:4]}
-        self.assertEqual(len(starts), 1, p.stdout)
-        self.assertIn("4 nodes listed.", p.stdout)
+        # the versions are left to status and --json: the rows fit 80 columns
+        self.assertEqual(lines[0], "ID  NAME     FORM     STATE         UID            RUNNING LAST SEEN  LAST FLASH")
+        self.assertRegex(lines[1], r"^1   node1    extended application   01020304       app\.he… +\S+ ago +succeeded$")
+        # the long failure and the two UIDs are cut, the columns stay put
+        self.assertRegex(lines[2], r"^3   node3    extended conflict      A4917069,5D0C… -       +\S+ ago +failed: n…$")
+        self.assertRegex(lines[3], r"^5   the-pum… extended application   01AABBCC       image … ")
+        self.assertEqual(lines[4], "0   legacy   legacy   not-answering -              -       never      -")
+        self.assertEqual(lines[-2:], ["", "4 nodes listed."])
+        self.assert_fits(p.stdout)
+        # a wider terminal gets more of each cell, but never the whole 300 characters
+        p = self.ispctl("list", COLUMNS="200")
+        self.assertIn(" app.hex, flashed 2026-12-01 10:02 ", p.stdout)
+        self.assertIn(" the-pump-in-the-basemen… ", p.stdout)
+        self.assertIn(" failed: node3 did not answer CONNECT wi…\n", p.stdout)
+        self.assert_fits(p.stdout, 200)
+        # whole in --json
+        o = self.json_of(self.ispctl("--json", "list"))
+        self.assertTrue([n for n in o["nodes"] if n["id"] == 3][0]["last_flash_result"].endswith("scan' again"))
+
+    def test_list_legend_quiet(self):
+        full = self.ispctl("list").stdout.splitlines()
+        for opt in ("--no-legend", "-q", "--quiet"):
+            p = self.ispctl("list", opt)
+            self.assertEqual((p.returncode, p.stdout.splitlines()), (0, full[1:5]), opt)
+
+    def test_jobs(self):
+        p = self.ispctl("jobs")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "ID    KIND    TARGET       STATE      PHASE     PROGRESS      ERROR",
+            "7     flash   node1        running    program   4096/16384",
+            "8     flash   node3        failed     connect   -             node3 did not ans…",
+            "9     reboot  the-pump-in… queued     -         -",
+            "",
+            "3 jobs listed."])
+        self.assert_fits(p.stdout)
+        for opt in ("--no-legend", "-q"):
+            p = self.ispctl("jobs", opt)
+            self.assertEqual(p.stdout.splitlines(), self.ispctl("jobs").stdout.splitlines()[1:4], opt)
+        o = self.json_of(self.ispctl("--json", "jobs"))
+        self.assertTrue(o["jobs"][1]["error"].endswith("run 'ispctl scan' again"))
+        self.assertGreater(len(o["jobs"][1]["error"]), 250)
+
+    # ---- options, help, colour ----
+
+    def test_live_display_fits(self):
+        """On a terminal the lines are redrawn in place: none may wrap."""
+        sgr = __import__("re").compile("\033\\[[0-9;]*[A-Za-z]")
+        out = self.ispctl_pty("flash", "node1,node2", "node3", "node7", self.app, status=3, COLUMNS="40")
+        self.assertIn("node3      \033[0;1;31mfailed: node3 did not answe…\033[0m\n", out)
+        for line in sgr.sub("", out).split("\n"):
+            self.assertLessEqual(len(line.lstrip("\r")), 60, out)
+            if line.startswith("\r"):
+                self.assertLessEqual(len(line.lstrip("\r")), 39, out)
+        out = self.ispctl_pty("flash", "node1,node2", "node3", "node7", self.app, status=3, COLUMNS="40",
+                              NO_COLOR="1")
+        self.assertNotIn("\033[0;1;", out)
+        self.assertIn("\rnode3      failed: node3 did not answe…\n", out.replace("\033[K", ""))
+
+    def test_flash_legend_quiet(self):
+        p = self.ispctl("flash", "--no-legend", "node1,node2", "node3", "node7", self.app)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "node1: succeeded (boot confirmed)",
+            "node2: up-to-date",
+            "node3: failed: node3 did not answer CONNECT within 1000 ms",
+            "node7: not-started",
+            "",
+            "node1      succeeded         5       1       0 confirmed",
+            "node2      up-to-date        0       6       0 -",
+            "node3      failed            0       0       0 -",
+            "node7      not-started       0       0       0 -"])
+        p = self.ispctl("-q", "flash", "node1,node2", "node3", "node7", self.app)
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertEqual(p.stdout.splitlines(), [
+            "node1: succeeded (boot confirmed)",
+            "node2: up-to-date",
+            "node3: failed: node3 did not answer CONNECT within 1000 ms",
+            "node7: not-started"])
+        for opt in ("--no-legend", "--quiet"):
+            p = self.ispctl("verify", opt, "node1,node2", self.app)
+            self.assertEqual((p.returncode, p.stdout.splitlines()), (8, [
+                "node1: matches", "node2: differs: 3 sectors (FE:0200 FE:0400 FF:1000)"]), opt)
+
+    def test_json_modes(self):
+        short = self.ispctl("--json", "jobs")
+        self.assertEqual(self.ispctl("--json=short", "jobs").stdout, short.stdout)
+        p = self.ispctl("--json=pretty", "jobs")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertGreater(len(p.stdout.splitlines()), 10, p.stdout)
+        self.assertEqual(json.loads(p.stdout), json.loads(short.stdout))
+        self.assertIn('\n  "jobs": [\n', p.stdout)
+        # after the command too, and for errors
+        p = self.ispctl("jobs", "--json=pretty", address=f"unix:path={self.work}/none")
+        self.assertEqual(p.returncode, 6, p.stderr)
+        self.assertIn("error", json.loads(p.stdout))
+        p = self.ispctl("--json=bogus", "list")
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, "ispctl: --json takes short or pretty, not 'bogus' (see 'ispctl --help')\n")
+        self.assertEqual(json.loads(p.stdout)["error"], p.stderr.strip())
+
+    def test_version(self):
+        p = self.ispctl("--version")
+        self.assertRegex(p.stdout, r"^ispctl \S+\n$")
+        version = p.stdout.split()[1]
+        for args in (["--version", "--json"], ["--json", "--version"], ["--json=short", "--version"]):
+            p = self.ispctl(*args)
+            self.assertEqual((p.returncode, p.stdout), (0, '{"version":"%s"}\n' % version), args)
+        p = self.ispctl("--json=pretty", "--version")
+        self.assertEqual(p.stdout, '{\n  "version": "%s"\n}\n' % version)
+
+    def test_unknown_options(self):
+        for args, message in ((["--frobnicate", "list"], "unknown option '--frobnicate'"),
+                              (["list", "--frobnicate=3"], "unknown option '--frobnicate'"),
+                              (["-z", "list"], "unknown option '-z'"),
+                              (["list", "--version=1"], "option '--version' takes no argument"),
+                              (["list", "-H"], "missing argument for option '-H'"),
+                              (["flash", "node1", self.app, "--canary"], "missing argument for option '--canary'")):
+            p = self.ispctl(*args)
+            self.assertEqual((p.returncode, p.stdout, p.stderr),
+                             (2, "", f"ispctl: {message} (see 'ispctl --help')\n"), args)
+        p = self.ispctl("--json", "-z", "list")
+        self.assertEqual(json.loads(p.stdout), {"error": "ispctl: unknown option '-z' (see 'ispctl --help')"})
+
+    def test_help(self):
+        p = self.ispctl("help")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, self.ispctl("--help").stdout)
+        self.assertTrue(p.stdout.startswith("Usage: ispctl [OPTIONS...] COMMAND ...\n"))
+        self.assertIn("  help [COMMAND]        Show this help, or that command's own\n", p.stdout)
+        flash = self.ispctl("help", "flash")
+        self.assertEqual(flash.returncode, 0, flash.stderr)
+        self.assertTrue(flash.stdout.startswith("Usage: ispctl flash [OPTIONS...] TARGET... FILE\n"), flash.stdout)
+        self.assertIn("     --canary N ", flash.stdout)
+        self.assertIn("\nExample:\n  ispctl flash node3,node4 app.hex\n", flash.stdout)
+        self.assertNotIn("Commands:", flash.stdout)
+        for args in (["flash", "--help"], ["flash", "node1", "-h"], ["--help", "flash"]):
+            p = self.ispctl(*args)
+            self.assertEqual((p.returncode, p.stdout), (0, flash.stdout), args)
+        self.assertEqual(self.calls(), [])
+        p = self.ispctl("help", "list")
+        self.assertTrue(p.stdout.startswith("Usage: ispctl list [OPTIONS...]\n"), p.stdout)
+        self.assertIn("--no-legend", p.stdout)
+        for args in (["help", "nosuch"], ["nosuch", "--help"]):
+            p = self.ispctl(*args)
+            self.assertEqual((p.returncode, p.stdout, p.stderr),
+                             (2, "", "ispctl: unknown command 'nosuch' (see 'ispctl --help')\n"), args)
+
+    def test_colour(self):
+        RED, GREEN, YELLOW, NORMAL = "\033[0;1;31m", "\033[0;1;32m", "\033[0;1;33m", "\033[0m"
+        out = self.ispctl_pty("list")
+        self.assertIn(f" {GREEN}application{NORMAL}   01020304 ", out)
+        self.assertIn(f" {RED}conflict{NORMAL}      A4917069", out)
+        self.assertIn(f" {RED}not-answering{NORMAL} ", out)
+        self.assertIn(f" {GREEN}succeeded{NORMAL}\n", out)
+        # the padding is on the visible width: the columns stay put
+        plain = self.ispctl("list").stdout
+        self.assertEqual(out.replace(RED, "").replace(GREEN, "").replace(NORMAL, ""), plain)
+        out = self.ispctl_pty("jobs")
+        self.assertIn(f" {YELLOW}running{NORMAL}    program ", out)
+        self.assertIn(f" {RED}failed{NORMAL}     connect ", out)
+        # none with NO_COLOR (any value), SYSTEMD_COLORS=0, in a pipe, in JSON
+        for env in ({"NO_COLOR": "1"}, {"NO_COLOR": ""}, {"SYSTEMD_COLORS": "0"}, {"SYSTEMD_COLORS": "false"}):
+            out = self.ispctl_pty("list", **env)
+            self.assertNotIn("\033[", out, env)
+            self.assertEqual(out, plain, env)
+        self.assertNotIn("\033[", plain)
+        self.assertNotIn("\033[", self.ispctl_pty("--json", "list"))
+        self.assertIn(f"        State: {RED}conflict{NORMAL}\n", self.ispctl_pty("status", "node3"))
+        self.assertIn("        State: conflict\n", self.ispctl_pty("status", "node3", NO_COLOR="yes"))
+        # the summaries of flash and verify
+        out = self.ispctl_pty("flash", "node1,node7", self.app, status=3)
+        self.assertIn(f"node1      {GREEN}succeeded{NORMAL}         5       1       0 {GREEN}confirmed{NORMAL}\n", out)
+        self.assertIn(f"node7      {YELLOW}not-started{NORMAL}       0       0       0 -\n", out)
+        out = self.ispctl_pty("verify", "node1,node2", self.app, status=8)
+        self.assertIn(f"node2      {RED}differs: 3 sectors", out)
+        # a pipe can ask for it, as with systemd
+        self.assertIn(RED, self.ispctl("list", SYSTEMD_COLORS="1").stdout)
 
     def test_list_json(self):
         o = self.json_of(self.ispctl("--json", "list"))

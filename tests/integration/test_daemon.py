@@ -6,6 +6,8 @@ project's policy, stcisp-sim as the nodes, busctl and gdbus as clients."""
 import os
 import re
 import signal
+import socket
+import struct
 import subprocess
 import time
 import unittest
@@ -186,6 +188,20 @@ class Extended(unittest.TestCase):
         self.assertEqual(e.wait_job(job), "cancelled")
         flash = e.flash_file(2)
         self.assertEqual(flash[0x11000], 0xFF, "a cancelled flash left an entry behind")
+        # the cancellation carries its reason, on the job and in the node table
+        reason = "cancelled by a client ('ispctl cancel' or CancelJob)"
+        self.assertEqual(e.job(job, "Error"), reason)
+        self.assertEqual(e.job(job, "Nodes")[0][10], reason)
+        status = e.call("Status", "s", "node2")["data"][0]
+        self.assertEqual(status["LastFlashResult"]["data"], "cancelled: " + reason)
+
+    def test_unknown_id_gets_no_row(self):
+        """A flash to an id nothing answers on leaves no row in the node
+        table: there may be no board at all."""
+        e = self.env
+        job = e.flash("node77", BLINK)
+        self.assertEqual(e.wait_job(job), "failed")
+        self.assertNotIn(77, [r[1] for r in e.call("ListNodesEx")["data"][0]])
 
     def test_introspection_matches_xml(self):
         e = self.env
@@ -232,8 +248,121 @@ class Crash(unittest.TestCase):
         e.start_daemon()
         self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
         self.assertEqual(e.job(job, "Attempts"), 2)
+        # the restart says where the job was
+        self.assertRegex(e.log("stcispd.log"), r"Job \d+ \(flash node2\) was interrupted in phase program, restarting")
         self.assertEqual(e.flash_file(2), expected_flash(BIG, before))
         check_commit_order(e.sim_lines("node2"))
+
+
+class Journal(unittest.TestCase):
+    """Under systemd, stderr is the journal (JOURNAL_STREAM names it): job
+    messages then go to the journal natively, with fields to filter on.
+    The guest has no journald, so the test takes the journal's socket
+    itself and reads the entries as journald would receive them (the
+    native protocol: KEY=value lines, or KEY, a 64-bit length and the
+    value)."""
+
+    SOCKET = "/run/systemd/journal/socket"
+
+    def setUp(self):
+        if os.path.exists(self.SOCKET):
+            self.skipTest("a real journald owns " + self.SOCKET)
+        os.makedirs(os.path.dirname(self.SOCKET), exist_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.SOCKET)
+        self.sock.settimeout(0.2)
+        self.env = Env("vcan0")
+        self.env.start_sim("--nodes", "1-3")
+
+    def tearDown(self):
+        self.env.close()
+        self.sock.close()
+        os.unlink(self.SOCKET)
+
+    def entries(self):
+        out = []
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except socket.timeout:
+                return out
+            fields, i = {}, 0
+            while i < len(data):
+                nl = data.index(b"\n", i)
+                line = data[i:nl]
+                if b"=" in line:
+                    k, v = line.split(b"=", 1)
+                    i = nl + 1
+                else:
+                    k = line
+                    n = struct.unpack("<Q", data[nl + 1:nl + 9])[0]
+                    v = data[nl + 9:nl + 9 + n]
+                    i = nl + 9 + n + 1
+                fields[k.decode()] = v.decode()
+            out.append(fields)
+
+    def test_job_fields(self):
+        e = self.env
+        log = os.path.join(e.dir, "stcispd.log")
+        open(log, "ab").close()
+        st = os.stat(log)
+        e.env["JOURNAL_STREAM"] = f"{st.st_dev}:{st.st_ino}"
+        e.start_daemon()
+        e.call("Status", "s", "")          # asks the driver (libsocketcan) on vcan
+        job = e.flash("node3", BLINK)
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        job_id = job.rsplit("/", 1)[1]
+        time.sleep(0.5 * SLOW)
+        got = [f for f in self.entries() if f.get("JOB_ID") == job_id]
+        self.assertTrue(got, "no journal entry with JOB_ID=" + job_id)
+        for f in got:
+            self.assertEqual(f["SYSLOG_IDENTIFIER"], "stcispd")
+            self.assertEqual(f["NODE"], "node3", f)
+            self.assertEqual(f["INTERFACE"], "vcan0", f)
+        ids = [f.get("MESSAGE_ID") for f in got]
+        self.assertIn("6516b44de1154374b2ce198fc6c2d153", ids)      # started
+        self.assertEqual(ids[-1], "ad0c8b19d1f447cbbde521b4da30bfdc")  # finished
+        self.assertEqual(got[-1]["RESULT"], "succeeded")
+        self.assertEqual(got[-1]["PRIORITY"], "6")
+        self.assertIn(f"Job {job_id} (flash node3) succeeded", got[-1]["MESSAGE"])
+        self.assertIn("program", [f.get("PHASE") for f in got])
+        # what went to the journal is not also a plain line; libsocketcan says nothing
+        text = e.log("stcispd.log")
+        self.assertNotIn(f"Job {job_id} (flash node3) succeeded", text)
+        self.assertNotIn("no link data found", text)
+
+
+class AbsentInterface(unittest.TestCase):
+    """An interface that does not exist when stcispd starts (a USB adapter
+    plugged in later) is not fatal: the line is `absent`, its jobs wait,
+    and it is attached when it appears, without a restart."""
+
+    IF = "vcan7"
+
+    def setUp(self):
+        subprocess.run(["ip", "link", "del", self.IF], capture_output=True)
+        self.env = Env(self.IF)
+
+    def tearDown(self):
+        self.env.close()
+        subprocess.run(["ip", "link", "del", self.IF], capture_output=True)
+
+    def test_attached_when_it_appears(self):
+        e = self.env
+        e.start_daemon()
+        status = e.call("Status", "s", "")["data"][0]
+        self.assertEqual(status["LinkState"]["data"], "absent")
+        self.assertIn(f"{self.IF}: no such interface (yet): waiting for it to appear", e.log("stcispd.log"))
+        job = e.call("Scan")["data"][0]
+        time.sleep(1.5 * SLOW)
+        self.assertEqual(e.job(job, "State"), "queued")        # waits for its line
+        subprocess.run(["ip", "link", "add", self.IF, "type", "vcan"], check=True)
+        subprocess.run(["ip", "link", "set", self.IF, "up"], check=True)
+        e.start_sim("--nodes", "1-2")
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.call("Status", "s", "")["data"][0]["LinkState"]["data"], "up")
+        self.assertIn(f"{self.IF}: the interface appeared: attached", e.log("stcispd.log"))
+        self.assertIsNone(e.daemon.poll())
 
 
 class Legacy(unittest.TestCase):

@@ -53,9 +53,9 @@ class Ispctl(unittest.TestCase):
         p = self.ispctl("scan")
         self.assertEqual(p.returncode, 0, p.stderr)
         lines = p.stdout.splitlines()
-        self.assertEqual(lines[0].split(), ["ID", "NAME", "FORM", "STATE", "PROTO", "ISP", "UID", "RUNNING", "LAST",
-                                            "SEEN", "LAST", "FLASH"])
-        self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +isp +1 +1 +[0-9A-F]{8} ")
+        self.assertEqual(lines[0].split(), ["ID", "NAME", "FORM", "STATE", "UID", "RUNNING", "LAST", "SEEN", "LAST",
+                                            "FLASH"])
+        self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +isp +[0-9A-F]{8} ")
         self.assertRegex(p.stdout, r"(?m)^2 +pump +extended +isp ")
         # node4 runs its application: found by IDENTIFY, with the image it runs
         self.assertRegex(p.stdout, r"(?m)^4 +node4 +extended +application +.* [0-9A-F]{8} +image [0-9A-F]{8} ")

@@ -292,13 +292,33 @@ static void test_range_limits(void **state) {
         assert_int_equal(c.history, 100000);
 
         assert_int_equal(load_text(&c,
-                "[Bus]\nBitrate=1000000\nRestartMs=1\n[Protocol]\nTimeout=60000\nDiscoverTime=10\n"
-                "[Bus]\nBitrate=0\n", &err), 0);
+                "[Bus]\nBitrate=1000000\nRestartMs=1\n[Protocol]\nTimeout=60000\nDiscoverTime=10\n", &err), 0);
         assert_string_equal(err, "");
         free(err);
-        assert_int_equal(c.bitrate, 0);  /* the last assignment wins */
+        assert_int_equal(c.bitrate, 1000000);
         assert_int_equal(c.restart_ms, 1);
         assert_int_equal(c.session.timeout_ms, 60000);
+        assert_int_equal(load_text(&c, "[Bus]\nBitrate=0\n", &err), 0);
+        free(err);
+        assert_int_equal(c.bitrate, 0);
+        config_done(&c);
+}
+
+/* A key given twice is an error naming both lines, even in another
+ * section of the same name; the file is not used. */
+static void test_key_given_twice(void **state) {
+        struct config c;
+        char *err;
+
+        assert_int_equal(config_init(&c), 0);
+        assert_int_equal(load_text(&c, "[Bus]\nBitrate=250000\n[Protocol]\nTimeout=800\n"
+                                       "[Bus]\nBitrate=500000\n", &err), -EINVAL);
+        assert_string_equal(err, "FILE:6: Bitrate=500000: Bitrate= is already given on line 2; give each key once\n");
+        free(err);
+        assert_int_equal(c.bitrate, 0);         /* nothing of the file is used */
+        /* the same key in two sections is two keys */
+        assert_int_equal(load_text(&c, "[Protocol]\nTimeout=800\nRetries=5\n[Daemon]\nHistory=5\n", &err), 0);
+        free(err);
         config_done(&c);
 }
 
@@ -908,6 +928,7 @@ int main(void) {
                 cmocka_unit_test(test_every_key),
                 cmocka_unit_test(test_lines),
                 cmocka_unit_test(test_range_limits),
+                cmocka_unit_test(test_key_given_twice),
                 cmocka_unit_test(test_comments_and_layout),
                 cmocka_unit_test(test_errors),
                 cmocka_unit_test(test_long_line_and_nul),

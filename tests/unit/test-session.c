@@ -107,6 +107,7 @@ struct Bench {
         unsigned n_held;
         uint64_t reply_delay_usec[MAX_NODES];   /* a slow node answers late */
         bool no_helper;                 /* the applications ignore IDENTIFY */
+        unsigned drop_cmd_replies;      /* bit cmd: replies of that command are lost */
         bool boot_fail;                 /* node 0's new application resets into ISP at once */
         /* node_conflict callbacks */
         unsigned n_conflicts;
@@ -463,7 +464,7 @@ static void collect_replies(void) {
                         b->late_release = b->now + b->late_usec;
                         continue;
                 }
-                if (b->drop_rx_every && b->n_rx % b->drop_rx_every == 0) {
+                if ((b->drop_rx_every && b->n_rx % b->drop_rx_every == 0) || ((b->drop_cmd_replies >> cmd) & 1)) {
                         b->n_dropped++;
                         continue;
                 }
@@ -1420,11 +1421,13 @@ static void test_connect_no_answer(void **state) {
         /* CONNECT, then IDENTIFY (is it running its application?), then
          * ENTER_ISP and CONNECT again */
         assert_int_equal(count_sent(ISP_CMD_CONNECT), 8);
-        assert_int_equal(count_sent(ISP_CMD_IDENTIFY), 4);
+        /* and one IDENTIFY after: did it fall back into its application? */
+        assert_int_equal(count_sent(ISP_CMD_IDENTIFY), 5);
         assert_int_equal(count_sent_before(ISP_CMD_IDENTIFY, ISP_CMD_ENTER_ISP), 4);
         assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
-        assert_int_equal(b->n_log, 13);
+        assert_int_equal(b->n_log, 14);
         assert_int_equal(session_get_stats(b->s)->timeouts, 12);
+        assert_non_null(strstr(b->fin_error, "(4 tries, then IDENTIFY, ENTER_ISP and 4 more, then IDENTIFY)"));
 }
 
 static void test_connect_no_answer_legacy(void **state) {
@@ -1929,8 +1932,96 @@ static void test_reboot_no_answer(void **state) {
         new_session(SESSION_REBOOT, 12);
         start_and_run();
 
-        assert_failed_with(SESSION_PHASE_CONNECT, "node12 did not answer CONNECT", "ispctl scan");
-        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 0);
+        assert_failed_with(SESSION_PHASE_CONNECT, "node12 did not answer CONNECT", "then ENTER_ISP and 4 more");
+        /* a board that runs its application would have restarted into its ISP */
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 1);
+}
+
+/* A power cut during ENTER_ISP: the board comes back running its old
+ * application (DfuFlag is lost), answers IDENTIFY, and gets ENTER_ISP
+ * once more. */
+static void cut_at_enter_isp_hook(Bench *bb, const struct isp_can_frame *f) {
+        struct isp_node_frame nf;
+
+        if (frame_cmd(f) != ISP_CMD_ENTER_ISP || bb->hook_state++ > 0)
+                return;
+        isp_node_power_off(&bb->node[0]);
+        assert_int_equal(isp_node_power_on(&bb->node[0]), ISP_NODE_MODE_APPLICATION);
+        while (isp_node_ram_pop(&bb->ram[0], &nf))
+                ;       /* its ANNOUNCE, lost with the power */
+}
+
+static void test_power_cut_during_enter_isp(void **state) {
+        add_node(3, 4);
+        install_old_application(0, 9);
+        assert_true(boots_application(0));
+        b->hook = cut_at_enter_isp_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(count_sent(ISP_CMD_ENTER_ISP), 2);
+}
+
+/* Rebooting a board that runs its application restarts it: ENTER_ISP,
+ * CONNECT, REBOOT, and its application answers again. */
+static void test_reboot_running_board(void **state) {
+        const struct session_target_spec spec = { .node = 3, .application = true };
+
+        add_node(3, 4);
+        install_image(0);
+        assert_true(boots_application(0));
+        b->cfg.boot_timeout_ms = 2000;
+        assert_int_equal(session_new_targets(&b->s, SESSION_REBOOT, &spec, 1, NULL, &b->cfg, &ops, b), 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_REBOOTED);
+        assert_int_equal(b->results[0].boot, SESSION_BOOT_CONFIRMED);
+        assert_int_equal(frame_cmd(first_sent(ISP_CMD_ENTER_ISP)), ISP_CMD_ENTER_ISP);
+        assert_int_equal(count_sent_before(ISP_CMD_CONNECT, ISP_CMD_ENTER_ISP), 0);
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), 1);
+        assert_int_equal(count_sent(ISP_CMD_ERASE), 0);
+        assert_int_equal(isp_node_get_mode(&b->node[0]), ISP_NODE_MODE_APPLICATION);
+}
+
+/* The answers to REBOOT are lost: the new application answering
+ * IDENTIFY with the image says the flash took. */
+static void test_reboot_answer_lost_boot_confirms(void **state) {
+        add_node(3, 4);
+        b->cfg.boot_timeout_ms = 2000;
+        b->drop_cmd_replies = 1u << ISP_CMD_REBOOT;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->results[0].boot, SESSION_BOOT_CONFIRMED);
+        assert_int_equal(b->results[0].outcome, SESSION_OUTCOME_FLASHED);
+        /* sent, sent again, never answered; then IDENTIFY */
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), b->cfg.retries + 1);
+        assert_true(count_sent_before(ISP_CMD_IDENTIFY, ISP_CMD_REBOOT) == 0 && count_sent(ISP_CMD_IDENTIFY) >= 1);
+}
+
+/* Without a boot check the lost answers still fail it, and say what to
+ * change. */
+static void test_reboot_answer_lost_no_boot_check(void **state) {
+        add_node(3, 4);
+        b->drop_cmd_replies = 1u << ISP_CMD_REBOOT;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_REBOOT, "node3: REBOOT not answered after 3 retransmissions", NULL);
+}
+
+/* A lossy CRC: the message names the setting that would help. */
+static void test_loss_failure_names_retries(void **state) {
+        add_node(3, 4);
+        b->drop_cmd_replies = 1u << ISP_CMD_CRC;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(_SESSION_PHASE_MAX, "not answered after 3 retransmissions",
+                           "a lossy bus may need more: Retries= (or Timeout=) in stcispd.conf(5)");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2426,6 +2517,11 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_verify_running_board, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_dry_run_running_board, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_conflict_running_boards, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_running_board, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_power_cut_during_enter_isp, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_answer_lost_boot_confirms, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_reboot_answer_lost_no_boot_check, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_loss_failure_names_retries, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
