@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "ispctl.h"
 #include "output.h"
@@ -38,6 +39,48 @@ void ispctl_error(const struct ispctl_args *args, const char *file, int line, bo
         }
 }
 
+int ispctl_parse_timespan(const char *s, uint64_t *ret_usec) {
+        static const struct {
+                const char *suffix;
+                uint64_t usec;
+        } units[] = {
+                { "",    1000000ULL },
+                { "s",   1000000ULL },
+                { "sec", 1000000ULL },
+                { "ms",  1000ULL },
+                { "m",   60000000ULL },
+                { "min", 60000000ULL },
+                { "h",   3600000000ULL },
+        };
+        unsigned long long n;
+        char *end;
+
+        if (!isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        n = strtoull(s, &end, 10);
+        if (errno || n == 0)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(units); i++)
+                if (strcmp(end, units[i].suffix) == 0) {
+                        if (n > UINT64_MAX / units[i].usec)
+                                return -EINVAL;
+                        *ret_usec = n * units[i].usec;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+/* The commands that follow jobs, and so take --timeout. */
+static bool verb_waits(const char *verb) {
+        static const char *const waiting[] = { "flash", "verify", "read", "reboot", "scan", "wait" };
+
+        for (size_t i = 0; i < ELEMENTSOF(waiting); i++)
+                if (strcmp(verb, waiting[i]) == 0)
+                        return true;
+        return false;
+}
+
 static void help(void) {
         printf("Usage: ispctl [OPTIONS...] COMMAND ...\n"
                "\n"
@@ -53,6 +96,7 @@ static void help(void) {
                "  scan                  Find the boards, in their ISP or running, and what each runs\n"
                "  jobs                  List queued, running and recent jobs\n"
                "  cancel JOB...         Cancel jobs (id or object path)\n"
+               "  wait JOB...           Follow queued or running jobs to their end\n"
                "  monitor               Follow jobs live until interrupted\n"
                "  inspect FILE          Validate an Intel HEX or BIN image offline and show\n"
                "                        what a node's flash will hold (no daemon needed)\n"
@@ -72,6 +116,7 @@ static void help(void) {
                "     --format FORMAT     Image format: hex or bin (default: from the file;\n"
                "                         read: bin for .bin and .img, else hex)\n"
                "     --no-block          Queue the jobs and print their paths, do not wait\n"
+               "     --timeout T         Stop waiting after T (30s, 500ms, 2min); the jobs go on\n"
                "     --no-reboot         flash: leave the nodes in their ISP afterwards\n"
                "     --no-verify         flash: skip verification (the entry is still last)\n"
                "     --full              flash: rewrite every sector of the image, even those\n"
@@ -89,7 +134,8 @@ static void help(void) {
                "\n"
                "Exit status: 0 success, 1 invalid image, 2 usage error, 3 job failed,\n"
                "4 node not found, 5 access denied, 6 daemon not reachable, 7 other\n"
-               "daemon error, 8 verify: a node differs. See ispctl(1).\n");
+               "daemon error, 8 verify: a node differs, 9 --timeout expired, 130 interrupted.\n"
+               "See ispctl(1).\n");
 }
 
 /* Each command's own help: 'ispctl help VERB' and 'ispctl VERB --help'. */
@@ -102,6 +148,7 @@ static const struct verb {
           "Validate FILE, flash it to the targets and wait for the end.",
           "     --format FORMAT   hex or bin (default: from the file)\n"
           "     --no-block        Queue the jobs and print their paths, do not wait\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n"
           "     --no-reboot       Leave the nodes in their ISP afterwards\n"
           "     --no-verify       Skip verification (the entry is still last)\n"
           "     --full            Rewrite every sector, even those that hold the image\n"
@@ -116,17 +163,20 @@ static const struct verb {
         { "verify", verb_verify, "verify [OPTIONS...] TARGET... FILE\n       ispctl verify [OPTIONS...] --all FILE",
           "Compare the targets with FILE, changing nothing (exit status 8: a node differs).",
           "     --format FORMAT   hex or bin (default: from the file)\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n"
           "     --all             Every extended node the daemon knows\n"
           "     --no-legend       No count line after the nodes\n"
           "  -q --quiet           No phase lines in a pipe, no count line\n",
           "ispctl verify --all app.hex" },
         { "read", verb_read, "read [OPTIONS...] TARGET FILE",
           "Read one node's application back into FILE (written whole or not at all).",
-          "     --format FORMAT   hex or bin (default: bin for .bin and .img, else hex)\n",
+          "     --format FORMAT   hex or bin (default: bin for .bin and .img, else hex)\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n",
           "ispctl read node3 backup.hex" },
         { "reboot", verb_reboot, "reboot [OPTIONS...] TARGET...\n       ispctl reboot [OPTIONS...] --all",
           "Reboot nodes from their ISP into their application.",
           "     --no-block        Queue the jobs and print their paths, do not wait\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n"
           "     --all             Every extended node the daemon knows\n",
           "ispctl reboot node3" },
         { "status", verb_status, "status [TARGET]",
@@ -141,6 +191,7 @@ static const struct verb {
         { "scan", verb_scan, "scan [OPTIONS...]",
           "Find the boards, in their ISP or running, and list what each runs.",
           "     --no-block        Queue the scan and print its path, do not wait\n"
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n"
           "     --no-legend       No header and no footer\n"
           "  -q --quiet           The rows alone\n",
           "ispctl scan" },
@@ -153,6 +204,10 @@ static const struct verb {
           "Cancel jobs, given by id or object path ('ispctl jobs' lists them).",
           "  -q --quiet           No \"Job N cancelled.\" lines\n",
           "ispctl cancel 12" },
+        { "wait", verb_wait, "wait [OPTIONS...] JOB...",
+          "Follow queued or running jobs (id or object path) to their end, shown as flash shows its own.",
+          "     --timeout T       Stop waiting after T (30s, 500ms, 2min)\n",
+          "ispctl --timeout 10min wait 12" },
         { "monitor", verb_monitor, "monitor",
           "Follow every job live until interrupted (Ctrl-C).",
           "  -q --quiet           No \"Monitoring jobs ...\" line\n",
@@ -223,7 +278,7 @@ static void print_option_error(const struct ispctl_args *args, const char *what,
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT, ARG_NO_BLOCK, ARG_NO_REBOOT,
                ARG_NO_VERIFY, ARG_FULL, ARG_FORCE, ARG_DRY_RUN, ARG_REQUIRE_BOOT, ARG_CANARY, ARG_ALL,
-               ARG_ADDRESS, ARG_NO_LEGEND };
+               ARG_ADDRESS, ARG_NO_LEGEND, ARG_TIMEOUT };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h'           },
                 { "version",   no_argument,       NULL, ARG_VERSION   },
@@ -242,10 +297,12 @@ int main(int argc, char *argv[]) {
                 { "all",       no_argument,       NULL, ARG_ALL       },
                 { "host",      required_argument, NULL, 'H'           },
                 { "address",   required_argument, NULL, ARG_ADDRESS   },
+                { "timeout",   required_argument, NULL, ARG_TIMEOUT   },
                 {}
         };
         struct ispctl_args args = {};
         bool want_help = false, want_version = false;
+        uint64_t timeout_usec = 0;
         const struct verb *v;
         int c;
 
@@ -328,6 +385,15 @@ int main(int argc, char *argv[]) {
                 case ARG_ADDRESS:
                         args.address = optarg;
                         break;
+                case ARG_TIMEOUT:
+                        if (ispctl_parse_timespan(optarg, &timeout_usec) < 0) {
+                                ispctl_error(&args, NULL, 0, false,
+                                             "ispctl: --timeout takes a time span more than 0 (30, 30s, 500ms, 2min, 1h), not '%s'",
+                                             optarg);
+                                return ISPCTL_EXIT_USAGE;
+                        }
+                        args.timeout = optarg;
+                        break;
                 case ':':
                         /* a long option, or a short one alone or last in "-xH" */
                         if (optopt >= 0x100 || strncmp(argv[optind - 1], "--", 2) == 0)
@@ -380,6 +446,21 @@ int main(int argc, char *argv[]) {
         }
 
         v = find_verb(argv[optind]);
+        if (v && v->run && args.timeout) {
+                if (args.no_block) {
+                        ispctl_error(&args, NULL, 0, false,
+                                     "ispctl: --timeout and --no-block do not go together: --no-block does not wait");
+                        return ISPCTL_EXIT_USAGE;
+                }
+                if (!verb_waits(v->name)) {
+                        ispctl_error(&args, NULL, 0, false,
+                                     "ispctl: --timeout is for the commands that wait for jobs "
+                                     "(flash, verify, read, reboot, scan, wait), not '%s'", v->name);
+                        return ISPCTL_EXIT_USAGE;
+                }
+                /* The time counts from the start: queueing is part of the wait. */
+                args.deadline_usec = now_usec(CLOCK_MONOTONIC) + timeout_usec;
+        }
         if (v && v->run)
                 return v->run(argc - optind, argv + optind, &args);
         if (v)

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <systemd/sd-bus.h>
 
 struct isp_image;
@@ -17,6 +18,10 @@ enum {
         ISPCTL_EXIT_UNREACHABLE   = 6,
         ISPCTL_EXIT_DAEMON_ERROR  = 7,
         ISPCTL_EXIT_DIFFERS       = 8,  /* verify: a node differs from the image, none failed */
+        ISPCTL_EXIT_TIMEOUT       = 9,  /* --timeout expired: the jobs go on in the daemon */
+        /* interrupted while following: 128 + the signal, as a shell says it */
+        ISPCTL_EXIT_SIGINT        = 128 + 2,
+        ISPCTL_EXIT_SIGTERM       = 128 + 15,
 };
 
 struct ispctl_args {
@@ -36,6 +41,8 @@ struct ispctl_args {
         const char *format;     /* --format, NULL = from the file */
         const char *host;       /* -H */
         const char *address;    /* --address */
+        const char *timeout;    /* --timeout as given, NULL = none */
+        uint64_t deadline_usec; /* --timeout: when following stops, CLOCK_MONOTONIC; 0 = never */
 };
 
 int verb_inspect(int argc, char *argv[], const struct ispctl_args *args);
@@ -48,6 +55,7 @@ int verb_status(int argc, char *argv[], const struct ispctl_args *args);
 int verb_list(int argc, char *argv[], const struct ispctl_args *args);
 int verb_jobs(int argc, char *argv[], const struct ispctl_args *args);
 int verb_cancel(int argc, char *argv[], const struct ispctl_args *args);
+int verb_wait(int argc, char *argv[], const struct ispctl_args *args);
 int verb_monitor(int argc, char *argv[], const struct ispctl_args *args);
 
 /* Print an error: the message on stderr; with --json also an object
@@ -76,6 +84,10 @@ int ispctl_save_check(const char *path, const struct ispctl_args *args);
  * exit status (reported). */
 int ispctl_save_image(const char *path, int format, const char *hex, size_t len, const char *what,
                       const struct ispctl_args *args, struct isp_image *ret_img);
+
+/* "30", "30s", "500ms", "2min", "1h": a positive time span in µs, the
+ * way systemd writes them (one number, one unit). Returns 0 or -EINVAL. */
+int ispctl_parse_timespan(const char *s, uint64_t *ret_usec);
 
 /* Connect to the bus the options name. Returns 0 or an exit status. */
 int ispctl_connect(const struct ispctl_args *args, sd_bus **ret);

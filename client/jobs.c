@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,11 @@
 #include "util.h"
 
 #define REDRAW_USEC (100 * 1000ULL)
+/* How long stcispd may be off the bus before ispctl gives up following:
+ * long enough for 'systemctl restart stcispd' (or a name dropped and taken
+ * again), short enough that a crash (restarted after RestartSec=5s) ends
+ * ispctl within a few seconds. */
+#define GRACE_USEC (3 * 1000 * 1000ULL)
 /* Job.Nodes, and the same before issue 10 (a daemon on another host may
  * be older): the first 11 fields are common. */
 #define NODES_FIELDS "ssyssttuuusssutau"
@@ -63,6 +69,8 @@ struct watched_job {
         char *path;
         uint32_t id;
         bool by_node;                   /* shown as its nodes */
+        bool label_from_target;         /* wait: labelled by its Target, as it was queued */
+        char kind[16];                  /* Kind: flash, verify, ... */
         struct watched_node *nodes;     /* Nodes: also for a job of one node */
         size_t n_nodes;
 };
@@ -92,6 +100,14 @@ struct waiter {
         bool keep_json;         /* leave the result in `json` for the caller to complete */
         json_object *json;
         sd_event_source *redraw;
+        sd_event_source *grace;         /* stcispd is off the bus: until it gives up */
+        sd_event_source *timeout;       /* --timeout */
+        sd_event_source *sigint, *sigterm;
+        sigset_t old_mask;
+        bool mask_set;
+        bool timed_out;
+        int signal;                     /* SIGINT or SIGTERM ended the following */
+        int status;                     /* an exit status reported from a callback, 0 none */
 };
 
 static bool state_is_final(const char *s) {
@@ -265,12 +281,17 @@ static int read_job_props(sd_bus_message *m, struct watched_job *j) {
                                 j->row.done = t;
                         else
                                 j->row.total = t;
+                } else if (strcmp(key, "Kind") == 0) {
+                        r = sd_bus_message_read(m, "v", "s", &s);
+                        if (r < 0)
+                                return r;
+                        snprintf(j->kind, sizeof(j->kind), "%s", s);
                 } else if (strcmp(key, "Id") == 0) {
                         r = sd_bus_message_read(m, "v", "u", &u);
                         if (r < 0)
                                 return r;
                         j->id = u;
-                } else if (strcmp(key, "Target") == 0 && j->by_node) {
+                } else if (strcmp(key, "Target") == 0 && (j->by_node || j->label_from_target)) {
                         r = sd_bus_message_read(m, "v", "s", &s);
                         if (r < 0)
                                 return r;
@@ -306,6 +327,14 @@ static int fetch_job(struct waiter *w, struct watched_job *j) {
 
         r = sd_bus_call_method(w->bus, STCISP_BUS_NAME, j->path, "org.freedesktop.DBus.Properties", "GetAll",
                                &error, &reply, "s", STCISP_JOB_IFACE);
+        if (sd_bus_error_has_name(&error, "org.freedesktop.DBus.Error.UnknownObject") ||
+            sd_bus_error_has_name(&error, "org.freedesktop.DBus.Error.UnknownInterface") ||
+            sd_bus_error_has_name(&error, STCISP_ERROR_NO_SUCH_JOB)) {
+                /* as cancel says it: a wrong id is the caller's mistake */
+                ispctl_error(w->args, NULL, 0, false, "Job %" PRIu32 " does not exist: 'ispctl jobs' lists the jobs stcispd knows",
+                             j->id);
+                return ISPCTL_EXIT_USAGE;
+        }
         if (r < 0)
                 return ispctl_bus_error(w->args, "Reading the job", &error, r);
         r = read_job_props(reply, j);
@@ -562,16 +591,66 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
         return 0;
 }
 
+/* stcispd stayed away for the whole grace period. */
+static int on_grace(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct waiter *w = userdata;
+
+        w->daemon_gone = true;
+        (void) sd_event_exit(w->event, 0);
+        return 0;
+}
+
 /* The daemon's name lost its owner (stopped, crashed, killed): nothing
- * more will come, so stop following rather than wait forever. */
+ * more will come from it. Rather than wait forever, wait GRACE_USEC for
+ * it to come back (a restart), then stop following. When it is back, its
+ * jobs are read again: what changed meanwhile was not signalled to us. */
 static int on_name_owner_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
         struct waiter *w = userdata;
         const char *name, *old_owner, *new_owner;
+        int r;
 
-        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 ||
-            strcmp(name, STCISP_BUS_NAME) != 0 || *new_owner)
+        if (sd_bus_message_read(m, "sss", &name, &old_owner, &new_owner) < 0 || strcmp(name, STCISP_BUS_NAME) != 0)
                 return 0;
-        w->daemon_gone = true;
+        if (!*new_owner) {
+                if (w->grace)
+                        return 0;
+                r = sd_event_add_time_relative(w->event, &w->grace, CLOCK_MONOTONIC, GRACE_USEC, 0, on_grace, w);
+                if (r < 0)
+                        /* no timer: give up at once rather than never */
+                        return on_grace(NULL, 0, w);
+                return 0;
+        }
+        if (!w->grace)
+                return 0;
+        w->grace = sd_event_source_disable_unref(w->grace);
+        for (size_t i = 0; i < w->n_jobs; i++) {
+                if (w->jobs[i].row.final)
+                        continue;
+                r = fetch_job(w, &w->jobs[i]);
+                if (r != 0) {
+                        w->status = r;
+                        (void) sd_event_exit(w->event, 0);
+                        return 0;
+                }
+        }
+        w->dirty = true;
+        draw(w);
+        check_done(w);
+        return 0;
+}
+
+static int on_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct waiter *w = userdata;
+
+        w->timed_out = true;
+        (void) sd_event_exit(w->event, 0);
+        return 0;
+}
+
+static int on_signal(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        struct waiter *w = userdata;
+
+        w->signal = (int) si->ssi_signo;
         (void) sd_event_exit(w->event, 0);
         return 0;
 }
@@ -598,7 +677,14 @@ static void waiter_done(struct waiter *w) {
         free(w->jobs);
         json_object_put(w->json);
         sd_event_source_disable_unref(w->redraw);
+        sd_event_source_disable_unref(w->grace);
+        sd_event_source_disable_unref(w->timeout);
+        sd_event_source_disable_unref(w->sigint);
+        sd_event_source_disable_unref(w->sigterm);
         sd_event_unref(w->event);
+        /* a signal that came after the following ended acts as always */
+        if (w->mask_set)
+                (void) sigprocmask(SIG_SETMASK, &w->old_mask, NULL);
 }
 static int waiter_init(struct waiter *w, const struct ispctl_args *args, sd_bus *bus, size_t n) {
         int r;
@@ -723,6 +809,12 @@ static const char *result_word(const struct watched_node *nd) {
         return "succeeded";
 }
 
+/* How a job's end is summed up: as the verb asked; a verify job that
+ * wait follows, as verify does. */
+static enum waiter_mode job_mode(const struct waiter *w, const struct watched_job *j) {
+        return w->mode == WAITER_FLASH && strcmp(j->kind, "verify") == 0 ? WAITER_VERIFY : w->mode;
+}
+
 /* "3 nodes: 1 succeeded, 1 failed, 1 up-to-date": the words the mode is
  * about, then "failed", always; the others where a node has them. */
 static void print_node_count(const struct waiter *w, const struct watched_job *j) {
@@ -731,7 +823,7 @@ static void print_node_count(const struct waiter *w, const struct watched_job *j
         const char *always[3] = { "failed" };
         bool first = true;
 
-        switch (w->mode) {
+        switch (job_mode(w, j)) {
         case WAITER_FLASH:   always[1] = "succeeded"; break;
         case WAITER_DRY_RUN: always[1] = "would-flash"; break;
         case WAITER_VERIFY:  always[1] = "matches"; always[2] = "differs"; break;
@@ -762,7 +854,7 @@ static void print_node_summary(const struct waiter *w, const struct watched_job 
 
         if (w->args->quiet)
                 return;
-        if (w->mode != WAITER_FLASH) {
+        if (job_mode(w, j) != WAITER_FLASH) {
                 if (j->n_nodes > 1 && !w->args->no_legend) {
                         printf("\n");
                         print_node_count(w, j);
@@ -802,20 +894,73 @@ static bool job_succeeded(const struct watched_job *j) {
         return true;
 }
 
-static int daemon_gone(struct waiter *w) {
-        char ids[128] = "";
-        size_t k = 0;
+/* The ids of the jobs not finished: "12, 13" into list, "12 13" into
+ * args (for a command line); returns how many. None unfinished (a race
+ * with the end): all of them. */
+static size_t unfinished_ids(const struct waiter *w, char *list, char *args, size_t n) {
+        size_t count = 0, kl = 0, ka = 0;
+        bool all = true;
 
-        for (size_t i = 0; i < w->n_jobs && k < sizeof(ids) - 16; i++)
-                if (!w->jobs[i].row.final)
-                        k += (size_t) snprintf(ids + k, sizeof(ids) - k, "%s%u", k ? ", " : "", w->jobs[i].id);
-        if (w->tty && w->lines_drawn > 0)
-                printf("\n");
-        ispctl_error(w->args, NULL, 0, false,
-                     "stcispd left the bus while job %s was not finished (the daemon stopped or crashed): "
-                     "its queue is on disk and goes on when stcispd starts again; 'ispctl jobs' shows it then",
-                     ids);
-        return ISPCTL_EXIT_UNREACHABLE;
+        for (size_t i = 0; i < w->n_jobs; i++)
+                all = all && w->jobs[i].row.final;
+        list[0] = args[0] = '\0';
+        for (size_t i = 0; i < w->n_jobs && kl + 16 < n && ka + 16 < n; i++) {
+                if (w->jobs[i].row.final && !all)
+                        continue;
+                kl += (size_t) snprintf(list + kl, n - kl, "%s%" PRIu32, count ? ", " : "", w->jobs[i].id);
+                ka += (size_t) snprintf(args + ka, n - ka, "%s%" PRIu32, count ? " " : "", w->jobs[i].id);
+                count++;
+        }
+        return count;
+}
+
+/* Following ended before the jobs did (the daemon left, --timeout, a
+ * signal): the message on stderr; with --json one object on stdout, the
+ * jobs as far as they got, "result" saying why and "error" the message.
+ * Returns status. */
+static int waiter_abort(struct waiter *w, int status, const char *result) {
+        char list[256], ids[256], msg[1024], timeout[64];
+        size_t n = unfinished_ids(w, list, ids, sizeof(list));
+        bool one = n == 1;
+
+        /* --timeout as given, a bare number in its unit: "1" is "1s" */
+        if (w->args->timeout)
+                snprintf(timeout, sizeof(timeout), "%s%s", w->args->timeout,
+                         w->args->timeout[strspn(w->args->timeout, "0123456789")] ? "" : "s");
+
+        if (status == ISPCTL_EXIT_UNREACHABLE)
+                snprintf(msg, sizeof(msg),
+                         "ispctl: stcispd left the bus while job%s %s %s running; the job%s stay%s queued and resume%s "
+                         "when stcispd is back ('ispctl wait %s' follows %s again)",
+                         one ? "" : "s", list, one ? "was" : "were", one ? "" : "s", one ? "s" : "", one ? "s" : "",
+                         ids, one ? "it" : "them");
+        else if (status == ISPCTL_EXIT_TIMEOUT)
+                snprintf(msg, sizeof(msg),
+                         "ispctl: timed out after %s: job%s %s %s still running and go%s on in the daemon "
+                         "('ispctl cancel %s' stops %s)",
+                         timeout, one ? "" : "s", list, one ? "is" : "are", one ? "es" : "", ids,
+                         one ? "it" : "them");
+        else
+                snprintf(msg, sizeof(msg),
+                         "ispctl: %s: job%s %s go%s on in the daemon ('ispctl cancel %s' stops %s, "
+                         "'ispctl wait %s' follows %s again)",
+                         w->signal == SIGTERM ? "terminated" : "interrupted", one ? "" : "s", list, one ? "es" : "",
+                         ids, one ? "it" : "them", ids, one ? "it" : "them");
+
+        if (w->tty) {
+                w->dirty = true;
+                draw(w);
+        }
+        fflush(stdout);
+        fprintf(stderr, "%s\n", msg);
+        if (w->args->json) {
+                json_object *o = jobs_json(w);
+
+                json_object_object_add(o, "result", json_object_new_string(result));
+                json_object_object_add(o, "error", json_object_new_string(msg));
+                output_json(o);
+        }
+        return status;
 }
 
 /* Follow every job to its end. Returns an exit status. */
@@ -830,6 +975,26 @@ static int waiter_run(struct waiter *w) {
                         for (size_t i = 0; i < w->n_jobs; i++)
                                 printf("%s\n", w->jobs[i].path);
                 return ISPCTL_EXIT_SUCCESS;
+        }
+
+        /* Ctrl-C and SIGTERM while following: say what goes on, then exit
+         * 128 + the signal. Blocked here, so the event loop gets them. */
+        {
+                sigset_t mask;
+
+                sigemptyset(&mask);
+                sigaddset(&mask, SIGINT);
+                sigaddset(&mask, SIGTERM);
+                if (sigprocmask(SIG_BLOCK, &mask, &w->old_mask) >= 0) {
+                        w->mask_set = true;
+                        (void) sd_event_add_signal(w->event, &w->sigint, SIGINT, on_signal, w);
+                        (void) sd_event_add_signal(w->event, &w->sigterm, SIGTERM, on_signal, w);
+                }
+        }
+        if (w->args->deadline_usec > 0) {
+                r = sd_event_add_time(w->event, &w->timeout, CLOCK_MONOTONIC, w->args->deadline_usec, 0, on_timeout, w);
+                if (r < 0)
+                        return ispctl_bus_error(w->args, "Setting up --timeout", NULL, r);
         }
 
         for (size_t i = 0; i < w->n_jobs; i++) {
@@ -847,8 +1012,14 @@ static int waiter_run(struct waiter *w) {
         r = sd_event_loop(w->event);
         if (r < 0)
                 return ispctl_bus_error(w->args, "Following the jobs", NULL, r);
+        if (w->status != 0)
+                return w->status;
+        if (w->signal)
+                return waiter_abort(w, 128 + w->signal, "interrupted");
+        if (w->timed_out)
+                return waiter_abort(w, ISPCTL_EXIT_TIMEOUT, "timeout");
         if (w->daemon_gone)
-                return daemon_gone(w);
+                return waiter_abort(w, ISPCTL_EXIT_UNREACHABLE, "unreachable");
 
         /* The last word comes from the job objects themselves. */
         for (size_t i = 0; i < w->n_jobs; i++) {
@@ -1394,6 +1565,55 @@ int verb_scan(int argc, char *argv[], const struct ispctl_args *args) {
                 output_json(o);
         } else
                 json_object_put(nodes);
+        waiter_done(&w);
+        return r;
+}
+
+/* Wait: follow jobs already queued (by id or object path, as cancel takes
+ * them) to their end, shown as flash shows its own. */
+int verb_wait(int argc, char *argv[], const struct ispctl_args *args) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        struct waiter w = {};
+        int r;
+
+        if (argc < 2) {
+                ispctl_error(args, NULL, 0, false, "Usage: ispctl wait JOB... (a job id or object path; 'ispctl jobs' lists them)");
+                return ISPCTL_EXIT_USAGE;
+        }
+        if (args->no_block) {
+                ispctl_error(args, NULL, 0, false, "wait: --no-block does not fit: waiting is all wait does");
+                return ISPCTL_EXIT_USAGE;
+        }
+        /* All ids are checked before the daemon is asked. */
+        for (int i = 1; i < argc; i++) {
+                const char *s = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
+                char *end;
+                unsigned long id;
+
+                errno = 0;
+                id = strtoul(s, &end, 10);
+                if (!*s || *end || errno || id == 0 || id > UINT32_MAX || *s == '-' || *s == '+') {
+                        ispctl_error(args, NULL, 0, false, "'%s' is not a job: give its id or object path ('ispctl jobs' lists them)", argv[i]);
+                        return ISPCTL_EXIT_USAGE;
+                }
+        }
+        r = ispctl_connect(args, &bus);
+        if (r != 0)
+                return r;
+        r = waiter_init(&w, args, bus, (size_t) argc - 1);
+        for (int i = 1; r >= 0 && i < argc; i++) {
+                const char *s = strrchr(argv[i], '/') ? strrchr(argv[i], '/') + 1 : argv[i];
+                char path[sizeof(STCISP_JOB_PREFIX) + 16];
+
+                snprintf(path, sizeof(path), STCISP_JOB_PREFIX "/%lu", strtoul(s, NULL, 10));
+                r = waiter_add(&w, "", path, /* by_node= */ false);
+                if (r >= 0)
+                        w.jobs[w.n_jobs - 1].label_from_target = true;
+        }
+        if (r < 0)
+                r = ispctl_bus_error(args, "Watching the jobs", NULL, r);
+        else
+                r = waiter_run(&w);
         waiter_done(&w);
         return r;
 }

@@ -12,18 +12,19 @@ __ispctl_opts_global='-h --help --version --json -q --quiet -H --host --address'
 # Options that make sense after each command, beyond the global ones.
 __ispctl_opts_for() {
         case $1 in
-        flash)   echo '--format --no-block --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all --no-legend' ;;
-        verify)  echo '--format --no-block --all --no-legend' ;;
-        read)    echo '--format' ;;
-        reboot)  echo '--no-block --all' ;;
-        scan)    echo '--no-block --no-legend' ;;
+        flash)   echo '--format --no-block --timeout --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all --no-legend' ;;
+        verify)  echo '--format --no-block --timeout --all --no-legend' ;;
+        read)    echo '--format --timeout' ;;
+        reboot)  echo '--no-block --timeout --all' ;;
+        scan)    echo '--no-block --timeout --no-legend' ;;
+        wait)    echo '--timeout' ;;
         list|jobs) echo '--no-legend' ;;
         inspect) echo '--format' ;;
-        '')      echo '--format --no-block --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all --no-legend' ;;
+        '')      echo '--format --no-block --timeout --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all --no-legend' ;;
         esac
 }
 
-__ispctl_commands='flash verify read reboot status list scan jobs cancel monitor inspect help'
+__ispctl_commands='flash verify read reboot status list scan jobs cancel wait monitor inspect help'
 
 # ispctl, with the -H/--address of the command line being completed.
 __ispctl_query() {
@@ -183,8 +184,8 @@ __ispctl_complete() {
                 mapfile -t COMPREPLY < <(compgen -W 'unix:path= unix:abstract= tcp:host=' -- "$cur")
                 compopt -o nospace 2>/dev/null
                 return 0 ;;
-        --canary)
-                # a number of nodes: nothing to offer
+        --canary|--timeout)
+                # a number of nodes, a time span: nothing to offer
                 return 0 ;;
         esac
 
@@ -195,7 +196,7 @@ __ispctl_complete() {
                 w=${__ispctl_words[i]}
                 case $w in
                 --all) all=1 ;;
-                --format|-H|--host|--address|--canary) ((i++)) ;;
+                --format|-H|--host|--address|--canary|--timeout) ((i++)) ;;
                 -*) ;;
                 *)
                         if [[ -z $verb ]]; then
@@ -232,7 +233,7 @@ __ispctl_complete() {
                 ((all)) || __ispctl_targets "$cur" ;;
         status)
                 ((${#args[@]} == 0)) && __ispctl_targets "$cur" ;;
-        cancel)
+        cancel|wait)
                 mapfile -t COMPREPLY < <(compgen -W "$(__ispctl_jobs)" -- "$cur") ;;
         help)
                 ((${#args[@]} == 0)) && mapfile -t COMPREPLY < <(compgen -W "$__ispctl_commands" -- "$cur") ;;

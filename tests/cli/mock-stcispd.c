@@ -14,6 +14,13 @@
  *   read     node3 succeeds with the image of docs/protocol.md 12.1
  *            node4 succeeds with an image that has bytes in FE:xxxx
  *            node6 fails (no application)
+ *   flash    node10 runs and never ends (programming) until cancelled
+ *            node11 runs for 1.5 s, then is flashed (PropertiesChanged)
+ *
+ * Job state can be changed by CancelJob(u) and Job.Cancel() (logged as
+ * "CancelJob 12", "Cancel 12"). SIGUSR1 makes the mock drop its bus name
+ * and take it again 0.5 s later, its jobs kept (a daemon restarting);
+ * SIGTERM ends it (a daemon gone).
  *
  * Any other name is NodeNotFound. Every method call is logged, with its
  * options, to the file MOCK_LOG names, one line each:
@@ -26,18 +33,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/signalfd.h>
 #include <systemd/sd-bus.h>
+#include <systemd/sd-event.h>
+#include <time.h>
 
 #include "stcisp-dbus.h"
 #include "util.h"
 
-#define MAX_JOBS 64
+#define MAX_JOBS 256
+#define SLOW_USEC (1500 * 1000ULL)
+#define AWAY_USEC (500 * 1000ULL)
 #define MAX_NODES 8
 
 struct mock_node {
         const char *name;
         uint8_t id;
-        const char *state, *error, *outcome, *boot;
+        const char *state, *phase, *error, *outcome, *boot;
         uint64_t total;
         uint32_t written, skipped, to_erase;
         uint64_t estimate;
@@ -50,6 +63,7 @@ struct mock_job {
         char kind[16];
         char target[128];
         char state[16];
+        char phase[16];
         char error[256];
         struct mock_node nodes[MAX_NODES];
         size_t n_nodes;
@@ -58,6 +72,8 @@ struct mock_job {
 
 static struct mock_job jobs[MAX_JOBS];
 static size_t n_jobs;
+static sd_bus *the_bus;
+static sd_event *the_event;
 
 /* docs/protocol.md 12.1 */
 static const char image_12_1[] =
@@ -78,11 +94,12 @@ static const char image_low_bank[] =
 static const uint32_t differing_node2[] = { 0x00200, 0x00400, 0x11000 };
 
 static int node_id(const char *name) {
-        static const char *const known[] = { "node1", "node2", "node3", "node4", "node5", "node6", "node7", "node9" };
+        static const char *const known[] = { "node1", "node2", "node3", "node4", "node5", "node6", "node7", "node9",
+                                             "node10", "node11" };
 
         for (size_t i = 0; i < ELEMENTSOF(known); i++)
                 if (strcmp(name, known[i]) == 0)
-                        return name[4] - '0';
+                        return (int) strtoul(name + 4, NULL, 10);
         return -ENOENT;
 }
 
@@ -136,8 +153,8 @@ static int read_options(sd_bus_message *m, char *buf, size_t n, bool *ret_dry_ru
 }
 
 static struct mock_node node_for(const char *kind, const char *name, bool dry_run) {
-        struct mock_node nd = { .name = name, .id = (uint8_t) node_id(name), .state = "succeeded", .error = "",
-                                .outcome = "", .boot = "" };
+        struct mock_node nd = { .name = name, .id = (uint8_t) node_id(name), .state = "succeeded", .phase = "reboot",
+                                .error = "", .outcome = "", .boot = "" };
 
         if (strcmp(kind, "flash") == 0 && dry_run) {
                 if (nd.id == 1)
@@ -150,6 +167,7 @@ static struct mock_node node_for(const char *kind, const char *name, bool dry_ru
                 case 2: nd.outcome = "up-to-date", nd.skipped = 6; break;
                 case 4: nd.outcome = "flashed", nd.written = 3, nd.total = 1024, nd.to_erase = 3; break;
                 case 7: nd.outcome = "not-started", nd.state = "cancelled"; break;
+                case 10: case 11: nd.state = "running", nd.phase = "program", nd.total = 4096; break;
                 default: nd.state = "failed", nd.error = "node3 did not answer CONNECT within 1000 ms"; break;
                 }
         } else if (strcmp(kind, "verify") == 0) {
@@ -168,10 +186,38 @@ static struct mock_node node_for(const char *kind, const char *name, bool dry_ru
         return nd;
 }
 
-/* A finished job of `kind` for the targets; replies with its path. */
+static void job_path(const struct mock_job *j, char *buf, size_t n) {
+        snprintf(buf, n, STCISP_JOB_PREFIX "/%u", j->id);
+}
+
+static void job_changed(sd_bus *bus, struct mock_job *j) {
+        char path[64];
+
+        job_path(j, path, sizeof(path));
+        (void) sd_bus_emit_properties_changed(bus, path, STCISP_JOB_IFACE, "State", "Phase", "Error", "Nodes", NULL);
+}
+
+/* node11's job, SLOW_USEC after it started: flashed. */
+static int on_slow_job_done(sd_event_source *s, uint64_t usec, void *userdata) {
+        struct mock_job *j = userdata;
+
+        if (strcmp(j->state, "running") != 0)
+                return 0;
+        j->nodes[0].state = "succeeded";
+        j->nodes[0].phase = "reboot";
+        j->nodes[0].outcome = "flashed";
+        j->nodes[0].written = 4;
+        snprintf(j->state, sizeof(j->state), "succeeded");
+        snprintf(j->phase, sizeof(j->phase), "none");
+        job_changed(the_bus, j);
+        return 0;
+}
+
+/* A job of `kind` for the targets, finished unless a node runs (node10,
+ * node11); replies with its path. */
 static int reply_job(sd_bus_message *m, const char *kind, char **targets, size_t n, bool dry_run) {
         struct mock_job *j;
-        unsigned failed = 0;
+        unsigned failed = 0, running = 0;
         char path[64];
 
         if (n_jobs >= MAX_JOBS || n > MAX_NODES)
@@ -189,11 +235,17 @@ static int reply_job(sd_bus_message *m, const char *kind, char **targets, size_t
 
                 snprintf(j->target + k, sizeof(j->target) - k, "%s%s", i ? "," : "", targets[i]);
                 j->nodes[i] = node_for(kind, strdup(targets[i]), dry_run);
-                if (strcmp(j->nodes[i].state, "succeeded") != 0 && strcmp(j->nodes[i].outcome, "not-started") != 0)
+                if (strcmp(j->nodes[i].state, "running") == 0)
+                        running++;
+                else if (strcmp(j->nodes[i].state, "succeeded") != 0 && strcmp(j->nodes[i].outcome, "not-started") != 0)
                         failed++;
         }
         j->n_nodes = n;
-        snprintf(j->state, sizeof(j->state), "%s", failed ? "failed" : "succeeded");
+        snprintf(j->state, sizeof(j->state), "%s", running ? "running" : failed ? "failed" : "succeeded");
+        snprintf(j->phase, sizeof(j->phase), "%s", running ? "program" : "none");
+        if (running && j->nodes[0].id == 11 &&
+            sd_event_add_time_relative(the_event, NULL, CLOCK_MONOTONIC, SLOW_USEC, 0, on_slow_job_done, j) < 0)
+                return sd_bus_reply_method_errorf(m, STCISP_ERROR_BUSY, "the mock has no timer");
         for (size_t i = 0; failed && i < n; i++)
                 if (*j->nodes[i].error) {
                         if (n > 1)
@@ -205,7 +257,7 @@ static int reply_job(sd_bus_message *m, const char *kind, char **targets, size_t
         if (strcmp(kind, "read") == 0 && !failed)
                 j->image = j->nodes[0].id == 3 ? image_12_1 : image_low_bank;
         n_jobs++;
-        snprintf(path, sizeof(path), STCISP_JOB_PREFIX "/%u", j->id);
+        job_path(j, path, sizeof(path));
         return sd_bus_reply_method_return(m, "o", path);
 }
 
@@ -365,6 +417,36 @@ static int method_list_nodes_ex(sd_bus_message *m, void *userdata, sd_bus_error 
                 STCISP_NODE_PREFIX "/0", (uint32_t) 0, (uint32_t) 0, "", "", 0);
 }
 
+static struct mock_job *job_by_id(uint32_t id) {
+        return id >= 1 && id <= n_jobs ? &jobs[id - 1] : NULL;
+}
+
+static int cancel_job(sd_bus_message *m, struct mock_job *j, uint32_t id) {
+        if (!j)
+                return sd_bus_reply_method_errorf(m, STCISP_ERROR_NO_SUCH_JOB, "there is no job %u", id);
+        if (strcmp(j->state, "running") != 0)
+                return sd_bus_reply_method_errorf(m, STCISP_ERROR_JOB_FINISHED, "job %u has finished", id);
+        snprintf(j->state, sizeof(j->state), "cancelled");
+        snprintf(j->error, sizeof(j->error), "cancelled by a client");
+        for (size_t i = 0; i < j->n_nodes; i++)
+                j->nodes[i].state = "cancelled", j->nodes[i].error = "cancelled by a client";
+        job_changed(sd_bus_message_get_bus(m), j);
+        return sd_bus_reply_method_return(m, "");
+}
+
+static int method_cancel_job(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        char id_text[16];
+        uint32_t id;
+        int r;
+
+        r = sd_bus_message_read(m, "u", &id);
+        if (r < 0)
+                return r;
+        snprintf(id_text, sizeof(id_text), "%u", id);
+        log_call("CancelJob", id_text, "");
+        return cancel_job(m, job_by_id(id), id);
+}
+
 static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_METHOD("Flash", "saya{sv}", "o", method_flash, 0),
@@ -372,6 +454,7 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_METHOD("Verify", "asaya{sv}", "o", method_verify, 0),
         SD_BUS_METHOD("Read", "sa{sv}", "o", method_read, 0),
         SD_BUS_METHOD("Status", "s", "a{sv}", method_status, 0),
+        SD_BUS_METHOD("CancelJob", "u", "", method_cancel_job, 0),
         SD_BUS_METHOD("ListNodes", "", "a(ysssyyts)", method_list_nodes, 0),
         SD_BUS_METHOD("ListNodesEx", "", "a(sysssyyyysttstuouussas)", method_list_nodes_ex, 0),
         SD_BUS_METHOD("ListJobs", "", "a(ussssttso)", method_list_jobs, 0),
@@ -407,7 +490,7 @@ static int property_get_nodes(sd_bus *bus, const char *path, const char *interfa
                 r = sd_bus_message_open_container(reply, 'r', "ssyssttuuusssutau");
                 if (r >= 0)
                         r = sd_bus_message_append(reply, "ssyssttuuusssut", "vcan0", nd->name, nd->id, nd->state,
-                                                  "reboot", done ? nd->total : (uint64_t) 0, nd->total, nd->written,
+                                                  nd->phase, done ? nd->total : (uint64_t) 0, nd->total, nd->written,
                                                   nd->skipped, (uint32_t) 0, nd->error, nd->outcome, nd->boot,
                                                   nd->to_erase, nd->estimate);
                 if (r >= 0)
@@ -438,27 +521,65 @@ static int method_get_image(sd_bus_message *m, void *userdata, sd_bus_error *err
         return r < 0 ? r : sd_bus_send(NULL, reply, NULL);
 }
 
+static int method_job_cancel(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+        struct mock_job *j = userdata;
+        char id_text[16];
+
+        snprintf(id_text, sizeof(id_text), "%u", j->id);
+        log_call("Cancel", id_text, "");
+        return cancel_job(m, j, j->id);
+}
+
 static const sd_bus_vtable job_vtable[] = {
         SD_BUS_VTABLE_START(0),
         SD_BUS_PROPERTY("Id", "u", NULL, offsetof(struct mock_job, id), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Kind", "s", property_get_inline_string, offsetof(struct mock_job, kind), SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_PROPERTY("Target", "s", property_get_inline_string, offsetof(struct mock_job, target), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("State", "s", property_get_inline_string, offsetof(struct mock_job, state), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Error", "s", property_get_inline_string, offsetof(struct mock_job, error), SD_BUS_VTABLE_PROPERTY_CONST),
-        SD_BUS_PROPERTY("Nodes", "a(ssyssttuuusssutau)", property_get_nodes, 0, SD_BUS_VTABLE_PROPERTY_CONST),
+        SD_BUS_PROPERTY("State", "s", property_get_inline_string, offsetof(struct mock_job, state), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Phase", "s", property_get_inline_string, offsetof(struct mock_job, phase), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Error", "s", property_get_inline_string, offsetof(struct mock_job, error), SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        SD_BUS_PROPERTY("Nodes", "a(ssyssttuuusssutau)", property_get_nodes, 0, SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         SD_BUS_METHOD("GetImage", "", "ay", method_get_image, 0),
+        SD_BUS_METHOD("Cancel", "", "", method_job_cancel, 0),
         SD_BUS_VTABLE_END
 };
 
+/* SIGUSR1: off the bus for AWAY_USEC, then back with the same jobs. */
+static int on_back(sd_event_source *s, uint64_t usec, void *userdata) {
+        int r = sd_bus_request_name(the_bus, STCISP_BUS_NAME, 0);
+
+        if (r < 0)
+                fprintf(stderr, "mock-stcispd: taking the name again: %s\n", strerror(-r));
+        return 0;
+}
+
+static int on_sigusr1(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata) {
+        int r = sd_bus_release_name(the_bus, STCISP_BUS_NAME);
+
+        if (r < 0)
+                fprintf(stderr, "mock-stcispd: dropping the name: %s\n", strerror(-r));
+        return sd_event_add_time_relative(the_event, NULL, CLOCK_MONOTONIC, AWAY_USEC, 0, on_back, NULL);
+}
+
 int main(int argc, char *argv[]) {
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_event_unrefp) sd_event *event = NULL;
+        sigset_t mask;
         int r;
 
         if (argc != 2) {
                 fprintf(stderr, "Usage: mock-stcispd ADDRESS\n");
                 return 2;
         }
-        r = sd_bus_new(&bus);
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGUSR1);
+        r = sigprocmask(SIG_BLOCK, &mask, NULL) < 0 ? -errno : 0;
+        if (r >= 0)
+                r = sd_event_default(&event);
+        if (r >= 0)
+                r = sd_event_add_signal(event, NULL, SIGUSR1, on_sigusr1, NULL);
+        if (r >= 0)
+                r = sd_bus_new(&bus);
         if (r >= 0)
                 r = sd_bus_set_address(bus, argv[1]);
         if (r >= 0)
@@ -471,18 +592,19 @@ int main(int argc, char *argv[]) {
                 r = sd_bus_add_fallback_vtable(bus, NULL, STCISP_JOB_PREFIX, STCISP_JOB_IFACE, job_vtable, find_job, NULL);
         if (r >= 0)
                 r = sd_bus_request_name(bus, STCISP_BUS_NAME, 0);
+        if (r >= 0)
+                r = sd_bus_attach_event(bus, event, 0);
+        if (r >= 0)
+                r = sd_bus_set_exit_on_disconnect(bus, true);
         if (r < 0) {
                 fprintf(stderr, "mock-stcispd: %s\n", strerror(-r));
                 return 1;
         }
+        the_bus = bus;
+        the_event = event;
         printf("ready\n");
         fflush(stdout);
-        for (;;) {
-                r = sd_bus_process(bus, NULL);
-                if (r < 0)
-                        break;
-                if (r == 0 && sd_bus_wait(bus, UINT64_MAX) < 0)
-                        break;
-        }
-        return r == -ECONNRESET ? 0 : 1;
+        /* ends when the bus goes away (the test's dbus-daemon stops) */
+        r = sd_event_loop(event);
+        return r < 0 ? 1 : 0;
 }

@@ -86,7 +86,7 @@ check() {
 
 # Commands.
 check 'commands' 'ispctl ' \
-        'cancel flash help inspect jobs list monitor read reboot scan status verify' ispctl ''
+        'cancel flash help inspect jobs list monitor read reboot scan status verify wait' ispctl ''
 check 'commands starting with r' 'ispctl r' \
         'read reboot' ispctl r
 check 'commands starting with s' 'ispctl s' \
@@ -131,6 +131,14 @@ check '--canary takes a number' 'ispctl flash --canary ' \
         '' ispctl flash --canary ''
 check '--canary= takes a number' 'ispctl flash --canary=' \
         '' ispctl flash --canary =
+check '--timeout takes a time span' 'ispctl flash --timeout ' \
+        '' ispctl flash --timeout ''
+check '--t for wait' 'ispctl wait --t' \
+        '--timeout' ispctl wait --t
+check '--t for list: no --timeout' 'ispctl list --t' \
+        '' ispctl list --t
+check 'reboot target after --timeout T' 'ispctl reboot --timeout 30s n' \
+        'node7' ispctl reboot --timeout 30s n
 check '--no- before the command' 'ispctl --no-' \
         '--no-block --no-legend --no-reboot --no-verify' ispctl --no-
 check '--no- for flash' 'ispctl flash --no-' \
@@ -148,7 +156,7 @@ check '--f for verify: no --full, no --force' 'ispctl verify --f' \
 check '--d for verify: no --dry-run' 'ispctl verify --d' \
         '' ispctl verify --d
 check 'options of read' 'ispctl read --' \
-        '--address --format --help --host --json --quiet --version' ispctl read --
+        '--address --format --help --host --json --quiet --timeout --version' ispctl read --
 check '--f for reboot: no --full' 'ispctl reboot --f' \
         '' ispctl reboot --f
 check '--no- for reboot' 'ispctl reboot --no-' \
@@ -223,6 +231,10 @@ check 'cancel job ids' 'ispctl cancel ' \
         '12 13 5' ispctl cancel ''
 check 'cancel job ids starting with 1' 'ispctl cancel 1' \
         '12 13' ispctl cancel 1
+check 'wait job ids' 'ispctl wait ' \
+        '12 13 5' ispctl wait ''
+check 'wait job ids after --timeout T' 'ispctl --timeout 1min wait 1' \
+        '12 13' ispctl --timeout 1min wait 1
 
 # The daemon is asked through the same -H/--address as the command line.
 : >"$ISPCTL_STUB_LOG"

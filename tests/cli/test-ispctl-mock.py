@@ -11,6 +11,7 @@ import json
 import os
 import pty
 import select
+import signal
 import stat
 import subprocess
 import tempfile
@@ -525,6 +526,174 @@ class Mock(unittest.TestCase):
         self.assertEqual(p.returncode, 4, p.stdout + p.stderr)
         self.assertFalse(os.path.exists(out))
         self.assertEqual(self.calls(), ["Read node8"])
+
+    # ---- following: --timeout, wait, Ctrl-C, the daemon leaving (issue 11) ----
+
+    def follow(self, *args, address=None):
+        """ispctl in the background, once it follows: its first line (the
+        job's phase) has come; with --json, which prints nothing before
+        the end, once the job is queued and a moment more."""
+        p = subprocess.Popen([ISPCTL, "--address=" + (address or self.address), *args], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: p.poll() is None and (p.kill(), p.wait()))
+        if "--json" not in args:
+            return p, p.stdout.readline()
+        for _ in range(100):
+            if any(c.startswith("Flash") for c in self.calls()):
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+        return p, ""
+
+    def private_mock(self):
+        """A bus and a mock of this test's own, to stop or disturb."""
+        address = f"unix:path={self.work}/bus"
+        bus = subprocess.Popen(["dbus-daemon", "--session", "--nofork", "--nopidfile", "--address=" + address],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (bus.terminate(), bus.wait()))
+        for _ in range(100):
+            if os.path.exists(f"{self.work}/bus"):
+                break
+            time.sleep(0.05)
+        mock = subprocess.Popen([MOCK, address], stdout=subprocess.PIPE, text=True, env=dict(os.environ, MOCK_LOG=self.log))
+        self.addCleanup(lambda: (mock.terminate(), mock.wait(), mock.stdout.close()))
+        self.assertEqual(mock.stdout.readline(), "ready\n")
+        return address, mock
+
+    def job_id(self, *args):
+        p = self.ispctl("--no-block", *args)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return int(p.stdout.strip().rsplit("/", 1)[1])
+
+    def last_job(self):
+        """The id of the last job queued: the one before a new one."""
+        return self.job_id("flash", "node1", self.app) - 1
+
+    def test_timeout(self):
+        t0 = time.monotonic()
+        p = self.ispctl("--timeout", "1", "flash", "node10", self.app)
+        self.assertLess(time.monotonic() - t0, 2.5)
+        self.assertEqual((p.returncode, p.stdout), (9, "node10: program\n"), p.stderr)
+        n = self.last_job()
+        self.assertEqual(p.stderr, f"ispctl: timed out after 1s: job {n} is still running and goes on in the daemon "
+                                   f"('ispctl cancel {n}' stops it)\n")
+        # JSON: one object, the jobs as far as they got
+        p = self.ispctl("--json", "--timeout", "300ms", "flash", "node10,node11", self.app)
+        self.assertEqual(p.returncode, 9, p.stderr)
+        o = self.json_of(p)
+        self.assertEqual((o["result"], o["jobs"][0]["state"], [n["name"] for n in o["nodes"]]),
+                         ("timeout", "running", ["node10", "node11"]))
+        self.assertIn("timed out after 300ms: job ", o["error"])
+        # a job that ends in time: as without --timeout
+        p = self.ispctl("--timeout", "1min", "flash", "node1", self.app)
+        self.assertEqual((p.returncode, p.stdout), (0, "node1: succeeded (boot confirmed)\n"), p.stderr)
+        self.assertNotIn("CancelJob", " ".join(self.calls()))
+
+    def test_timeout_usage(self):
+        for bad in ("0", "", "x", "1.5s", "-1", "10 s", "5sec2", "2mins", "1d", "99999999999999999999"):
+            p = self.ispctl("--timeout", bad, "flash", "node1", self.app)
+            self.assertEqual((p.returncode, p.stdout), (2, ""), bad)
+            self.assertEqual(p.stderr, "ispctl: --timeout takes a time span more than 0 (30, 30s, 500ms, 2min, 1h), "
+                                       f"not '{bad}'\n")
+        p = self.ispctl("--timeout", "5s", "--no-block", "flash", "node1", self.app)
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, "ispctl: --timeout and --no-block do not go together: --no-block does not wait\n")
+        p = self.ispctl("--timeout", "5s", "list")
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stderr, "ispctl: --timeout is for the commands that wait for jobs "
+                                   "(flash, verify, read, reboot, scan, wait), not 'list'\n")
+        o = self.json_of(self.ispctl("--json", "--timeout", "soon", "wait", "1"))
+        self.assertIn("not 'soon'", o["error"])
+        self.assertEqual(self.calls(), [])
+
+    def test_wait(self):
+        done = self.job_id("flash", "node1", self.app)
+        p = self.ispctl("wait", str(done))
+        self.assertEqual((p.returncode, p.stdout), (0, "node1: succeeded (boot confirmed)\n"), p.stderr)
+        failed = self.job_id("flash", "node3", self.app)
+        p = self.ispctl("wait", f"/org/stcisp/ispd1/job/{failed}")
+        self.assertEqual((p.returncode, p.stdout), (3, "node3: failed: node3 did not answer CONNECT within 1000 ms\n"))
+        # running, then flashed 1.5 s later (PropertiesChanged)
+        slow = self.job_id("flash", "node11", self.app)
+        t0 = time.monotonic()
+        p = self.ispctl("wait", str(slow), str(done))
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual((p.returncode, p.stdout.splitlines()),
+                         (0, ["node11: program", "node1: succeeded (boot confirmed)", "node11: succeeded"]), p.stderr)
+        # a verify job is summed up as verify does
+        verify = self.job_id("verify", "node1,node2", self.app)
+        p = self.ispctl("wait", str(verify))
+        self.assertEqual(p.stdout.splitlines()[-1], "2 nodes: 1 matches, 1 differs, 0 failed", p.stdout)
+        o = self.json_of(self.ispctl("--json", "wait", str(done)))
+        self.assertEqual((o["result"], o["jobs"][0]["id"], o["jobs"][0]["target"]), ("succeeded", done, "node1"))
+
+    def test_wait_unknown(self):
+        p = self.ispctl("wait", "999")
+        self.assertEqual((p.returncode, p.stdout), (2, ""))
+        self.assertEqual(p.stderr, "Job 999 does not exist: 'ispctl jobs' lists the jobs stcispd knows\n")
+        for bad in ("x", "0", "+3", "3x", "/org/stcisp/ispd1/job/"):
+            p = self.ispctl("wait", bad)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertIn(f"'{bad}' is not a job", p.stderr)
+        p = self.ispctl("wait")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("Usage: ispctl wait JOB...", p.stderr)
+
+    def test_interrupted(self):
+        for sig, status, word in ((signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")):
+            open(self.log, "w").close()
+            p, first = self.follow("flash", "node10", self.app)
+            self.assertEqual(first, "node10: program\n")
+            p.send_signal(sig)
+            out, err = p.communicate(timeout=5)
+            n = self.last_job()
+            self.assertEqual(p.returncode, status, err)
+            self.assertEqual(err, f"ispctl: {word}: job {n} goes on in the daemon ('ispctl cancel {n}' stops it, "
+                                  f"'ispctl wait {n}' follows it again)\n")
+            # ispctl never cancels: the job still runs
+            self.assertFalse([c for c in self.calls() if "Cancel" in c], self.calls())
+            o = self.json_of(self.ispctl("--json", "--timeout", "100ms", "wait", str(n)))
+            self.assertEqual(o["jobs"][0]["state"], "running")
+        # --json: one object on stdout
+        open(self.log, "w").close()
+        p, first = self.follow("--json", "flash", "node10,node11", self.app)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=5)
+        self.assertEqual(p.returncode, 130, err)
+        o = json.loads(first + out)
+        self.assertEqual((o["result"], o["jobs"][0]["state"]), ("interrupted", "running"))
+        self.assertRegex(o["error"], r"^ispctl: interrupted: job \d+ goes on in the daemon")
+
+    def test_daemon_leaves(self):
+        address, mock = self.private_mock()
+        p, first = self.follow("flash", "node10", self.app, address=address)
+        self.assertEqual(first, "node10: program\n")
+        mock.terminate()
+        t0 = time.monotonic()
+        out, err = p.communicate(timeout=10)
+        # the 3 s grace for it to come back, then no longer
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertGreater(time.monotonic() - t0, 2.5)
+        self.assertEqual(p.returncode, 6, err)
+        self.assertEqual(err, "ispctl: stcispd left the bus while job 1 was running; the job stays queued and resumes "
+                              "when stcispd is back ('ispctl wait 1' follows it again)\n")
+
+    def test_daemon_comes_back(self):
+        """The name dropped for 0.5 s (a restart): ispctl follows on, and
+        gets the end that came while it was away too."""
+        address, mock = self.private_mock()
+        p, first = self.follow("flash", "node11", self.app, address=address)
+        self.assertEqual(first, "node11: program\n")
+        mock.send_signal(signal.SIGUSR1)
+        out, err = p.communicate(timeout=10)
+        self.assertEqual((p.returncode, out, err), (0, "node11: succeeded\n", ""))
+        # with --json too
+        open(self.log, "w").close()
+        p, first = self.follow("--json", "flash", "node11", self.app, address=address)
+        mock.send_signal(signal.SIGUSR1)
+        out, err = p.communicate(timeout=10)
+        self.assertEqual(p.returncode, 0, err)
+        self.assertEqual(json.loads(first + out)["result"], "succeeded")
 
 
 if __name__ == "__main__":
