@@ -1186,6 +1186,8 @@ static int queue_and_follow(const struct ispctl_args *args, sd_bus *bus, char **
                 r = waiter_add(&w, targets.v[i], path, /* by_node= */ false);
                 if (r < 0)
                         goto finish;
+                /* lines name the node canonically (node1 for '1'), as the daemon does */
+                w.jobs[w.n_jobs - 1].label_from_target = true;
         }
 
         r = waiter_run(&w);

@@ -83,9 +83,10 @@ class Ispctl(unittest.TestCase):
         self.assertEqual((o["name"], o["form"], o["receive_depth"]), ("pump", "extended", 4))
 
     def test_02_flash_plain_lines(self):
-        """Off a terminal: one line per phase change, then the result."""
+        """Off a terminal: one line per phase change, then the result; the
+        node named canonically (node1), not as typed (1)."""
         before = self.env.flash_file(1)
-        p = self.ispctl("flash", "node1", BLINK)
+        p = self.ispctl("flash", "1", BLINK)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(p.stdout.splitlines(), ["node1: connect", "node1: erase", "node1: program", "node1: verify",
                                                  "node1: commit", "node1: reboot", "node1: boot",
