@@ -8,6 +8,7 @@ pseudo-terminal, and the plain lines off a terminal."""
 import json
 import os
 import re
+import signal
 import subprocess
 import unittest
 
@@ -236,6 +237,35 @@ class Ispctl(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         lines = self.env.sim_lines("node4")
         self.assertTrue(any(l.startswith("ENTER_ISP") for l in lines), lines)
+
+    def test_08_ctrl_c_leaves_the_job_running(self):
+        """Ctrl-C while ispctl follows a flash: one line saying the job goes
+        on and how to stop it, status 130; the job then succeeds."""
+        e = self.env
+        p = subprocess.Popen([ISPCTL, "flash", "--full", "node3", BIG], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=e.env)
+        e.wait_for("the flash to run", lambda: any(j[3] == "running" for j in e.call("ListJobs")["data"][0]), 60)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30 * SLOW)
+        self.assertEqual(p.returncode, 130, out + err)
+        m = re.search(r"ispctl: interrupted: job (\d+) goes on in the daemon \('ispctl cancel \1' stops it", err)
+        self.assertIsNotNone(m, err)
+        self.assertEqual(e.wait_job(f"/org/stcisp/ispd1/job/{m.group(1)}", timeout=600), "succeeded")
+
+    def test_09_reboot_of_a_running_board(self):
+        """ispctl reboot of a node just flashed restarts it (ENTER_ISP, then
+        REBOOT), and its state stays truthful."""
+        e = self.env
+        p = self.ispctl("flash", "node3", BLINK)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        p = self.ispctl("reboot", "node3")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("node3: succeeded (boot confirmed)", p.stdout)
+        lines = e.sim_lines("node3")
+        last_enter = max(i for i, l in enumerate(lines) if l.startswith("ENTER_ISP"))
+        self.assertTrue(any(l.startswith("REBOOT -> ok") for l in lines[last_enter:]), lines[last_enter:])
+        o = self.json_of(self.ispctl("--json", "status", "node3"))
+        self.assertEqual(o["state"], "application")
 
     def test_99_exit_daemon_error(self):
         """Last: the daemon cannot store a job once its state directory is
