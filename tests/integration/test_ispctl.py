@@ -59,7 +59,7 @@ class Ispctl(unittest.TestCase):
         self.assertRegex(p.stdout, r"(?m)^1 +node1 +extended +isp +[0-9A-F]{8} ")
         self.assertRegex(p.stdout, r"(?m)^2 +pump +extended +isp ")
         # node4 runs its application: found by IDENTIFY, with the image it runs
-        self.assertRegex(p.stdout, r"(?m)^4 +node4 +extended +application +.* [0-9A-F]{8} +image [0-9A-F]{8} ")
+        self.assertRegex(p.stdout, r"(?m)^4 +node4 +extended +application +[0-9A-F]{8} +image [0-9A-F]{8} ")
         self.assertIn("4 nodes listed.", p.stdout)
 
         o = self.json_of(self.ispctl("--json", "scan"))
