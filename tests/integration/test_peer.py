@@ -67,9 +67,10 @@ def request_frames(dump):
 def commit_order_problems(lines):
     """From one node's peer log: what breaks section 9 (an empty list if
     nothing). The opcode byte at 0x11000 must be written by exactly one
-    PROGRAM, of 1 byte, the last PROGRAM, after the entry target bytes
-    and after the last erase of the entry sector; the first erase must be
-    the entry sector's (a full erase starts with it)."""
+    PROGRAM, of 1 byte, the last PROGRAM (but for resends of that same
+    frame, which write nothing), after the entry target bytes and after
+    the last erase of the entry sector; the first erase must be the entry
+    sector's (a full erase starts with it)."""
     problems = []
     prog = []
     erase_entry = []
@@ -90,17 +91,23 @@ def commit_order_problems(lines):
     if erases[0] != erase_entry[0]:
         problems.append(f"first erase was {lines[erases[0]]!r}, not the entry sector")
     opcode = [p for p in prog if p[1] <= ENTRY < p[1] + p[2]]
-    if len(opcode) != 1:
+    # The frame that wrote the opcode; the same 1-byte frame sent again
+    # after its ack was lost writes nothing and is allowed (section 4.4).
+    writers = [p for p in opcode if p[4] > 0]
+    resends = [p for p in opcode if p[4] == 0 and p[1] == ENTRY and p[2] == 1 and p[3] == 0
+               and writers and p[0] > writers[0][0]]
+    if len(writers) != 1 or len(writers) + len(resends) != len(opcode):
         problems.append(f"0x11000 covered by {len(opcode)} PROGRAM frames: {[lines[p[0]] for p in opcode]}")
     if not opcode:
         return problems
-    last = opcode[-1]
+    last = writers[0] if writers else opcode[-1]
     if last[2] != 1 or last[1] != ENTRY:
         problems.append(f"opcode not in a 1-byte frame of its own: {lines[last[0]]!r}")
     if last[3] != 0 or last[4] != 1:
         problems.append(f"opcode frame did not write the opcode: {lines[last[0]]!r}")
-    if last[0] != prog[-1][0]:
-        problems.append(f"opcode not the last PROGRAM: {lines[last[0]]!r}, later {lines[prog[-1][0]]!r}")
+    later = [p for p in prog if p[0] > last[0] and p not in resends]
+    if later:
+        problems.append(f"opcode not the last PROGRAM: {lines[last[0]]!r}, later {lines[later[-1][0]]!r}")
     if last[0] < erase_entry[-1]:
         problems.append("opcode written before the last erase of the entry sector")
     target = [p for p in prog if p[1] <= ENTRY + 1 and p[1] + p[2] > ENTRY + 1 and p[0] < last[0] and p[3] == 0]
