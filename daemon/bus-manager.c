@@ -304,7 +304,8 @@ static int method_verify(sd_bus_message *msg, void *userdata, sd_bus_error *erro
         return node_list_method(msg, userdata, SESSION_VERIFY, error);
 }
 
-static int method_read(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+/* Read and Reboot: one node (a group is refused), no options yet. */
+static int one_node_method(sd_bus_message *msg, void *userdata, enum session_kind kind, sd_bus_error *error) {
         Manager *m = userdata;
         _cleanup_(node_set_done) struct node_set ns = {};
         struct flash_options o = {};
@@ -322,34 +323,18 @@ static int method_read(sd_bus_message *msg, void *userdata, sd_bus_error *error)
                 r = read_options(msg, OPTS_NONE, &o, error);
         if (r < 0)
                 return r;
-        j = new_node_job(m, SESSION_READ, &ns, uid);
+        j = new_node_job(m, kind, &ns, uid);
         if (!j)
                 return -ENOMEM;
         return reply_job(m, msg, j, error);
 }
 
-static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
-        Manager *m = userdata;
-        _cleanup_(node_set_done) struct node_set ns = {};
-        struct flash_options o = {};
-        const char *target;
-        uid_t uid;
-        Job *j;
-        int r;
+static int method_read(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return one_node_method(msg, userdata, SESSION_READ, error);
+}
 
-        r = access_check(&m->access, msg, &uid, error);
-        if (r >= 0)
-                r = sd_bus_message_read(msg, "s", &target);
-        if (r >= 0)
-                r = resolve_one_node(m, target, &ns, error);
-        if (r >= 0)
-                r = read_options(msg, OPTS_NONE, &o, error);
-        if (r < 0)
-                return r;
-        j = new_node_job(m, SESSION_REBOOT, &ns, uid);
-        if (!j)
-                return -ENOMEM;
-        return reply_job(m, msg, j, error);
+static int method_reboot(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
+        return one_node_method(msg, userdata, SESSION_REBOOT, error);
 }
 
 static int method_scan(sd_bus_message *msg, void *userdata, sd_bus_error *error) {
