@@ -204,13 +204,21 @@ class Env:
 
 def check_commit_order(lines):
     """From one node's sim log: every PROGRAM after the entry sector's
-    erase, and the LJMP opcode (0x11000) written exactly once, last."""
+    erase, and the LJMP opcode (0x11000) written once, last.
+
+    The opcode frame may be sent again when its answer is late (a loaded
+    host stalls the sim past the commit's short time-out): the same frame,
+    with nothing programmed in between, writes nothing (protocol.md 4.4),
+    and the caller's check of the flash bytes shows what was written."""
     erase_entry = [i for i, l in enumerate(lines) if re.match(r"ERASE (0x11000 count|all)", l)]
     programs = [i for i, l in enumerate(lines) if l.startswith("PROGRAM ")]
     opcode = [i for i in programs if lines[i].startswith("PROGRAM 0x11000 ")]
     assert erase_entry, "the entry sector was never erased"
-    assert len(opcode) == 1, f"LJMP opcode written {len(opcode)} times"
-    assert opcode[0] == programs[-1], "the LJMP opcode was not the last byte programmed"
+    assert opcode, "the LJMP opcode was never written"
+    assert len({lines[i].split(" -> ")[0] for i in opcode}) == 1, \
+        f"LJMP opcode frames differ: {[lines[i] for i in opcode]}"
+    assert programs[-len(opcode):] == opcode, \
+        "the LJMP opcode was not the last byte programmed (or something was programmed between its resends)"
     assert opcode[0] > erase_entry[-1], "the LJMP opcode was written before the entry sector was erased"
     # the entry sector is the first one erased in the run that committed
     run_start = max((i for i, l in enumerate(lines) if l.startswith("CONNECT") and i < erase_entry[-1]), default=0)
