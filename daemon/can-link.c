@@ -448,6 +448,10 @@ bool can_link_is_up(const struct can_link *l) {
         return l->up;
 }
 
+void can_link_recheck(struct can_link *l) {
+        link_set_up(l, interface_running(l));
+}
+
 void can_link_get_status(struct can_link *l, bool query_driver, struct can_link_status *ret) {
         static const char *const states[] = {
                 [CAN_STATE_ERROR_ACTIVE]  = "error-active",

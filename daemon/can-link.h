@@ -54,6 +54,9 @@ struct can_link *can_link_free(struct can_link *l);
 int can_link_send(struct can_link *l, const struct isp_can_frame *frame);
 
 bool can_link_is_up(const struct can_link *l);
+/* The interface's flags changed (rtnetlink said so): look at them now
+ * rather than at the next poll. */
+void can_link_recheck(struct can_link *l);
 /* query_driver: also ask libsocketcan for bitrate, controller state and
  * error counters (netlink requests); else those are left unknown. */
 void can_link_get_status(struct can_link *l, bool query_driver, struct can_link_status *ret);

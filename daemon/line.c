@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "line.h"
+#include "link-watch.h"
 #include "log.h"
 #include "util.h"
 
@@ -94,7 +95,11 @@ static int on_progress_timer(sd_event_source *s, uint64_t usec, void *userdata) 
 
 static int session_send(void *userdata, const struct isp_can_frame *frame) {
         Line *l = userdata;
-        int r = can_link_send(l->link, frame);
+        int r;
+
+        if (!l->link)
+                return 0;       /* removed: the session is paused and re-sends when it is back */
+        r = can_link_send(l->link, frame);
 
         /* While the link is down the session is paused and re-sends on resume. */
         return r == -ENETDOWN ? 0 : r;
@@ -376,18 +381,40 @@ Line *line_free(Line *l) {
 }
 
 /* An interface that does not exist yet (a USB adapter not plugged in)
- * is looked for every LINE_ABSENT_POLL_USEC; it is attached when it
- * appears, without a restart. */
+ * is attached when rtnetlink says it appeared, without a restart; where
+ * no rtnetlink socket could be had, it is looked for every
+ * LINE_ABSENT_POLL_USEC. */
 #define LINE_ABSENT_POLL_USEC (1000 * 1000ULL)
+
+static int on_absent_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 static int attach(Line *l) {
         int r = can_link_new(&l->link, l->event, l->interface, l->bitrate, l->restart_ms, &link_ops, l);
 
-        if (r >= 0 && l->absent) {
+        if (r < 0)
+                return r;
+        if (l->absent) {
                 l->absent = false;
+                l->absent_timer = sd_event_source_disable_unref(l->absent_timer);
                 log_info("%s: the interface appeared: attached", l->interface);
+                /* A job paused when its interface went away goes on. */
+                if (session_running(l) && can_link_is_up(l->link)) {
+                        session_resume(l->session, now_monotonic(l));
+                        session_rearm(l);
+                }
         }
-        return r;
+        return 0;
+}
+
+static int wait_for_interface(Line *l) {
+        int r;
+
+        l->absent = true;
+        if (l->watched || l->absent_timer)
+                return 0;
+        r = sd_event_add_time_relative(l->event, &l->absent_timer, CLOCK_MONOTONIC, LINE_ABSENT_POLL_USEC,
+                                       100 * 1000, on_absent_timer, l);
+        return r < 0 ? log_error_errno(r, "%s: cannot watch for the interface: %m", l->interface) : 0;
 }
 
 static int on_absent_timer(sd_event_source *s, uint64_t usec, void *userdata) {
@@ -398,23 +425,57 @@ static int on_absent_timer(sd_event_source *s, uint64_t usec, void *userdata) {
                 (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
                 return 0;
         }
-        l->absent_timer = sd_event_source_disable_unref(l->absent_timer);
         l->ops->changed(l->userdata, l);
         return 0;
 }
 
-int line_open(Line *l) {
-        int r;
-
+int line_open(Line *l, bool watched) {
+        l->watched = watched;
         if (if_nametoindex(l->interface) != 0)
                 return attach(l);
         /* Not fatal: the line waits for it, its jobs queue up. */
         log_warning("%s: no such interface (yet): waiting for it to appear ('ip -br link' lists the interfaces; "
                     "check [Bus] Interface= in stcispd.conf or --interface)", l->interface);
-        l->absent = true;
-        r = sd_event_add_time_relative(l->event, &l->absent_timer, CLOCK_MONOTONIC, LINE_ABSENT_POLL_USEC,
-                                       100 * 1000, on_absent_timer, l);
-        return r < 0 ? log_error_errno(r, "%s: cannot watch for the interface: %m", l->interface) : 0;
+        return wait_for_interface(l);
+}
+
+void line_link_event(Line *l, const struct link_event *ev) {
+        if (ev->ifname && strcmp(ev->ifname, l->interface) != 0)
+                return;
+
+        if (!ev->ifname) {
+                /* Events were lost: find out for ourselves. */
+                if (l->absent && if_nametoindex(l->interface) != 0 && attach(l) >= 0)
+                        l->ops->changed(l->userdata, l);
+                else if (l->link)
+                        can_link_recheck(l->link);
+                return;
+        }
+        if (ev->removed) {
+                if (!l->link)
+                        return;
+                /* Its socket is bound to an index that is gone; a new
+                 * interface of that name is a new link. A running job
+                 * pauses, as when the link goes down, and goes on when
+                 * the interface is back. */
+                log_warning("%s: the interface was removed: waiting for it to come back%s", l->interface,
+                            l->job ? " (the running job pauses)" : "");
+                if (session_running(l)) {
+                        session_pause(l->session);
+                        session_rearm(l);
+                }
+                l->link = can_link_free(l->link);
+                (void) wait_for_interface(l);
+                l->ops->changed(l->userdata, l);
+                return;
+        }
+        if (l->absent) {
+                if (attach(l) >= 0)
+                        l->ops->changed(l->userdata, l);
+                return;
+        }
+        if (l->link)
+                can_link_recheck(l->link);      /* calls on_link_changed() if it moved */
 }
 
 bool line_is_up(const Line *l) {

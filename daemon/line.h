@@ -65,6 +65,7 @@ struct Line {
         sd_event_source *reap;          /* frees a finished session outside its callbacks */
         sd_event_source *absent_timer;  /* the interface does not exist (yet): look for it */
         bool absent;
+        bool watched;                   /* link events come from rtnetlink */
         uint64_t progress_emitted_usec;
         bool progress_pending;
 
@@ -84,7 +85,13 @@ int line_new(Line **ret, sd_event *event, const struct config_line *cfg,
 Line *line_free(Line *l);
 
 /* Open the CAN link (and set the bitrate where configured). */
-int line_open(Line *l);
+/* `watched`: the owner hands rtnetlink's link events to line_link_event();
+ * otherwise an absent interface is looked for every second. */
+int line_open(Line *l, bool watched);
+/* An interface appeared, changed or was removed (link-watch.h); events
+ * for other interfaces are ignored, ev->ifname NULL means "look again". */
+struct link_event;
+void line_link_event(Line *l, const struct link_event *ev);
 
 bool line_is_up(const Line *l);
 /* Up and running nothing: line_start_job() would succeed. */

@@ -847,6 +847,7 @@ Manager *manager_free(Manager *m) {
         for (unsigned i = 0; i < m->n_lines; i++)
                 line_free(m->lines[i]);
         free(m->lines);
+        m->link_watch = link_watch_free(m->link_watch);
         sd_event_source_disable_unref(m->dispatch);
         sd_event_source_disable_unref(m->nodes_save);
         sd_event_source_disable_unref(m->line_status);
@@ -891,14 +892,26 @@ static int load_state(Manager *m) {
         return 0;
 }
 
+static void on_link_event(void *userdata, const struct link_event *ev) {
+        Manager *m = userdata;
+
+        for (unsigned i = 0; i < m->n_lines; i++)
+                line_link_event(m->lines[i], ev);
+}
+
 int manager_start(Manager *m) {
         int r;
 
         r = load_state(m);
         if (r < 0)
                 return r;
+        /* Before the lines open, so that no link event falls in between. */
+        r = link_watch_new(&m->link_watch, m->event, on_link_event, m);
+        if (r < 0)
+                log_warning("Cannot watch network interfaces through rtnetlink (%s): absent interfaces are "
+                            "looked for every second", strerror(-r));
         for (unsigned i = 0; i < m->n_lines; i++) {
-                r = line_open(m->lines[i]);
+                r = line_open(m->lines[i], m->link_watch != NULL);
                 if (r < 0)
                         return r;
         }

@@ -18,6 +18,7 @@
 #include "job-store.h"
 #include "line.h"
 #include "node-table.h"
+#include "link-watch.h"
 #include "targets.h"
 
 typedef struct Manager Manager;
@@ -36,6 +37,7 @@ struct Manager {
         sd_event_source *dispatch;      /* deferred: start what can start */
         sd_event_source *nodes_save;    /* deferred: write the node table */
         sd_event_source *line_status;   /* periodic: counters' change signals */
+        struct link_watch *link_watch;  /* interfaces appearing and going (NULL: lines poll) */
 };
 
 /* Takes the configuration's allocations, also on failure. */

@@ -364,6 +364,32 @@ class AbsentInterface(unittest.TestCase):
         self.assertIn(f"{self.IF}: the interface appeared: attached", e.log("stcispd.log"))
         self.assertIsNone(e.daemon.poll())
 
+    def test_removed_and_back(self):
+        """An adapter unplugged and plugged in again (the interface deleted
+        and created anew, with a new index): the line goes `absent`, then
+        attaches to the new interface, and a flash runs on it."""
+        e = self.env
+        subprocess.run(["ip", "link", "add", self.IF, "type", "vcan"], check=True)
+        subprocess.run(["ip", "link", "set", self.IF, "up"], check=True)
+        e.start_daemon()
+        self.assertEqual(e.call("Status", "s", "")["data"][0]["LinkState"]["data"], "up")
+
+        link_state = lambda: e.call("Status", "s", "")["data"][0]["LinkState"]["data"]
+        subprocess.run(["ip", "link", "del", self.IF], check=True)
+        e.wait_for("the line to be absent", lambda: link_state() == "absent", 10)
+        self.assertIn(f"{self.IF}: the interface was removed: waiting for it to come back", e.log("stcispd.log"))
+
+        subprocess.run(["ip", "link", "add", self.IF, "type", "vcan"], check=True)
+        subprocess.run(["ip", "link", "set", self.IF, "up"], check=True)
+        e.wait_for("the line to be up", lambda: link_state() == "up", 10)
+        e.start_sim("--nodes", "1")
+        before = e.flash_file(1)
+        job = e.flash("node1", BLINK)
+        self.assertEqual(e.wait_job(job), "succeeded", e.job(job, "Error"))
+        self.assertEqual(e.flash_file(1), expected_flash(BLINK, before))
+        self.assertEqual(e.log("stcispd.log").count(f"{self.IF}: the interface appeared: attached"), 1)
+        self.assertIsNone(e.daemon.poll())
+
 
 class Legacy(unittest.TestCase):
     def setUp(self):
