@@ -43,6 +43,13 @@ int ispctl_connect(const struct ispctl_args *args, sd_bus **ret) {
                 }
                 return ISPCTL_EXIT_UNREACHABLE;
         }
+        /* --timeout bounds the whole wait, the calls that queue the work
+         * included (sd-bus would wait 25 s for each). */
+        if (args->deadline_usec > 0) {
+                uint64_t now = now_usec(CLOCK_MONOTONIC);
+
+                (void) sd_bus_set_method_call_timeout(bus, args->deadline_usec > now ? args->deadline_usec - now : 1);
+        }
         *ret = bus;
         return 0;
 }
@@ -50,6 +57,16 @@ int ispctl_connect(const struct ispctl_args *args, sd_bus **ret) {
 int ispctl_bus_error(const struct ispctl_args *args, const char *what, const sd_bus_error *error, int r) {
         const char *name = error && error->name ? error->name : "";
         const char *msg = error && error->message ? error->message : strerror(r < 0 ? -r : r);
+
+        if (args->deadline_usec > 0 && now_usec(CLOCK_MONOTONIC) >= args->deadline_usec &&
+            (r == -ETIMEDOUT || strcmp(name, "org.freedesktop.DBus.Error.Timeout") == 0 ||
+             strcmp(name, "org.freedesktop.DBus.Error.NoReply") == 0)) {
+                ispctl_error(args, NULL, 0, false,
+                             "%s: --timeout %s%s expired before stcispd answered; the request may still be "
+                             "carried out: 'ispctl jobs' shows the queue", what, args->timeout,
+                             args->timeout[strspn(args->timeout, "0123456789")] ? "" : "s");
+                return ISPCTL_EXIT_TIMEOUT;
+        }
 
         if (strcmp(name, "org.freedesktop.DBus.Error.ServiceUnknown") == 0 ||
             strcmp(name, "org.freedesktop.DBus.Error.NameHasNoOwner") == 0 ||

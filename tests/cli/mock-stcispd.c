@@ -22,6 +22,7 @@
  * and take it again 0.5 s later, its jobs kept (a daemon restarting);
  * SIGTERM ends it (a daemon gone).
  *
+ * A call for the target "stuck" is never answered (a daemon that hangs).
  * Any other name is NodeNotFound. Every method call is logged, with its
  * options, to the file MOCK_LOG names, one line each:
  * "FlashNodes node1,node2 dry-run=true format=hex name=app.hex ...".
@@ -307,6 +308,12 @@ static int method_job(sd_bus_message *m, const char *method, const char *kind, b
                 return r;
         }
         log_call(method, joined, options);
+        /* "stuck": a daemon that takes the call and never answers it */
+        if (n == 1 && strcmp(targets[0], "stuck") == 0) {
+                strv_free(targets);
+                (void) sd_bus_message_ref(m);   /* held, never answered */
+                return 1;
+        }
         /* "all": what the node table would give */
         if (n == 1 && strcmp(targets[0], "all") == 0) {
                 free(targets[0]);

@@ -589,6 +589,16 @@ class Mock(unittest.TestCase):
         self.assertEqual((p.returncode, p.stdout), (0, "node1: succeeded (boot confirmed)\n"), p.stderr)
         self.assertNotIn("CancelJob", " ".join(self.calls()))
 
+    def test_timeout_queueing(self):
+        """--timeout bounds the call that queues the job too: a daemon that
+        never answers it does not hold ispctl for sd-bus's 25 s."""
+        t0 = time.monotonic()
+        p = self.ispctl("--timeout", "1", "flash", "stuck", self.app)
+        self.assertLess(time.monotonic() - t0, 5)
+        self.assertEqual((p.returncode, p.stdout), (9, ""), p.stderr)
+        self.assertEqual(p.stderr, "Flashing stuck: --timeout 1s expired before stcispd answered; "
+                                   "the request may still be carried out: 'ispctl jobs' shows the queue\n")
+
     def test_timeout_usage(self):
         for bad in ("0", "", "x", "1.5s", "-1", "10 s", "5sec2", "2mins", "1d", "99999999999999999999"):
             p = self.ispctl("--timeout", bad, "flash", "node1", self.app)
