@@ -238,6 +238,30 @@ void identify_wait_expired(struct session *s, struct session_target *t) {
 
 /* --- the boot after REBOOT --- */
 
+/* CONNECT selects one node and deselects the rest: it may go out only
+ * while no other target of the session relies on being selected. */
+static bool selection_free(struct session *s, struct session_target *t) {
+        for (unsigned i = 0; i < s->n_targets; i++) {
+                struct session_target *u = &s->targets[i];
+
+                if (u != t && target_running(u) &&
+                    u->step != STEP_BOOT && u->step != STEP_IDENTIFY && u->step != STEP_IDLE)
+                        return false;
+        }
+        return true;
+}
+
+/* After the commit's or REBOOT's answers were lost: an application that
+ * answers IDENTIFY tells what the board runs; an ISP that answers CONNECT
+ * (the board did not start its application) is asked what its entry
+ * holds. */
+static void look_poll(struct session *s, struct session_target *t) {
+        struct isp_request req = { .cmd = ISP_CMD_CONNECT, .u.connect.target = t->id };
+
+        if (t->after_lost && !t->looked && selection_free(s, t))
+                (void) send_request_raw(s, t, &req);
+}
+
 void boot_poll(struct session *s, struct session_target *t) {
         struct isp_request req = {
                 .cmd = ISP_CMD_IDENTIFY,
@@ -248,7 +272,56 @@ void boot_poll(struct session *s, struct session_target *t) {
 
         if (send_request_raw(s, t, &req) < 0)
                 return;
+        look_poll(s, t);
         set_wait(s, t, left < poll ? left : poll);
+}
+
+void boot_isp_answered(struct session *s, struct session_target *t, const struct isp_reply *r) {
+        struct isp_request req;
+
+        if (!t->after_lost || t->looked) {
+                session_ignore_reply(s, t, r, "while it boots");
+                return;
+        }
+        /* It is in its ISP, selected alone: READ what the commit left at
+         * FF:1000. */
+        t->looked = true;
+        clear_wait(t);
+        target_reset_requests(t);
+        plan_commit_request(&s->plan, PLAN_COMMIT_CHECK, &req);
+        t->step = STEP_LOOK;
+        (void) target_request(s, t, &req, target_short_timeout(s, t));
+}
+
+void on_look_reply(struct session *s, struct session_target *t, struct pending *p, const struct isp_reply *r) {
+        char got_s[32];
+        uint8_t expected[8];
+
+        transport_done(&t->tp, p, s->now);
+        format_bytes(got_s, sizeof(got_s), r->u.data, NULL, 3);
+        plan_commit_expected(&s->plan, expected);
+        if (r->status == ISP_STATUS_OK && memcmp(r->u.data, expected, 8) == 0) {
+                /* The commit landed, its answers did not: start the new
+                 * application as if they had come. */
+                session_log(s, LOG_NOTICE, "%s, but its ISP answers and FF:1000 holds the new entry (%s): committed",
+                            t->lost_error, got_s);
+                t->after_lost = false;
+                if (s->cfg.reboot)
+                        start_reboot(s, t);
+                else
+                        target_finish_ok(s, t, SESSION_OUTCOME_FLASHED);
+                return;
+        }
+        t->boot = SESSION_BOOT_FAILED;
+        if (r->status != ISP_STATUS_OK)
+                session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
+                             "%s; its ISP answers, but READ of FF:1000 failed with status %u: %s",
+                             t->lost_error, r->status, isp_status_to_string(r->status));
+        else
+                session_fail(s, t, SESSION_REASON_NO_REPLY, 0,
+                             "%s; its ISP answers and FF:1000 reads %s: the entry was not written, the "
+                             "board stays in its ISP (every other sector holds the image): flash it again",
+                             t->lost_error, got_s);
 }
 
 void start_boot_wait(struct session *s, struct session_target *t) {
@@ -287,6 +360,13 @@ void boot_wait_expired(struct session *s, struct session_target *t) {
 }
 
 void boot_announced(struct session *s, struct session_target *t) {
+        if (t->after_lost && !t->looked && selection_free(s, t)) {
+                /* Reset into its ISP: what does the entry hold? */
+                struct isp_request req = { .cmd = ISP_CMD_CONNECT, .u.connect.target = t->id };
+
+                (void) send_request_raw(s, t, &req);
+                return;
+        }
         t->boot = SESSION_BOOT_FAILED;
         if (t->after_lost) {
                 /* reset before the entry was valid: the commit rule kept it in ISP */

@@ -24,7 +24,7 @@
 static void start_program(struct session *s, struct session_target *t);
 static void start_verify(struct session *s, struct session_target *t);
 
-static void format_bytes(char *buf, size_t size, const uint8_t *bytes, const bool *mask, unsigned n) {
+void format_bytes(char *buf, size_t size, const uint8_t *bytes, const bool *mask, unsigned n) {
         size_t k = 0;
 
         buf[0] = '\0';
@@ -593,6 +593,9 @@ void on_target_reply(struct session *s, struct session_target *t, struct pending
                 return;
         case STEP_REBOOT:
                 on_reboot_reply(s, t, p, r);
+                return;
+        case STEP_LOOK:
+                on_look_reply(s, t, p, r);
                 return;
         case STEP_READ_CRC:
         case STEP_READ_DATA:

@@ -57,6 +57,7 @@ enum step {
         STEP_COMMIT_SELECT,     /* CONNECT alone (flags 0) before its commit */
         STEP_IDENTIFY,          /* IDENTIFY in flight: is it running its application? */
         STEP_BOOT,              /* after REBOOT: IDENTIFY until the application answers */
+        STEP_LOOK,              /* answers lost at the end, its ISP answers: READ of the entry */
         STEP_READ_CRC,          /* read-back: a CRC per sector (blank ones are left out) */
         STEP_READ_DATA,         /* read-back: READ of a sector that is not blank */
         STEP_DONE,
@@ -182,6 +183,7 @@ struct session_target {
         bool identify_before_enter;     /* IDENTIFY went out before the first ENTER_ISP */
         bool identified;                /* its application answered IDENTITY */
         bool after_lost;                /* STEP_BOOT after the commit or REBOOT went unanswered */
+        bool looked;                    /* after_lost: its entry was READ (STEP_LOOK) */
         char lost_error[SESSION_ERROR_MAX];     /* the failure, if its application does not answer */
         struct isp_identity identity;
         bool up_to_date;                /* holds the image: no erase, no write */
@@ -364,6 +366,10 @@ void start_boot_wait(struct session *s, struct session_target *t);
 void boot_wait_expired(struct session *s, struct session_target *t);
 void boot_poll(struct session *s, struct session_target *t);
 void boot_announced(struct session *s, struct session_target *t);
+void boot_isp_answered(struct session *s, struct session_target *t, const struct isp_reply *r);
+/* "02 12 34"; a byte whose mask is false is "--" */
+void format_bytes(char *buf, size_t size, const uint8_t *bytes, const bool *mask, unsigned n);
+void on_look_reply(struct session *s, struct session_target *t, struct pending *p, const struct isp_reply *r);
 /* A reply with a UID (INFO, ANNOUNCE, IDENTITY) from t's id: false (and t
  * failed) when another board answered than the one t connected to. */
 bool check_uid(struct session *s, struct session_target *t, const uint8_t uid[4]);

@@ -456,6 +456,10 @@ static void on_reply(struct session *s, const struct isp_reply *r) {
                 session_ignore_reply(s, t, r, "while it waits for its turn");
                 return;
         }
+        if (t->step == STEP_BOOT && r->cmd == ISP_CMD_CONNECT) {
+                boot_isp_answered(s, t, r);
+                return;
+        }
         if (t->step == STEP_COMMIT_SELECT && r->cmd == ISP_CMD_CONNECT) {
                 unit_commit_selected(s, t, r);
                 return;

@@ -107,6 +107,8 @@ struct Bench {
         unsigned n_held;
         uint64_t reply_delay_usec[MAX_NODES];   /* a slow node answers late */
         bool no_helper;                 /* the applications ignore IDENTIFY */
+        bool drop_opcode_frames;        /* PROGRAMs of FF:1000 never reach the nodes */
+        char last_notice[512];          /* the last message of LOG_NOTICE or above */
         unsigned drop_cmd_replies;      /* bit cmd: replies of that command are lost */
         bool boot_fail;                 /* node 0's new application resets into ISP at once */
         /* node_conflict callbacks */
@@ -236,6 +238,8 @@ static void on_target_finished(void *userdata, const struct session_target_resul
 static void on_log(void *userdata, int level, const char *message) {
         Bench *bb = userdata;
 
+        if (level <= LOG_NOTICE)
+                snprintf(bb->last_notice, sizeof(bb->last_notice), "%s", message);
         if (bb->n_logs < 64) {
                 snprintf(bb->logs[bb->n_logs], sizeof(bb->logs[0]), "%s", message);
                 bb->log_levels[bb->n_logs] = level;
@@ -517,6 +521,11 @@ static void deliver_to_nodes(const struct isp_can_frame *f) {
         bool fail_once = false;
 
         b->n_tx++;
+        if (b->drop_opcode_frames && frame_cmd(f) == ISP_CMD_PROGRAM &&
+            (f->id & ISP_ID_ARG_MASK) == ISP_ENTRY_OFFSET) {
+                b->n_dropped++;
+                return;
+        }
         if (b->drop_tx_every && b->n_tx % b->drop_tx_every == 0) {
                 b->n_dropped++;
                 return;
@@ -2002,6 +2011,76 @@ static void test_reboot_answer_lost_boot_confirms(void **state) {
         assert_true(count_sent_before(ISP_CMD_IDENTIFY, ISP_CMD_REBOOT) == 0 && count_sent(ISP_CMD_IDENTIFY) >= 1);
 }
 
+/* The node writes the opcode, but its answers are lost, and it stays in
+ * its ISP (no REBOOT came): no application answers IDENTIFY, its ISP
+ * answers CONNECT, READ of FF:1000 shows the new entry, and the flash
+ * ends as if the answers had come: REBOOT, the boot confirmed. */
+static void lose_opcode_answers_hook(Bench *bb, const struct isp_can_frame *f) {
+        struct isp_node_frame nf;
+
+        if (frame_cmd(f) == ISP_CMD_PROGRAM && (f->id & ISP_ID_ARG_MASK) == ISP_ENTRY_OFFSET)
+                while (isp_node_ram_pop(&bb->ram[0], &nf))
+                        bb->hook_state++;
+}
+
+static void test_commit_answer_lost_entry_read(void **state) {
+        add_node(3, 4);
+        b->cfg.boot_timeout_ms = 2000;
+        b->hook = lose_opcode_answers_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_flashed(0);
+        assert_int_equal(b->results[0].boot, SESSION_BOOT_CONFIRMED);
+        assert_int_equal(b->hook_state, b->cfg.retries + 1);   /* every answer to the opcode lost */
+        assert_true(count_sent_before(ISP_CMD_REBOOT, ISP_CMD_IDENTIFY) == 0);
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), 1);
+        assert_non_null(strstr(b->last_notice, "node3: PROGRAM at FF:1000 not acknowledged after 3 retransmissions, "
+                                                "but its ISP answers and FF:1000 holds the new entry (02 "));
+}
+
+/* The same in a group: the look (a CONNECT, which deselects the others)
+ * waits until no other member needs its selection; all end flashed. */
+static void test_commit_answer_lost_in_group(void **state) {
+        const struct session_target_spec specs[] = { { .node = 3 }, { .node = 5 }, { .node = 6 } };
+
+        add_node(3, 4);
+        add_node(5, 4);
+        add_node(6, 4);
+        b->cfg.boot_timeout_ms = 2000;
+        b->hook = lose_opcode_answers_hook;
+        assert_int_equal(session_new_targets(&b->s, SESSION_FLASH, specs, 3, b->img, &b->cfg, &ops, b), 0);
+        start_and_run();
+
+        assert_succeeded();
+        assert_int_equal(b->n_results, 3);
+        for (unsigned i = 0; i < 3; i++) {
+                assert_int_equal(b->results[i].outcome, SESSION_OUTCOME_FLASHED);
+                assert_int_equal(b->results[i].boot, SESSION_BOOT_CONFIRMED);
+                assert_flash_is_image(i, b->img);
+        }
+        assert_int_equal(b->hook_state, b->cfg.retries + 1);
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), 3);
+}
+
+/* The opcode never reaches the node: the entry stays invalid, the board
+ * in its ISP; the READ says so, and the job fails saying what it holds. */
+static void test_commit_lost_entry_not_written(void **state) {
+        add_node(3, 4);
+        b->cfg.boot_timeout_ms = 2000;
+        b->drop_opcode_frames = true;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_with(SESSION_PHASE_BOOT, "node3: PROGRAM at FF:1000 not acknowledged after 3 retransmissions; "
+                           "its ISP answers and FF:1000 reads FF ", "the entry was not written, the board stays in "
+                           "its ISP (every other sector holds the image): flash it again");
+        assert_false(entry_valid(0));
+        assert_int_equal(count_sent(ISP_CMD_REBOOT), 0);
+        /* well before the boot wait ran out */
+        assert_true(b->results[0].boot == SESSION_BOOT_FAILED);
+}
+
 /* Without a boot check the lost answers still fail it, and say what to
  * change. */
 static void test_reboot_answer_lost_no_boot_check(void **state) {
@@ -2519,7 +2598,10 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_conflict_running_boards, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reboot_running_board, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_power_cut_during_enter_isp, setup, teardown),
-                cmocka_unit_test_setup_teardown(test_reboot_answer_lost_boot_confirms, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_commit_answer_lost_entry_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_lost_entry_not_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_answer_lost_in_group, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reboot_answer_lost_boot_confirms, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_reboot_answer_lost_no_boot_check, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_loss_failure_names_retries, setup, teardown),
         };
