@@ -29,4 +29,17 @@ while read -r p; do grep -qx "$p" <<<"$test" || fail "$p is in demo but not in t
 [[ "$("$deps" --dry-run | sed 's/^[* ] //')" == "$test" ]] || fail "the default profile is not test"
 if out=$("$deps" --profile nope --dry-run 2>&1); then fail "an unknown profile was accepted"; fi
 [[ "$out" == "install-deps: unknown profile 'nope': use build, demo or test" ]] || fail "message: $out"
+# Installs without recommended packages: as a user who may not install,
+# on a machine where nothing is installed (a dpkg-query that knows no
+# package), it prints the exact line to run.
+fake=$(mktemp -d)
+trap 'rm -rf "$fake"' EXIT
+printf '#!/bin/sh\nexit 1\n' >"$fake/dpkg-query"
+chmod 755 "$fake/dpkg-query"
+chmod 755 "$fake"
+runas=()
+[[ $(id -u) -eq 0 ]] && runas=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+if out=$(PATH="$fake:$PATH" "${runas[@]}" "$deps" --profile build 2>&1); then fail "install-deps succeeded with nothing installed"; fi
+[[ "$out" == *"apt-get update && apt-get install -y --no-install-recommends meson ninja-build gcc libc6-dev "* ]] ||
+        fail "install line: $out"
 echo "ok - install-deps profiles ($(wc -l <<<"$build") build, $(wc -l <<<"$demo") demo, $(wc -l <<<"$test") test packages)"
