@@ -73,6 +73,10 @@ struct watched_job {
         char kind[16];                  /* Kind: flash, verify, ... */
         struct watched_node *nodes;     /* Nodes: also for a job of one node */
         size_t n_nodes;
+        /* The GetAll reply the job was last read from: a signal its sender
+         * sent before it (a lower serial) is older than what we know. */
+        char *read_from;
+        uint64_t read_cookie;
 };
 
 /* What the verb asked for: how the end of a job of several nodes is summed up. */
@@ -341,7 +345,22 @@ static int fetch_job(struct waiter *w, struct watched_job *j) {
         if (r < 0)
                 return ispctl_bus_error(w->args, "Reading the job", NULL, r);
         j->row.final = state_is_final(j->row.state);
+        free(j->read_from);
+        j->read_from = sd_bus_message_get_sender(reply) ? strdup(sd_bus_message_get_sender(reply)) : NULL;
+        if (!j->read_from || sd_bus_message_get_cookie(reply, &j->read_cookie) < 0)
+                j->read_cookie = 0;
         return 0;
+}
+
+/* Signals that were on their way while GetAll was answered are
+ * dispatched after its reply: those sent before it are stale. Serials
+ * grow along one connection; a daemon restarted is another sender. */
+static bool signal_is_stale(const struct watched_job *j, sd_bus_message *m) {
+        const char *sender = sd_bus_message_get_sender(m);
+        uint64_t cookie;
+
+        return j->read_cookie > 0 && sender && strcmp(sender, j->read_from) == 0 &&
+               sd_bus_message_get_cookie(m, &cookie) >= 0 && cookie < j->read_cookie;
 }
 
 static void format_size(uint64_t v, char *buf, size_t n) {
@@ -581,6 +600,8 @@ static int on_properties_changed(sd_bus_message *m, void *userdata, sd_bus_error
 
         if (!j || sd_bus_message_read(m, "s", &iface) < 0 || strcmp(iface, STCISP_JOB_IFACE) != 0)
                 return 0;
+        if (signal_is_stale(j, m))
+                return 0;
         if (read_job_props(m, j) < 0)
                 return 0;
         j->row.final = state_is_final(j->row.state);
@@ -671,6 +692,7 @@ static void waiter_done(struct waiter *w) {
                 free(w->jobs[i].row.label);
                 free(w->jobs[i].row.error);
                 free(w->jobs[i].path);
+                free(w->jobs[i].read_from);
                 watched_nodes_truncate(&w->jobs[i], 0);
                 free(w->jobs[i].nodes);
         }

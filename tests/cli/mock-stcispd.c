@@ -23,6 +23,8 @@
  * SIGTERM ends it (a daemon gone).
  *
  * A call for the target "stuck" is never answered (a daemon that hangs).
+ * node6's flash runs and moves from connect to erase while the client
+ * reads it (see on_incoming()), then succeeds.
  * Any other name is NodeNotFound. Every method call is logged, with its
  * options, to the file MOCK_LOG names, one line each:
  * "FlashNodes node1,node2 dry-run=true format=hex name=app.hex ...".
@@ -169,6 +171,7 @@ static struct mock_node node_for(const char *kind, const char *name, bool dry_ru
                 case 4: nd.outcome = "flashed", nd.written = 3, nd.total = 1024, nd.to_erase = 3; break;
                 case 7: nd.outcome = "not-started", nd.state = "cancelled"; break;
                 case 10: case 11: nd.state = "running", nd.phase = "program", nd.total = 4096; break;
+                case 6: nd.state = "running", nd.phase = "connect"; break;
                 default: nd.state = "failed", nd.error = "node3 did not answer CONNECT within 1000 ms"; break;
                 }
         } else if (strcmp(kind, "verify") == 0) {
@@ -214,6 +217,26 @@ static int on_slow_job_done(sd_event_source *s, uint64_t usec, void *userdata) {
         return 0;
 }
 
+/* node6's job moves on while the client reads it: the PropertiesChanged
+ * of the phase before (connect) is sent before GetAll's reply, which
+ * already says erase. A client that applies signals older than what it
+ * read goes back to connect. */
+static int on_incoming(sd_bus_message *m, void *userdata, sd_bus_error *ret_error) {
+        const char *path = sd_bus_message_get_path(m);
+        unsigned id;
+
+        if (!sd_bus_message_is_method_call(m, "org.freedesktop.DBus.Properties", "GetAll") || !path ||
+            sscanf(path, STCISP_JOB_PREFIX "/%u", &id) != 1 || id == 0 || id > n_jobs)
+                return 0;
+        if (jobs[id - 1].nodes[0].id != 6 || strcmp(jobs[id - 1].phase, "connect") != 0)
+                return 0;
+        job_changed(the_bus, &jobs[id - 1]);
+        (void) sd_bus_flush(the_bus);
+        jobs[id - 1].nodes[0].phase = "erase";
+        snprintf(jobs[id - 1].phase, sizeof(jobs[id - 1].phase), "erase");
+        return 0;       /* the vtable answers the call */
+}
+
 /* A job of `kind` for the targets, finished unless a node runs (node10,
  * node11); replies with its path. */
 static int reply_job(sd_bus_message *m, const char *kind, char **targets, size_t n, bool dry_run) {
@@ -244,7 +267,9 @@ static int reply_job(sd_bus_message *m, const char *kind, char **targets, size_t
         j->n_nodes = n;
         snprintf(j->state, sizeof(j->state), "%s", running ? "running" : failed ? "failed" : "succeeded");
         snprintf(j->phase, sizeof(j->phase), "%s", running ? "program" : "none");
-        if (running && j->nodes[0].id == 11 &&
+        if (running && j->nodes[0].id == 6)
+                snprintf(j->phase, sizeof(j->phase), "connect");
+        if (running && (j->nodes[0].id == 11 || j->nodes[0].id == 6) &&
             sd_event_add_time_relative(the_event, NULL, CLOCK_MONOTONIC, SLOW_USEC, 0, on_slow_job_done, j) < 0)
                 return sd_bus_reply_method_errorf(m, STCISP_ERROR_BUSY, "the mock has no timer");
         for (size_t i = 0; failed && i < n; i++)
@@ -597,6 +622,8 @@ int main(int argc, char *argv[]) {
                 r = sd_bus_add_object_vtable(bus, NULL, STCISP_OBJECT_PATH, STCISP_MANAGER_IFACE, manager_vtable, NULL);
         if (r >= 0)
                 r = sd_bus_add_fallback_vtable(bus, NULL, STCISP_JOB_PREFIX, STCISP_JOB_IFACE, job_vtable, find_job, NULL);
+        if (r >= 0)
+                r = sd_bus_add_filter(bus, NULL, on_incoming, NULL);
         if (r >= 0)
                 r = sd_bus_request_name(bus, STCISP_BUS_NAME, 0);
         if (r >= 0)

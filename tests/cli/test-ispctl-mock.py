@@ -589,6 +589,13 @@ class Mock(unittest.TestCase):
         self.assertEqual((p.returncode, p.stdout), (0, "node1: succeeded (boot confirmed)\n"), p.stderr)
         self.assertNotIn("CancelJob", " ".join(self.calls()))
 
+    def test_phases_in_order(self):
+        """A signal the daemon sent before the state ispctl read with GetAll
+        is older than that state: the pipe's phase lines never go back."""
+        p = self.ispctl("flash", "node6", self.app)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, "node6: erase\nnode6: succeeded\n")
+
     def test_timeout_queueing(self):
         """--timeout bounds the call that queues the job too: a daemon that
         never answers it does not hold ispctl for sd-bus's 25 s."""
