@@ -56,7 +56,7 @@ local F = {
                                      { [0] = "0 (legacy / the only node)", [255] = "255 (all nodes)" }),
         offset    = ProtoField.uint32("stcisp.offset", "Flash offset", base.HEX),
         address   = ProtoField.string("stcisp.address", "Logical address"),
-        length    = ProtoField.uint32("stcisp.length", "Length", base.HEX_DEC),
+        length    = ProtoField.uint32("stcisp.length", "Length", base.DEC),
         count     = ProtoField.uint8("stcisp.erase.count", "Sector count"),
         erase_all = ProtoField.bool("stcisp.erase.all", "Whole application area"),
         data      = ProtoField.bytes("stcisp.data", "Data"),
@@ -535,7 +535,8 @@ local function dissect_reply(tvb, pinfo, tree, cmd, id, iface)
         local req
         if pinfo.visited then
                 req = matched[pinfo.number]
-        else
+        elseif bad == "" then
+                -- (a host ignores a malformed reply ID: it answers nothing)
                 local echo
                 if cmd == CMD.PROGRAM and not legacy and dlc == 4 then
                         echo = tvb(1, 3):uint()
