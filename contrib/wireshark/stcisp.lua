@@ -60,6 +60,7 @@ local F = {
         count     = ProtoField.uint8("stcisp.erase.count", "Sector count"),
         erase_all = ProtoField.bool("stcisp.erase.all", "Whole application area"),
         data      = ProtoField.bytes("stcisp.data", "Data"),
+        payload   = ProtoField.bytes("stcisp.payload", "CAN data field"),
         commit    = ProtoField.bool("stcisp.commit", "Commit (entry opcode at FF:1000)"),
         flags     = ProtoField.uint8("stcisp.flags", "Flags", base.HEX),
         flag_join = ProtoField.bool("stcisp.flags.join", "JOIN", 8, nil, 0x01),
@@ -144,8 +145,10 @@ local function touches_isp(offset, len)
 end
 
 ---------------------------------------------------------------------------
--- Matching replies to requests (first pass only; the result is kept per
--- frame so that Wireshark's re-dissections show the same thing).
+-- Matching replies to requests, the first time a frame is decoded; the
+-- result is kept per frame so that Wireshark's re-dissections show the
+-- same thing. (Not on pinfo.visited: a pass without a protocol tree, as
+-- tshark -2 makes first, has no CAN fields, so nothing is decoded there.)
 --
 -- A node answers its requests in order (protocol.md 4), so a reply from
 -- node n to command c belongs to the oldest request of c that node n has
@@ -155,11 +158,13 @@ end
 -- frame a match can be off by one until the node's next CONNECT.
 
 local state
+local done             -- frame number -> true once decoded
 local matched          -- frame number -> request record (replies)
 local answered         -- frame number of a request -> first reply's frame number
 
 local function reset_state()
         state = {}
+        done = {}
         matched = {}
         answered = {}
 end
@@ -491,7 +496,7 @@ local function dissect_request(tvb, pinfo, tree, cmd, arg, iface)
         end
 
         req.name = name
-        if not pinfo.visited then
+        if not done[pinfo.number] then
                 remember_request(iface, req)
         end
         local reply = answered[pinfo.number]
@@ -533,7 +538,7 @@ local function dissect_reply(tvb, pinfo, tree, cmd, id, iface)
 
         -- the request it answers
         local req
-        if pinfo.visited then
+        if done[pinfo.number] then
                 req = matched[pinfo.number]
         elseif bad == "" then
                 -- (a host ignores a malformed reply ID: it answers nothing)
@@ -718,6 +723,9 @@ local function heuristic(tvb, pinfo, tree)
         tree_item:add(F.kind, prefix - 0x1A):set_generated()
         tree_item:add(F.cmd, cmd):set_generated()
         tree_item:add(F.arg, arg):set_generated()
+        if tvb:len() > 0 then
+                tree_item:add(F.payload, tvb()):set_hidden()
+        end
 
         local name, text
         if prefix == 0x1A then
@@ -730,6 +738,7 @@ local function heuristic(tvb, pinfo, tree)
         tree_item:append_text(": " .. text)
         pinfo.cols.protocol = "STCISP"
         pinfo.cols.info = text
+        done[pinfo.number] = true
         return true
 end
 
