@@ -546,8 +546,7 @@ local function dissect_reply(tvb, pinfo, tree, cmd, id, iface)
                 if cmd == CMD.PROGRAM and not legacy and dlc == 4 then
                         echo = tvb(1, 3):uint()
                 end
-                req = match_reply(iface, cmd == CMD.ENTER_ISP and CMD.ENTER_ISP or cmd, node,
-                                  cmd == CMD.IDENTIFY and variant or nil, echo)
+                req = match_reply(iface, cmd, node, cmd == CMD.IDENTIFY and variant or nil, echo)
                 matched[pinfo.number] = req
                 if req and not answered[req.frame] then
                         answered[req.frame] = pinfo.number
