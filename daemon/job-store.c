@@ -268,7 +268,6 @@ int job_store_enqueue(JobStore *s, Job *j) {
         j->image = mfree_image(j->image);
         list_append(&s->queue_head, &s->queue_tail, j);
         s->queue_len++;
-        log_info("Job %u (%s %s) queued", j->id, session_kind_to_string(j->kind), j->target);
         return 0;
 }
 

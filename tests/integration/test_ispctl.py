@@ -131,6 +131,44 @@ class Ispctl(unittest.TestCase):
             self.assertEqual(len([l for l in s.splitlines() if l.strip()]), 1, s)
         self.assertTrue(any(re.search(r"KiB/s  ETA \d+:\d\d", s) for s in running), running[-1])
 
+    def test_04b_failure_on_80_columns(self):
+        """A failure message longer than the terminal, on an 80-column tmux
+        pane: each line is cut to the width (the whole text stays in
+        'status' and --json), nothing wraps, nothing is drawn twice."""
+        sock = "ispctl-test80-%d" % os.getpid()
+        env = dict(self.env.env, TERM="xterm")
+        tmux = ["tmux", "-L", sock]
+        subprocess.run(tmux + ["new-session", "-d", "-x", "80", "-y", "20",
+                               f"{ISPCTL} flash node1 node9 {BLINK}; echo EXIT=$?; sleep 600"], env=env, check=True)
+        screens = []
+        try:
+            def finished():
+                screen = subprocess.run(tmux + ["capture-pane", "-p"], capture_output=True, text=True,
+                                        env=env).stdout
+                screens.append(screen)
+                return "EXIT=" in screen
+            self.env.wait_for("ispctl in tmux", finished, 300)
+        finally:
+            subprocess.run(tmux + ["kill-server"], env=env)
+        for s in screens:
+            lines = [l for l in s.splitlines() if l.strip()]
+            for l in lines:
+                self.assertLessEqual(len(l), 79, s)
+            # the live line of each target once (and its row in the summary)
+            self.assertLessEqual(len([l for l in lines if re.match(r"node9 +failed: ", l)]), 1, s)
+            self.assertLessEqual(len([l for l in lines if re.match(r"node9 +(connect|identify)", l)]), 1, s)
+        final = [l for l in screens[-1].splitlines() if l.strip()]
+        self.assertEqual(len(final), 7, screens[-1])
+        self.assertRegex(final[0], r"^node1 +succeeded")
+        self.assertRegex(final[1], r"^node9 +failed: node9 did not answer .*…$")
+        self.assertEqual(final[2].split(), ["NODE", "RESULT", "WRITTEN", "SKIPPED", "REPAIRS", "BOOT"])
+        self.assertEqual(final[5:], ["2 nodes: 1 succeeded, 1 failed", "EXIT=3"])
+        # the whole message is still there
+        p = self.ispctl("--json", "jobs")
+        errors = [j.get("error") or "" for j in self.json_of(p)["jobs"] if j.get("target") == "node9"]
+        self.assertTrue(errors and len(errors[-1]) > 80 and errors[-1].startswith(final[1].split("failed: ", 1)[1][:-1]),
+                        (errors, final[1]))
+
     def test_05_no_block_jobs_cancel(self):
         p = self.ispctl("flash", "--no-block", "node2", BIG)
         self.assertEqual(p.returncode, 0, p.stderr)
