@@ -160,8 +160,19 @@ static void node_changed(Manager *m, Line *l, NodeEntry *e) {
 
 static void on_node_seen(void *userdata, Line *l, const struct session_node_info *info) {
         Manager *m = userdata;
-        NodeEntry *e = node_get(m, l, info->node);
+        NodeEntry *e;
 
+        /* An ANNOUNCE is one frame anyone can send: on its own it makes no
+         * row for an id never configured, never seen answering and not in
+         * the running job (issue 12: foreign traffic). */
+        if (info->announce && !node_table_find(m->nodes, l->interface, info->node) &&
+            !config_node_name(&m->config, info->node) &&
+            !(l->job && job_find_node(l->job, l->interface, info->node))) {
+                log_debug("%s: node%u announced itself, but was never configured nor seen answering: "
+                          "no node-table row until it answers", l->interface, info->node);
+                return;
+        }
+        e = node_get(m, l, info->node);
         if (!e)
                 return;
         /* A scan that sees this id answer (again) clears a conflict an

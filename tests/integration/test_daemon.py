@@ -203,6 +203,20 @@ class Extended(unittest.TestCase):
         self.assertEqual(e.wait_job(job), "failed")
         self.assertNotIn(77, [r[1] for r in e.call("ListNodesEx")["data"][0]])
 
+    def test_foreign_announce_gets_no_row(self):
+        """An ANNOUNCE is one frame anyone can send: from an id never
+        configured nor seen answering it makes no row; a second one from
+        a real board (node 1, in the table since the scan) still counts."""
+        e = self.env
+        job = e.call("Scan")["data"][0]
+        self.assertEqual(e.wait_job(job), "succeeded")
+        # INFO of protocol.md 4.2: version 1, caps, firmware, depth, UID
+        subprocess.run(["cansend", e.interface, "1B700063#0107010410203040"], check=True)
+        time.sleep(0.5 * SLOW)
+        ids = [r[1] for r in e.call("ListNodesEx")["data"][0]]
+        self.assertNotIn(99, ids)
+        self.assertIn(1, ids)
+
     def test_introspection_matches_xml(self):
         e = self.env
         job = e.call("Scan")["data"][0]
