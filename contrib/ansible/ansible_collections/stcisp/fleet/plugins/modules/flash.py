@@ -41,8 +41,7 @@ options:
         (C(3) or C(node3)), a line and node (C(can1/node3)), a name or a
         group from the C([Nodes]) and C([Groups]) sections of
         C(stcispd.conf), or C(all) alone for every extended node the
-        daemon knows (see M(stcisp.fleet.info) with I(scan)
-        to refresh what it knows).
+        daemon knows; with I(scan=true), every one that answers now.
     type: list
     elements: str
     required: true
@@ -70,6 +69,14 @@ options:
         extension (C(.hex), C(.ihx); C(.bin), C(.img)), else from the content.
     type: str
     choices: [hex, bin]
+  scan:
+    description:
+      - Scan every line first (C(ispctl scan), a DISCOVER and IDENTIFY
+        round that changes no board), so that C(all) covers every board
+        that answers now rather than those the daemon knows from before.
+        Runs in check mode too.
+    type: bool
+    default: false
   force:
     description:
       - Also flash the nodes that hold the image already (C(ispctl flash --force)).
@@ -257,6 +264,21 @@ cmd:
   type: list
   elements: str
   sample: [ispctl, --json, flash, --, node1, node2, /tmp/app.hex]
+start:
+  description: When ispctl was started (UTC).
+  returned: always
+  type: str
+  sample: "2026-12-01 10:02:11.123456"
+end:
+  description: When ispctl ended (UTC).
+  returned: always
+  type: str
+  sample: "2026-12-01 10:02:14.654321"
+delta:
+  description: How long ispctl ran.
+  returned: always
+  type: str
+  sample: "0:00:03.530865"
 rc:
   description: ispctl's exit status (ispctl(1), EXIT STATUS).
   returned: always
@@ -264,9 +286,13 @@ rc:
   sample: 0
 '''
 
+import datetime
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.stcisp.fleet.plugins.module_utils.ispctl import (
-    IspctlError, flash_command, flash_result)
+    IspctlError, base_command, command_error, flash_command, flash_result)
+
+TIME_FORMAT = '%Y-%m-%d %H:%M:%S.%f'
 
 
 def main():
@@ -277,6 +303,7 @@ def main():
             remote_src=dict(type='bool', default=False),
             path=dict(type='path'),
             format=dict(type='str', choices=['hex', 'bin']),
+            scan=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
             require_boot=dict(type='bool', default=False),
             canary=dict(type='int'),
@@ -314,12 +341,26 @@ def main():
     except IspctlError as e:
         module.fail_json(msg=str(e))
 
+    start = datetime.datetime.now(datetime.timezone.utc)
+    times = {}
+
+    def stamp():
+        end = datetime.datetime.now(datetime.timezone.utc)
+        times.update(start=start.strftime(TIME_FORMAT), end=end.strftime(TIME_FORMAT), delta=str(end - start))
+        return times
+
+    if p['scan']:
+        scan = base_command(ispctl, p['bus_address']) + ['scan']
+        rc, out, err = module.run_command(scan)
+        if rc != 0:
+            module.fail_json(msg=command_error('scan', rc, out, err), rc=rc, cmd=scan, **stamp())
     rc, out, err = module.run_command(cmd)
     try:
         failed, result = flash_result(rc, out, err, check_mode=module.check_mode)
     except IspctlError as e:
-        module.fail_json(msg=str(e), cmd=cmd, rc=rc, stderr=err)
+        module.fail_json(msg=str(e), cmd=cmd, rc=rc, stderr=err, **stamp())
     result['cmd'] = cmd
+    result.update(stamp())
     if failed:
         module.fail_json(**result)
     module.exit_json(**result)

@@ -133,8 +133,8 @@ ansible_facts:
               elements: str
           sample:
             - {name: node1, interface: can0, id: 1, form: extended, state: application, runs: application,
-               running: "app.hex, flashed 2026-12-01 10:02", image_crc: F252E243, app_version: null, uid: EC20897A,
-               last_flash: {result: succeeded, name: app.hex, image_crc: F252E243, time: "2026-12-01T10:02:11Z"},
+               running: "app.hex, flashed 2026-12-01 10:02", image_crc: F2527343, app_version: null, uid: EC20897A,
+               last_flash: {result: succeeded, name: app.hex, image_crc: F2527343, time: "2026-12-01T10:02:11Z"},
                conflict_uids: []}
         conflicts:
           description: The node ids where two boards answer, each C(name), C(interface), C(id) and C(uids).
