@@ -12,7 +12,7 @@ build=$(list build)
 demo=$(list demo)
 test=$(list test)
 
-for tool in clang libclang-rt-14-dev libcmocka-dev sdcc srecord valgrind tmux python3-can python3-intelhex tshark; do
+for tool in clang libclang-rt-14-dev libcmocka-dev sdcc srecord valgrind tmux python3-can python3-intelhex tshark ansible-core; do
         grep -qx "$tool" <<<"$demo" && fail "the demo profile installs $tool, which only the tests use"
         grep -qx "$tool" <<<"$test" || fail "the test profile lacks $tool"
 done
