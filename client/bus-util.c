@@ -25,6 +25,9 @@ int ispctl_connect(const struct ispctl_args *args, sd_bus **ret) {
                 r = sd_bus_open_system_remote(&bus, args->host);
         else
                 r = sd_bus_open_system(&bus);
+        /* polkit may then ask for a password (daemon/polkit.c) */
+        if (r >= 0 && args->ask_password)
+                r = sd_bus_set_allow_interactive_authorization(bus, true);
         if (r < 0) {
                 sd_bus_unref(bus);
                 if (args->host)

@@ -112,6 +112,9 @@ static void help(void) {
                "     --json[=MODE]       Print only JSON on standard output: short (one\n"
                "                         line, the default) or pretty\n"
                "     --no-legend         Tables without their header and footer lines\n"
+               "     --ask-password      Let polkit ask for a password where a rule wants\n"
+               "                         one (an authentication agent must run)\n"
+               "     --no-ask-password   Never (the default): refused instead\n"
                "  -q --quiet             Print only what was asked for and errors\n"
                "     --format FORMAT     Image format: hex or bin (default: from the file;\n"
                "                         read: bin for .bin and .img, else hex)\n"
@@ -278,12 +281,14 @@ static void print_option_error(const struct ispctl_args *args, const char *what,
 int main(int argc, char *argv[]) {
         enum { ARG_VERSION = 0x100, ARG_JSON, ARG_FORMAT, ARG_NO_BLOCK, ARG_NO_REBOOT,
                ARG_NO_VERIFY, ARG_FULL, ARG_FORCE, ARG_DRY_RUN, ARG_REQUIRE_BOOT, ARG_CANARY, ARG_ALL,
-               ARG_ADDRESS, ARG_NO_LEGEND, ARG_TIMEOUT };
+               ARG_ADDRESS, ARG_NO_LEGEND, ARG_TIMEOUT, ARG_ASK_PASSWORD, ARG_NO_ASK_PASSWORD };
         static const struct option options[] = {
                 { "help",      no_argument,       NULL, 'h'           },
                 { "version",   no_argument,       NULL, ARG_VERSION   },
                 { "json",      optional_argument, NULL, ARG_JSON      },
                 { "no-legend", no_argument,       NULL, ARG_NO_LEGEND },
+                { "ask-password", no_argument,    NULL, ARG_ASK_PASSWORD },
+                { "no-ask-password", no_argument, NULL, ARG_NO_ASK_PASSWORD },
                 { "quiet",     no_argument,       NULL, 'q'           },
                 { "format",    required_argument, NULL, ARG_FORMAT    },
                 { "no-block",  no_argument,       NULL, ARG_NO_BLOCK  },
@@ -334,6 +339,12 @@ int main(int argc, char *argv[]) {
                         break;
                 case ARG_NO_LEGEND:
                         args.no_legend = true;
+                        break;
+                case ARG_ASK_PASSWORD:
+                        args.ask_password = true;
+                        break;
+                case ARG_NO_ASK_PASSWORD:
+                        args.ask_password = false;
                         break;
                 case 'q':
                         args.quiet = true;

@@ -28,6 +28,7 @@ struct ispctl_args {
         bool json;
         bool json_pretty;       /* --json=pretty */
         bool no_legend;         /* --no-legend: tables without header and footer */
+        bool ask_password;      /* --ask-password: ALLOW_INTERACTIVE_AUTHORIZATION on calls */
         bool quiet;             /* -q: no informational lines */
         bool no_block;
         bool no_reboot;

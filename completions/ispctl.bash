@@ -20,7 +20,7 @@ __ispctl_opts_for() {
         wait)    echo '--timeout' ;;
         list|jobs) echo '--no-legend' ;;
         inspect) echo '--format' ;;
-        '')      echo '--format --no-block --timeout --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all --no-legend' ;;
+        '')      echo '--format --no-block --timeout --no-reboot --no-verify --full --force --dry-run --require-boot --canary --all --no-legend --ask-password --no-ask-password' ;;
         esac
 }
 

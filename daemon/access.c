@@ -32,8 +32,23 @@ int access_init(Access *a, const char *group) {
 }
 
 void access_done(Access *a) {
+        if (a->use_polkit)
+                polkit_done(&a->polkit);
+        a->use_polkit = false;
         free(a->group);
         a->group = NULL;
+}
+
+void access_connect(Access *a, sd_bus *bus) {
+        if (polkit_available(bus)) {
+                polkit_init(&a->polkit, bus);
+                a->use_polkit = true;
+                log_info("Access: polkit decides (actions org.stcisp.ispd1.*); root always may");
+        } else if (a->have_gid)
+                log_info("Access: polkit is not on the bus; root and group '%s' may flash, reboot, read, scan or cancel",
+                         a->group);
+        else
+                log_info("Access: polkit is not on the bus and there is no flash group; only root may change nodes");
 }
 
 static bool has_gid(sd_bus_creds *creds, const Access *a, uid_t uid) {
@@ -71,7 +86,7 @@ static bool has_gid(sd_bus_creds *creds, const Access *a, uid_t uid) {
         return false;
 }
 
-int access_check(const Access *a, sd_bus_message *msg, uid_t *ret_uid, sd_bus_error *error) {
+int access_check(Access *a, sd_bus_message *msg, const char *action, uid_t *ret_uid, sd_bus_error *error) {
         _cleanup_(sd_bus_creds_unrefp) sd_bus_creds *creds = NULL;
         uid_t uid;
         int r;
@@ -87,7 +102,23 @@ int access_check(const Access *a, sd_bus_message *msg, uid_t *ret_uid, sd_bus_er
                 return r;
         if (ret_uid)
                 *ret_uid = uid;
-        if (uid == 0 || (a->have_gid && has_gid(creds, a, uid)))
+        if (uid == 0)
+                return 0;
+        if (a->use_polkit) {
+                r = polkit_check(&a->polkit, msg, action);
+                if (r >= 0)
+                        return r;
+                if (r == -EACCES)
+                        return sd_bus_error_setf(error, STCISP_ERROR_ACCESS_DENIED,
+                                                 "uid %u may not change nodes: polkit refuses %s", (unsigned) uid, action);
+                if (r == -EKEYREJECTED)
+                        return sd_bus_error_setf(error, STCISP_ERROR_ACCESS_DENIED,
+                                                 "uid %u may not change nodes: polkit wants authentication for %s (ispctl --ask-password)",
+                                                 (unsigned) uid, action);
+                log_warning_errno(r, "polkit could not decide %s for uid %u (%m); the group rule does", action,
+                                  (unsigned) uid);
+        }
+        if (a->have_gid && has_gid(creds, a, uid))
                 return 0;
         return sd_bus_error_setf(error, STCISP_ERROR_ACCESS_DENIED,
                                  "uid %u may not change nodes: only root and members of group '%s' may flash, reboot, scan or cancel",

@@ -114,9 +114,9 @@ static int property_get_job_nodes(sd_bus *bus, const char *path, const char *ifa
 }
 
 int bus_cancel_job(Manager *m, sd_bus_message *msg, uint32_t id, sd_bus_error *error) {
-        int r = access_check(&m->access, msg, NULL, error);
+        int r = access_check(&m->access, msg, ACCESS_ACTION_CANCEL, NULL, error);
 
-        if (r < 0)
+        if (r != 0)
                 return r;
         r = manager_cancel_job(m, id);
         if (r == -ENOENT)
@@ -136,8 +136,8 @@ static int method_job_get_image(sd_bus_message *msg, void *userdata, sd_bus_erro
         int r;
 
         /* a node's firmware: for those who may read it off the bus */
-        r = access_check(&j->manager->access, msg, NULL, error);
-        if (r < 0)
+        r = access_check(&j->manager->access, msg, ACCESS_ACTION_READ, NULL, error);
+        if (r != 0)
                 return r;
         if (j->kind != SESSION_READ || j->state != JOB_SUCCEEDED)
                 return sd_bus_error_setf(error, STCISP_ERROR_NO_IMAGE,

@@ -259,8 +259,8 @@ static int method_flash(sd_bus_message *msg, void *userdata, sd_bus_error *error
         uid_t uid;
         int r;
 
-        r = access_check(&m->access, msg, &uid, error);
-        if (r < 0)
+        r = access_check(&m->access, msg, ACCESS_ACTION_FLASH, &uid, error);
+        if (r != 0)
                 return r;
         r = sd_bus_message_read(msg, "s", &target);
         if (r < 0)
@@ -276,8 +276,8 @@ static int node_list_method(sd_bus_message *msg, void *userdata, enum session_ki
         uid_t uid;
         int r;
 
-        r = access_check(&m->access, msg, &uid, error);
-        if (r < 0)
+        r = access_check(&m->access, msg, ACCESS_ACTION_FLASH, &uid, error);
+        if (r != 0)
                 return r;
         /* the strings stay in msg, which outlives the call */
         r = sd_bus_message_enter_container(msg, 'a', "s");
@@ -314,9 +314,11 @@ static int one_node_method(sd_bus_message *msg, void *userdata, enum session_kin
         Job *j;
         int r;
 
-        r = access_check(&m->access, msg, &uid, error);
-        if (r >= 0)
-                r = sd_bus_message_read(msg, "s", &target);
+        r = access_check(&m->access, msg, kind == SESSION_READ ? ACCESS_ACTION_READ : ACCESS_ACTION_REBOOT,
+                         &uid, error);
+        if (r != 0)
+                return r;
+        r = sd_bus_message_read(msg, "s", &target);
         if (r >= 0)
                 r = resolve_one_node(m, target, &ns, error);
         if (r >= 0)
@@ -343,8 +345,8 @@ static int method_scan(sd_bus_message *msg, void *userdata, sd_bus_error *error)
         Job *j;
         int r;
 
-        r = access_check(&m->access, msg, &uid, error);
-        if (r < 0)
+        r = access_check(&m->access, msg, ACCESS_ACTION_SCAN, &uid, error);
+        if (r != 0)
                 return r;
         /* interface NULL: every line takes part */
         j = job_new(m, 0, SESSION_SCAN, "bus", 0);
@@ -626,6 +628,8 @@ int manager_connect_bus(Manager *m) {
                 if (r < 0)
                         return log_error_errno(r, "Cannot add the enumerator of %s: %m", objects[i].prefix);
         }
+
+        access_connect(&m->access, m->bus);
 
         r = sd_bus_request_name_async(m->bus, NULL, STCISP_BUS_NAME, 0, on_name_acquired, m);
         if (r < 0)

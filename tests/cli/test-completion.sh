@@ -140,7 +140,7 @@ check '--t for list: no --timeout' 'ispctl list --t' \
 check 'reboot target after --timeout T' 'ispctl reboot --timeout 30s n' \
         'node7' ispctl reboot --timeout 30s n
 check '--no- before the command' 'ispctl --no-' \
-        '--no-block --no-legend --no-reboot --no-verify' ispctl --no-
+        '--no-ask-password --no-block --no-legend --no-reboot --no-verify' ispctl --no-
 check '--no- for flash' 'ispctl flash --no-' \
         '--no-block --no-legend --no-reboot --no-verify' ispctl flash --no-
 check '--f for flash' 'ispctl flash --f' \
