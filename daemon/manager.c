@@ -38,8 +38,17 @@ Line *manager_find_line(Manager *m, const char *interface) {
 static uint32_t job_lines(Manager *m, const Job *j) {
         uint32_t mask = 0;
 
-        if (j->kind == SESSION_SCAN && !j->interface)
-                return all_lines_mask(m);
+        if (j->kind == SESSION_SCAN && !j->interface) {
+                /* Every line that is there: an absent interface (an adapter
+                 * not plugged in) has no boards to find, and waiting for it
+                 * would hold the scan forever. A part already started stays
+                 * in (its line went away meanwhile: it pauses). With every
+                 * line absent the scan waits for one, as other jobs do. */
+                for (unsigned i = 0; i < m->n_lines; i++)
+                        if (!m->lines[i]->absent || (j->lines_started & (1u << i)))
+                                mask |= 1u << i;
+                return mask ?: all_lines_mask(m);
+        }
         if (j->kind == SESSION_SCAN) {
                 Line *l = manager_find_line(m, j->interface);
 

@@ -13,7 +13,7 @@ import time
 import unittest
 import xml.etree.ElementTree as ET
 
-from daemon_env import (BUS, EXAMPLES, JOB, PATH, SLOW, SRC, Env, check_commit_order,
+from daemon_env import (BUS, EXAMPLES, JOB, PATH, SIM, SLOW, SRC, Env, check_commit_order,
                         expected_flash)
 
 BLINK = os.path.join(EXAMPLES, "blink.hex")
@@ -377,6 +377,17 @@ class AbsentInterface(unittest.TestCase):
         self.assertEqual(e.call("Status", "s", "")["data"][0]["LinkState"]["data"], "up")
         self.assertIn(f"{self.IF}: the interface appeared: attached", e.log("stcispd.log"))
         self.assertIsNone(e.daemon.poll())
+
+    def test_scan_skips_an_absent_line(self):
+        """A scan of every line scans those that are there: the absent one
+        (an adapter not plugged in) does not hold it forever."""
+        e = self.env
+        e.start_daemon("--interface", "vcan1")
+        e.spawn([SIM, "--interface", "vcan1", "--flash-dir", e.flash_dir, "--nodes", "4"], "sim1.log")
+        e.wait_for("stcisp-sim on vcan1", lambda: "ready" in e.log("sim1.log"), 30)
+        job = e.call("Scan")["data"][0]
+        self.assertEqual(e.wait_job(job, timeout=60), "succeeded", e.job(job, "Error"))
+        self.assertIn(["vcan1", 4], [[r[0], r[1]] for r in e.call("ListNodesEx")["data"][0]])
 
     def test_removed_and_back(self):
         """An adapter unplugged and plugged in again (the interface deleted
