@@ -162,7 +162,8 @@ class Ispctl(unittest.TestCase):
         # node1 holds the image since test_02, or is flashed now
         self.assertRegex(final[0], r"^node1 +(succeeded|up-to-date)")
         self.assertRegex(final[1], r"^node9 +failed: node9 did not answer .*…$")
-        self.assertEqual(final[2].split(), ["NODE", "RESULT", "WRITTEN", "SKIPPED", "REPAIRS", "BOOT"])
+        # (a BOOT column only when a node was rebooted)
+        self.assertEqual(final[2].split()[:5], ["NODE", "RESULT", "WRITTEN", "SKIPPED", "REPAIRS"])
         self.assertRegex(final[5], r"^2 nodes: .*1 failed$")
         self.assertEqual(final[6], "EXIT=3")
         # the whole message is still there
