@@ -104,14 +104,13 @@ class Ispctl(unittest.TestCase):
         self.assertEqual([(j["target"], j["state"]) for j in o["jobs"]], [("node2,node3", "succeeded")])
         self.assertEqual([(n["name"], n["state"]) for n in o["nodes"]], [("node2", "succeeded"), ("node3", "succeeded")])
 
-    def test_04_progress_on_a_terminal(self):
-        """The live display in a real terminal (tmux): progress redrawn in
-        place while it runs, and the final screen."""
-        sock = "ispctl-test-%d" % os.getpid()
+    def tmux_screens(self, width, command):
+        """Runs `command` in a tmux pane `width` columns wide (a real
+        terminal) and returns every screen seen until it printed EXIT=N."""
         env = dict(self.env.env, TERM="xterm")
-        tmux = ["tmux", "-L", sock]
-        subprocess.run(tmux + ["new-session", "-d", "-x", "120", "-y", "20",
-                               f"{ISPCTL} flash --full node3 {BLINK}; echo EXIT=$?; sleep 600"], env=env, check=True)
+        tmux = ["tmux", "-L", "ispctl-test%d-%d" % (width, os.getpid())]
+        subprocess.run(tmux + ["new-session", "-d", "-x", str(width), "-y", "20",
+                               f"{command}; echo EXIT=$?; sleep 600"], env=env, check=True)
         screens = []
         try:
             def finished():
@@ -122,6 +121,12 @@ class Ispctl(unittest.TestCase):
             self.env.wait_for("ispctl in tmux", finished, 300)
         finally:
             subprocess.run(tmux + ["kill-server"], env=env)
+        return screens
+
+    def test_04_progress_on_a_terminal(self):
+        """The live display in a real terminal (tmux): progress redrawn in
+        place while it runs, and the final screen."""
+        screens = self.tmux_screens(120, f"{ISPCTL} flash --full node3 {BLINK}")
         final = [l for l in screens[-1].splitlines() if l.strip()]
         self.assertEqual(final, ["node3      succeeded (boot confirmed)", "EXIT=0"])
         # while it ran, one line redrawn in place: bytes, rate and ETA
@@ -135,21 +140,7 @@ class Ispctl(unittest.TestCase):
         """A failure message longer than the terminal, on an 80-column tmux
         pane: each line is cut to the width (the whole text stays in
         'status' and --json), nothing wraps, nothing is drawn twice."""
-        sock = "ispctl-test80-%d" % os.getpid()
-        env = dict(self.env.env, TERM="xterm")
-        tmux = ["tmux", "-L", sock]
-        subprocess.run(tmux + ["new-session", "-d", "-x", "80", "-y", "20",
-                               f"{ISPCTL} flash node1 node9 {BLINK}; echo EXIT=$?; sleep 600"], env=env, check=True)
-        screens = []
-        try:
-            def finished():
-                screen = subprocess.run(tmux + ["capture-pane", "-p"], capture_output=True, text=True,
-                                        env=env).stdout
-                screens.append(screen)
-                return "EXIT=" in screen
-            self.env.wait_for("ispctl in tmux", finished, 300)
-        finally:
-            subprocess.run(tmux + ["kill-server"], env=env)
+        screens = self.tmux_screens(80, f"{ISPCTL} flash node1 node9 {BLINK}")
         for s in screens:
             lines = [l for l in s.splitlines() if l.strip()]
             for l in lines:
