@@ -332,9 +332,20 @@ int can_link_new(struct can_link **ret, sd_event *event, const char *ifname,
                  const struct can_link_ops *ops, void *userdata) {
         /* Only extended data frames with the reply prefix 0x1B: other
          * traffic on the bus never wakes us. */
-        const struct can_filter filter = {
-                .can_id = ISP_ID_REPLY | CAN_EFF_FLAG,
-                .can_mask = ISP_ID_KIND_MASK | CAN_EFF_FLAG | CAN_RTR_FLAG,
+        /* The replies, and the PROGRAM and ERASE requests of other hosts
+         * (this socket's own are not received back): a session that hears
+         * one verifies every sector it could have changed. */
+        const struct can_filter filter[] = {
+                {
+                        .can_id = ISP_ID_REPLY | CAN_EFF_FLAG,
+                        .can_mask = ISP_ID_KIND_MASK | CAN_EFF_FLAG | CAN_RTR_FLAG,
+                }, {
+                        .can_id = ISP_ID_REQUEST | (uint32_t) ISP_CMD_PROGRAM << ISP_ID_CMD_SHIFT | CAN_EFF_FLAG,
+                        .can_mask = ISP_ID_KIND_MASK | ISP_ID_CMD_MASK | CAN_EFF_FLAG | CAN_RTR_FLAG,
+                }, {
+                        .can_id = ISP_ID_REQUEST | (uint32_t) ISP_CMD_ERASE << ISP_ID_CMD_SHIFT | CAN_EFF_FLAG,
+                        .can_mask = ISP_ID_KIND_MASK | ISP_ID_CMD_MASK | CAN_EFF_FLAG | CAN_RTR_FLAG,
+                },
         };
         const can_err_mask_t err_mask = CAN_ERR_TX_TIMEOUT | CAN_ERR_CRTL | CAN_ERR_PROT |
                                         CAN_ERR_ACK | CAN_ERR_BUSOFF | CAN_ERR_RESTARTED;
@@ -380,7 +391,7 @@ int can_link_new(struct can_link **ret, sd_event *event, const char *ifname,
                 goto fail;
         }
 
-        if (setsockopt(l->fd, SOL_CAN_RAW, CAN_RAW_FILTER, &filter, sizeof(filter)) < 0 ||
+        if (setsockopt(l->fd, SOL_CAN_RAW, CAN_RAW_FILTER, filter, sizeof(filter)) < 0 ||
             setsockopt(l->fd, SOL_CAN_RAW, CAN_RAW_ERR_FILTER, &err_mask, sizeof(err_mask)) < 0) {
                 r = log_error_errno(-errno, "%s: cannot set CAN filters: %m", ifname);
                 goto fail;

@@ -56,6 +56,7 @@ struct Line {
         uint32_t bitrate, restart_ms;   /* as configured, 0 = leave as it is */
         sd_event *event;
         struct can_link *link;
+        uint32_t rx_dropped_seen;       /* the link's rx_dropped when a session last heard of it */
         struct session_config session_config;
 
         Job *job;                       /* running here, NULL when idle */

@@ -111,6 +111,7 @@ int plan_init(struct plan *p, const struct isp_image *image) {
                 if (plan_is_isp_sector(sec))
                         continue;
                 plan_sectors_add(isp_image_sector_used(image, sec) ? &p->image_sectors : &p->blank_sectors, sec);
+                plan_sectors_add(&p->app_sectors, sec);
         }
 
         n = build_chunks(image, NULL);

@@ -36,6 +36,7 @@ struct plan {
         const struct isp_image *image;          /* borrowed */
         struct plan_sectors image_sectors;      /* application sectors holding image bytes (entry sector too) */
         struct plan_sectors blank_sectors;      /* application sectors the image leaves blank */
+        struct plan_sectors app_sectors;        /* both: the whole application area, which verify covers */
         struct plan_chunk *chunks;              /* owned */
         unsigned n_chunks;
         uint64_t program_bytes;                 /* sum of the chunks' lengths */

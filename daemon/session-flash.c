@@ -181,7 +181,19 @@ static void on_probe_outcome(struct session *s, struct session_target *t, const 
                 if (t->step == STEP_ERASE_CHECK) {
                         plan_sectors_add(&t->erase_set, o->run.first);
                         t->n_dirty++;
-                } else
+                } else if (s->foreign_writes > 0)
+                        session_fail(s, t, SESSION_REASON_VERIFY_FAILED, o->run.first * ISP_SECTOR_SIZE,
+                                     "%s: verify failed: sector %s has CRC 0x%08X instead of 0x%08X: another host "
+                                     "wrote to it (%s on the bus during this flash); the entry is not written",
+                                     t->name, range, (unsigned) crc, (unsigned) o->expected, s->foreign_write);
+                else if (plan_sectors_test(&s->plan.blank_sectors, o->run.first))
+                        /* checked blank (or erased) before the program:
+                         * something else wrote to it since */
+                        session_fail(s, t, SESSION_REASON_VERIFY_FAILED, o->run.first * ISP_SECTOR_SIZE,
+                                     "%s: verify failed: sector %s, which the image leaves blank, has CRC 0x%08X "
+                                     "instead of blank's 0x%08X: something wrote to it after its blank check or "
+                                     "erase, not this flash", t->name, range, (unsigned) crc, (unsigned) o->expected);
+                else
                         session_fail(s, t, SESSION_REASON_VERIFY_FAILED, o->run.first * ISP_SECTOR_SIZE,
                                      "%s: verify failed: sector %s has CRC 0x%08X, the image gives 0x%08X",
                                      t->name, range, (unsigned) crc, (unsigned) o->expected);
@@ -338,7 +350,7 @@ static void program_fill(struct session *s, struct session_target *t) {
         }
 
         if (target_running(t) && t->tp.n_pend == 0) {
-                if (s->cfg.verify)
+                if (s->cfg.verify || s->foreign_writes > 0)
                         start_verify(s, t);
                 else
                         start_commit(s, t);
@@ -416,7 +428,12 @@ static void start_verify(struct session *s, struct session_target *t) {
         t->total = 0;
 
         if (!t->legacy && (t->info.capabilities & ISP_CAP_CRC)) {
-                probe_init(&t->probe, &s->plan.image_sectors, expect_image, &s->plan);
+                /* The image's sectors; the whole application area (two
+                 * CRCs when nothing differs) once another host's PROGRAM
+                 * or ERASE was heard: a sector found blank before may
+                 * have been written since. */
+                probe_init(&t->probe, s->foreign_writes > 0 ? &s->plan.app_sectors : &s->plan.image_sectors,
+                           expect_image, &s->plan);
                 t->total = probe_sectors_left(&t->probe) * ISP_SECTOR_SIZE;
                 t->step = STEP_VERIFY_CRC;
                 report_progress(s, t);

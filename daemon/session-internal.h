@@ -165,6 +165,8 @@ struct session_target {
         struct plan_sectors write_set;  /* sectors it gets programmed */
         struct plan_sectors skip_set;   /* image sectors that already hold the image */
         struct plan_sectors bad_set;    /* verify: sectors that differ from the image */
+        unsigned stray;                 /* verify: 1 + the first sector outside write_set that differs, or 0 */
+        uint32_t stray_crc;             /* its CRC */
         struct plan_sectors erase_bad;  /* repair: sectors to erase first */
         uint8_t bad_blocks[ISP_SECTORS];        /* repair: bit b: 64-byte block b of the sector differs */
         unsigned repair_round;
@@ -290,6 +292,11 @@ struct session {
         uint8_t scan_conflict[32];
         uint8_t seen_app[32];           /* ids reported with IDENTITY */
         bool connect_phase;             /* FLASH: every target connects first, then the work is scheduled */
+
+        /* PROGRAM or ERASE requests another host put on the bus: verify
+         * then covers every sector, and erases no leftover */
+        uint64_t foreign_writes;
+        char foreign_write[80];         /* the first one, e.g. "PROGRAM at FE:0410 (1A200410#1234)" */
 };
 
 static inline uint64_t ms_to_usec(uint64_t ms) {

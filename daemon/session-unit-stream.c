@@ -369,7 +369,7 @@ static void start_verify(struct session *s) {
 
         /* everything sent is processed before the first CRC is answered */
         report_stream_progress(s, u->bytes_sent);
-        if (!u->quiet && !s->cfg.verify && !u->repairing) {
+        if (!u->quiet && !s->cfg.verify && !u->repairing && s->foreign_writes == 0) {
                 /* acknowledged, and asked not to verify (QUIET always
                  * verifies: that is how lost frames are found) */
                 start_members(s);
@@ -383,10 +383,17 @@ static void start_verify(struct session *s) {
                 return;
         }
         unit_phase(s, SESSION_PHASE_VERIFY);
-        u->verify_set = u->stream_set;
+        /* What was streamed: every other sector was checked (blank, or
+         * holding the image) before, and only a PROGRAM or ERASE on the
+         * bus changes a sector; this session hears every frame another
+         * host sends. If it heard one (or lost frames it could not
+         * hear), the whole application area, two CRCs when nothing
+         * differs. */
+        u->verify_set = s->foreign_writes > 0 ? s->plan.app_sectors : u->stream_set;
         memset(&u->suspect, 0, sizeof(u->suspect));
         for (unsigned i = 0; i < u->n; i++) {
                 memset(&u->m[i]->bad_set, 0, sizeof(u->m[i]->bad_set));
+                u->m[i]->stray = 0;
                 u->m[i]->done = 0;
                 u->m[i]->total = (uint64_t) sectors_count(&u->verify_set) * ISP_SECTOR_SIZE;
                 report_progress(s, u->m[i]);
@@ -513,6 +520,16 @@ void on_verify_sectors(struct session *s) {
                         struct session_target *t = u->m[i];
 
                         if (t->batch_crc[k] != want) {
+                                /* A sector this flash did not write (left
+                                 * blank, or skipped as holding the image)
+                                 * is not repaired: something else wrote it */
+                                if (!u->repairing && !plan_sectors_test(&t->write_set, sec)) {
+                                        if (t->stray == 0) {
+                                                t->stray = sec + 1;
+                                                t->stray_crc = t->batch_crc[k];
+                                        }
+                                        continue;
+                                }
                                 plan_sectors_add(&t->bad_set, sec);
                                 continue;
                         }
@@ -631,15 +648,47 @@ void on_repair_erase(struct session *s) {
 /* ------------------------------------------------------------------------ */
 /* Member by member */
 
+/* A member whose verify found a sector changed that this flash did not
+ * write fails before any repair or commit. */
+static void fail_stray(struct session *s, struct session_target *t) {
+        unsigned sec = t->stray - 1;
+        bool blank = plan_sectors_test(&s->plan.blank_sectors, sec);
+        char range[40];
+
+        format_sectors(range, sizeof(range), sec, 1);
+        if (s->foreign_writes > 0)
+                session_fail(s, t, SESSION_REASON_VERIFY_FAILED, sec * ISP_SECTOR_SIZE,
+                             "%s: verify failed: sector %s, which %s, has CRC 0x%08X instead of 0x%08X: another "
+                             "host wrote to it (%s on the bus during this flash); the entry is not written",
+                             t->name, range, blank ? "the image leaves blank" : "already held the image",
+                             (unsigned) t->stray_crc, (unsigned) plan_expected_crc(&s->plan, sec, 1),
+                             s->foreign_write);
+        else
+                session_fail(s, t, SESSION_REASON_VERIFY_FAILED, sec * ISP_SECTOR_SIZE,
+                             "%s: verify failed: sector %s, which %s, has CRC 0x%08X instead of 0x%08X: something "
+                             "wrote to it after its %s, not this flash", t->name, range,
+                             blank ? "the image leaves blank" : "already held the image and was not rewritten",
+                             (unsigned) t->stray_crc, (unsigned) plan_expected_crc(&s->plan, sec, 1),
+                             blank ? "blank check or erase" : "check");
+}
+
 static void start_members(struct session *s) {
         struct unit *u = &s->unit;
+        struct session_target *members[ISP_NODE_MAX];
+        unsigned n = u->n;
 
         u->step = U_MEMBERS;
         u->next_member = 0;
         u->member_pass = 1;
-        for (unsigned i = 0; i < u->n; i++)
-                u->m[i]->in_unit = false;
+        memcpy(members, u->m, n * sizeof(*members));
+        for (unsigned i = 0; i < n; i++)
+                members[i]->in_unit = false;
         u->n = 0;
+        for (unsigned i = 0; i < n; i++)
+                if (!u->repairing && members[i]->stray > 0) {
+                        fail_stray(s, members[i]);
+                        members[i]->stray = 0;
+                }
 }
 
 /* Pass 1 repairs the members verify found short, one by one; pass 2

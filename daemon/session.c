@@ -513,6 +513,46 @@ static void on_malformed(struct session *s, const struct isp_can_frame *frame, i
         session_log(s, LOG_DEBUG, "%s: malformed reply %s, ignoring", name, isp_frame_to_string(frame, buf));
 }
 
+/* A PROGRAM or ERASE request on the bus: this session's own frames are
+ * not received back (CAN_RAW_RECV_OWN_MSGS is off), so another host sent
+ * it, and every node this session has selected took it. */
+static bool is_foreign_write(const struct isp_can_frame *f) {
+        unsigned cmd = (f->id & ISP_ID_CMD_MASK) >> ISP_ID_CMD_SHIFT;
+
+        return (f->flags & ISP_FRAME_EXTENDED) && !(f->flags & (ISP_FRAME_FLAG_RTR | ISP_FRAME_FLAG_FD)) &&
+               (f->id & ISP_ID_KIND_MASK) == ISP_ID_REQUEST && (cmd == ISP_CMD_PROGRAM || cmd == ISP_CMD_ERASE);
+}
+
+static void on_foreign_write(struct session *s, const struct isp_can_frame *frame) {
+        if (s->kind != SESSION_FLASH || s->cfg.dry_run) {
+                s->stats.ignored_frames++;
+                return;
+        }
+        if (s->foreign_writes++ == 0) {
+                unsigned cmd = (frame->id & ISP_ID_CMD_MASK) >> ISP_ID_CMD_SHIFT;
+                char raw[ISP_FRAME_STRING_MAX], at[ISP_ADDR_STRING_MAX];
+
+                isp_frame_to_string(frame, raw);
+                if (cmd == ISP_CMD_PROGRAM)
+                        snprintf(s->foreign_write, sizeof(s->foreign_write), "PROGRAM at %s (%s)",
+                                 isp_offset_to_string(frame->id & ISP_ID_ARG_MASK, at), raw);
+                else
+                        snprintf(s->foreign_write, sizeof(s->foreign_write), "ERASE (%s)", raw);
+                session_log(s, LOG_WARNING, "%s: another host sent %s on the bus during this flash: verify will "
+                            "check every sector", session_label(s), s->foreign_write);
+        }
+}
+
+void session_note_rx_dropped(struct session *s, uint32_t n) {
+        if (!s || !s->started || s->state != SESSION_RUNNING || s->kind != SESSION_FLASH || s->cfg.dry_run || n == 0)
+                return;
+        if (s->foreign_writes++ == 0) {
+                snprintf(s->foreign_write, sizeof(s->foreign_write), "%u frame(s) the kernel dropped unread", n);
+                session_log(s, LOG_WARNING, "%s: the kernel dropped %u received frame(s) during this flash: verify "
+                            "will check every sector", session_label(s), n);
+        }
+}
+
 void session_receive(struct session *s, const struct isp_can_frame *frame, uint64_t now_usec) {
         struct isp_reply r;
         int k;
@@ -521,6 +561,10 @@ void session_receive(struct session *s, const struct isp_can_frame *frame, uint6
                 return;
         s->now = now_usec;
 
+        if (is_foreign_write(frame)) {
+                on_foreign_write(s, frame);
+                return;
+        }
         k = isp_reply_parse(frame, &r);
         if (k < 0) {
                 on_malformed(s, frame, k);

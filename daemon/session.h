@@ -254,6 +254,10 @@ int session_start(struct session *s, uint64_t now_usec);
 /* A frame from the bus, any frame (the session ignores and counts what is
  * not for it, and logs ignored replies through ops->log). */
 void session_receive(struct session *s, const struct isp_can_frame *frame, uint64_t now_usec);
+/* The kernel dropped `n` received frames (a full receive queue): any of
+ * them may have been another host's PROGRAM, so verify checks every
+ * sector of the application area, as after a foreign write heard. */
+void session_note_rx_dropped(struct session *s, uint32_t n);
 
 /* When the session wants to be woken (absolute, µs, same clock as the
  * now_usec arguments); UINT64_MAX when it waits for nothing. Re-read it

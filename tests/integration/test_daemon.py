@@ -160,6 +160,47 @@ class Extended(unittest.TestCase):
                 g.wait()
         self.assertEqual(e.flash_file(3), expected_flash(BLINK, before))
 
+    def test_stray_program_fails_verify(self):
+        """Another host writes into a sector blink.hex leaves blank, after
+        the blank check (at the daemon's first PROGRAM frame): the daemon
+        hears it, verifies the whole application area, and fails; the entry
+        stays erased, so the node stays in its ISP."""
+        import threading
+        import can
+        from intelhex import IntelHex
+
+        e = self.env
+        used = {(a - 0xFE0000) // 512 for a in IntelHex(BLINK).addresses() if a >= 0xFE0000}
+        sector = min(set(range(0x80)) - used)
+        offset = sector * 512 + 0x10
+        bus = can.Bus(channel=e.interface, interface="socketcan")
+        sent = threading.Event()
+
+        def inject():
+            while not sent.is_set():
+                m = bus.recv(timeout=0.2)
+                if m is not None and m.is_extended_id and (m.arbitration_id & 0x1FF00000) == 0x1A200000:
+                    bus.send(can.Message(arbitration_id=0x1A200000 | offset, data=b"\x12\x34", is_extended_id=True))
+                    sent.set()
+
+        th = threading.Thread(target=inject, daemon=True)
+        th.start()
+        try:
+            job = e.flash("node3", BLINK)
+            self.assertEqual(e.wait_job(job), "failed")
+        finally:
+            sent.set()
+            th.join()
+            bus.shutdown()
+        err = e.job(job, "Error")
+        lo, hi = sector * 512, sector * 512 + 511
+        self.assertIn(f"node3: verify failed: sector FE:{lo:04X}-FE:{hi:04X}, which the image leaves blank, has CRC 0x", err)
+        self.assertIn(f"instead of 0xBD7BC39F: another host wrote to it (PROGRAM at FE:{offset:04X} "
+                      f"(1A2{offset:05X}#1234) on the bus during this flash); the entry is not written", err)
+        flash = e.flash_file(3)
+        self.assertEqual(flash[offset:offset + 2], b"\x12\x34")
+        self.assertEqual(flash[0x11000], 0xFF, "the entry was written")
+
     def test_link_down_pauses_the_job(self):
         """The interface goes down mid-programming: the job pauses, the
         daemon says so, and it resumes and succeeds when the link is back."""

@@ -918,7 +918,7 @@ static void test_flash_lossy_extended(void **state) {
 
         add_node(3, 8);
         b->drop_tx_every = 7;
-        b->drop_rx_every = 13;  /* not the REBOOT reply: a node that starts its application does not answer again */
+        b->drop_rx_every = 11;  /* not the REBOOT reply: a node that starts its application does not answer again */
         new_session(SESSION_FLASH, 3);
         start_and_run();
 
@@ -1555,6 +1555,72 @@ static void test_verify_crc_mismatch(void **state) {
                            "from the image after 3 repair rounds", NULL);
         assert_false(entry_valid(0));
         assert_false(boots_application(0));
+}
+
+/* A host that is not this session writes into a sector the image leaves
+ * blank, after the blank check: a PROGRAM frame on the bus that every
+ * selected node takes. Verify covers the whole application area, so the
+ * flash fails there, names the sector, and the entry is never written. */
+static unsigned stray_sector(void) {
+        for (unsigned sec = 0; sec < 0x80; sec++)
+                if (!isp_image_sector_used(b->img, sec))
+                        return sec;
+        fail_msg("the test image leaves no sector of FE:0000-FE:FFFF blank");
+        return 0;
+}
+
+static void stray_program_hook(Bench *bb, const struct isp_can_frame *sent) {
+        struct isp_can_frame f = { .id = ISP_ID_REQUEST | ((uint32_t) ISP_CMD_PROGRAM << ISP_ID_CMD_SHIFT),
+                                   .flags = ISP_FRAME_EXTENDED, .len = 2,
+                                   .data = { 0x12, 0x34 } };
+        struct isp_node_frame nf;
+
+        /* right after the session's first PROGRAM: the blank check is over
+         * and the node is selected */
+        if (frame_cmd(sent) != ISP_CMD_PROGRAM || bb->hook_state)
+                return;
+        bb->hook_state = 1;
+        f.id |= stray_sector() * ISP_SECTOR_SIZE + 0x10;
+        nf = to_node(&f);
+        for (unsigned i = 0; i < bb->n_nodes; i++)
+                (void) isp_node_ram_receive(&bb->ram[i], &bb->node[i], &nf);
+        /* the session's socket hears it too, as on a real bus */
+        if (bb->hook_state == 1)
+                session_receive(bb->s, &f, bb->now);
+}
+
+static void assert_failed_on_stray(void) {
+        char range[128];
+        unsigned sec = stray_sector();
+
+        snprintf(range, sizeof(range), "verify failed: sector FE:%04X-FE:%04X", sec * ISP_SECTOR_SIZE,
+                 sec * ISP_SECTOR_SIZE + ISP_SECTOR_SIZE - 1);
+        assert_int_equal(b->hook_state, 1);
+        assert_failed_with(SESSION_PHASE_VERIFY, range, "another host wrote to it (PROGRAM ");
+        assert_non_null(strstr(b->fin_error, "on the bus during this flash); the entry is not written"));
+        assert_int_equal(b->ram[0].flash[sec * ISP_SECTOR_SIZE + 0x10], 0x12);
+        assert_false(entry_valid(0));
+        assert_false(boots_application(0));
+}
+
+static void test_verify_stray_program_in_blank_sector(void **state) {
+        add_node(3, 4);
+        b->hook = stray_program_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_on_stray();
+}
+
+/* The same on a node without QUIET: the engine's own path, acknowledged. */
+static void test_verify_stray_program_in_blank_sector_acked(void **state) {
+        add_node(3, 4);
+        b->info_caps = ISP_CAP_CRC | ISP_CAP_SECTOR_ERASE;
+        b->hook = stray_program_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_failed_on_stray();
 }
 
 static void test_verify_read_mismatch_legacy(void **state) {
@@ -2530,6 +2596,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_protocol_version, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_crc_mismatch, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_crc_mismatch_repaired, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_stray_program_in_blank_sector, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_verify_stray_program_in_blank_sector_acked, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_read_mismatch_legacy, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_commit_order_extended, setup, teardown),
