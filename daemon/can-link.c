@@ -332,9 +332,9 @@ int can_link_new(struct can_link **ret, sd_event *event, const char *ifname,
                  const struct can_link_ops *ops, void *userdata) {
         /* Only extended data frames with the reply prefix 0x1B: other
          * traffic on the bus never wakes us. */
-        /* The replies, and the PROGRAM and ERASE requests of other hosts
-         * (this socket's own are not received back): a session that hears
-         * one verifies every sector it could have changed. */
+        /* The replies, and the PROGRAM, ERASE and CRC requests of other
+         * hosts (this socket's own are not received back): a session that
+         * hears one verifies every sector (session.c). */
         const struct can_filter filter[] = {
                 {
                         .can_id = ISP_ID_REPLY | CAN_EFF_FLAG,
@@ -344,6 +344,10 @@ int can_link_new(struct can_link **ret, sd_event *event, const char *ifname,
                         .can_mask = ISP_ID_KIND_MASK | ISP_ID_CMD_MASK | CAN_EFF_FLAG | CAN_RTR_FLAG,
                 }, {
                         .can_id = ISP_ID_REQUEST | (uint32_t) ISP_CMD_ERASE << ISP_ID_CMD_SHIFT | CAN_EFF_FLAG,
+                        .can_mask = ISP_ID_KIND_MASK | ISP_ID_CMD_MASK | CAN_EFF_FLAG | CAN_RTR_FLAG,
+                }, {
+                        /* answered by nodes without ECHO in a form like ours */
+                        .can_id = ISP_ID_REQUEST | (uint32_t) ISP_CMD_CRC << ISP_ID_CMD_SHIFT | CAN_EFF_FLAG,
                         .can_mask = ISP_ID_KIND_MASK | ISP_ID_CMD_MASK | CAN_EFF_FLAG | CAN_RTR_FLAG,
                 },
         };

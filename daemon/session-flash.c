@@ -183,9 +183,10 @@ static void on_probe_outcome(struct session *s, struct session_target *t, const 
                         t->n_dirty++;
                 } else if (s->foreign_writes > 0)
                         session_fail(s, t, SESSION_REASON_VERIFY_FAILED, o->run.first * ISP_SECTOR_SIZE,
-                                     "%s: verify failed: sector %s has CRC 0x%08X instead of 0x%08X: another host "
-                                     "wrote to it (%s on the bus during this flash); the entry is not written",
-                                     t->name, range, (unsigned) crc, (unsigned) o->expected, s->foreign_write);
+                                     "%s: verify failed: sector %s has CRC 0x%08X instead of 0x%08X: %s (%s "
+                                     "on the bus during this flash); the entry is not written",
+                                     t->name, range, (unsigned) crc, (unsigned) o->expected, foreign_cause(s),
+                                     s->foreign_write);
                 else if (plan_sectors_test(&s->plan.blank_sectors, o->run.first))
                         /* checked blank (or erased) before the program:
                          * something else wrote to it since */

@@ -167,6 +167,7 @@ struct session_target {
         struct plan_sectors bad_set;    /* verify: sectors that differ from the image */
         unsigned stray;                 /* verify: 1 + the first sector outside write_set that differs, or 0 */
         uint32_t stray_crc;             /* its CRC */
+        bool echo_on;                   /* selected with ISP_CONNECT_ECHO: its CRC and ERASE answers say what they answer */
         struct plan_sectors erase_bad;  /* repair: sectors to erase first */
         uint8_t bad_blocks[ISP_SECTORS];        /* repair: bit b: 64-byte block b of the sector differs */
         unsigned repair_round;
@@ -296,6 +297,7 @@ struct session {
         /* PROGRAM or ERASE requests another host put on the bus: verify
          * then covers every sector, and erases no leftover */
         uint64_t foreign_writes;
+        bool foreign_wrote;             /* the first was a PROGRAM or ERASE (else a CRC, or frames lost) */
         char foreign_write[80];         /* the first one, e.g. "PROGRAM at FE:0410 (1A200410#1234)" */
 };
 
@@ -313,6 +315,17 @@ static inline void bit_set(uint8_t *map, unsigned bit) {
 
 static inline uint64_t target_short_timeout(const struct session *s, const struct session_target *t) {
         return t->fast_timeout_usec > 0 ? t->fast_timeout_usec : ms_to_usec(s->cfg.timeout_ms);
+}
+
+/* Why verify found a sector changed that the session did not write, once
+ * it heard another host on the bus. */
+static inline const char *foreign_cause(const struct session *s) {
+        return s->foreign_wrote ? "another host wrote to it"
+                                : "it changed after its check";
+}
+
+static inline bool target_echo_capable(const struct session_target *t) {
+        return !t->legacy && (t->info.capabilities & ISP_CAP_ECHO);
 }
 
 static inline bool target_running(const struct session_target *t) {

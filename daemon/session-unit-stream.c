@@ -90,7 +90,8 @@ static void send_checkpoint(struct session *s, bool final) {
         else {
                 req.u.connect.target = t->id;
                 req.u.connect.with_flags = true;
-                req.u.connect.flags = ISP_CONNECT_QUIET | ISP_CONNECT_JOIN;
+                req.u.connect.flags = ISP_CONNECT_QUIET | ISP_CONNECT_JOIN |
+                                      (target_echo_capable(t) ? ISP_CONNECT_ECHO : 0);
         }
 
         c = &u->ckpt[u->n_ckpt];
@@ -658,11 +659,11 @@ static void fail_stray(struct session *s, struct session_target *t) {
         format_sectors(range, sizeof(range), sec, 1);
         if (s->foreign_writes > 0)
                 session_fail(s, t, SESSION_REASON_VERIFY_FAILED, sec * ISP_SECTOR_SIZE,
-                             "%s: verify failed: sector %s, which %s, has CRC 0x%08X instead of 0x%08X: another "
-                             "host wrote to it (%s on the bus during this flash); the entry is not written",
+                             "%s: verify failed: sector %s, which %s, has CRC 0x%08X instead of 0x%08X: %s "
+                             "(%s on the bus during this flash); the entry is not written",
                              t->name, range, blank ? "the image leaves blank" : "already held the image",
                              (unsigned) t->stray_crc, (unsigned) plan_expected_crc(&s->plan, sec, 1),
-                             s->foreign_write);
+                             foreign_cause(s), s->foreign_write);
         else
                 session_fail(s, t, SESSION_REASON_VERIFY_FAILED, sec * ISP_SECTOR_SIZE,
                              "%s: verify failed: sector %s, which %s, has CRC 0x%08X instead of 0x%08X: something "
@@ -724,6 +725,7 @@ static void commit_select(struct session *s, struct session_target *t) {
 
         target_reset_requests(t);
         t->commit_selecting = true;
+        t->echo_on = false;     /* flags 0 */
         (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
 }
 

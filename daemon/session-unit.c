@@ -301,6 +301,11 @@ static void batch_answer(struct session *s, struct session_target *t, const stru
                 session_ignore_reply(s, t, r, "matches no group request in flight");
                 return;
         }
+        if (r->echo && transport_request_start(&u->req[k]) != r->echo_offset) {
+                /* ECHO: it answers another host's request */
+                session_ignore_reply(s, t, r, "echoes the start of no group request in flight");
+                return;
+        }
         t->batch_status[k] = r->status;
         t->batch_crc[k] = r->cmd == ISP_CMD_CRC ? r->u.crc : 0;
         t->batch_n++;
@@ -449,12 +454,14 @@ static void select_send(struct session *s, struct session_target *t, bool first)
                 .cmd = ISP_CMD_CONNECT,
                 .u.connect = {
                         .target = t->id,
-                        .with_flags = s->unit.quiet || !first,
-                        .flags = (uint8_t) ((s->unit.quiet ? ISP_CONNECT_QUIET : 0) | (first ? 0 : ISP_CONNECT_JOIN)),
+                        .with_flags = s->unit.quiet || !first || target_echo_capable(t),
+                        .flags = (uint8_t) ((s->unit.quiet ? ISP_CONNECT_QUIET : 0) | (first ? 0 : ISP_CONNECT_JOIN) |
+                                            (target_echo_capable(t) ? ISP_CONNECT_ECHO : 0)),
                 },
         };
 
         t->selected = false;
+        t->echo_on = target_echo_capable(t);
         (void) target_request(s, t, &req, ms_to_usec(s->cfg.timeout_ms));
 }
 

@@ -516,28 +516,44 @@ static void on_malformed(struct session *s, const struct isp_can_frame *frame, i
 /* A PROGRAM or ERASE request on the bus: this session's own frames are
  * not received back (CAN_RAW_RECV_OWN_MSGS is off), so another host sent
  * it, and every node this session has selected took it. */
-static bool is_foreign_write(const struct isp_can_frame *f) {
+static bool is_foreign_request(const struct isp_can_frame *f) {
         unsigned cmd = (f->id & ISP_ID_CMD_MASK) >> ISP_ID_CMD_SHIFT;
 
         return (f->flags & ISP_FRAME_EXTENDED) && !(f->flags & (ISP_FRAME_FLAG_RTR | ISP_FRAME_FLAG_FD)) &&
-               (f->id & ISP_ID_KIND_MASK) == ISP_ID_REQUEST && (cmd == ISP_CMD_PROGRAM || cmd == ISP_CMD_ERASE);
+               (f->id & ISP_ID_KIND_MASK) == ISP_ID_REQUEST &&
+               (cmd == ISP_CMD_PROGRAM || cmd == ISP_CMD_ERASE || cmd == ISP_CMD_CRC);
 }
 
-static void on_foreign_write(struct session *s, const struct isp_can_frame *frame) {
-        if (s->kind != SESSION_FLASH || s->cfg.dry_run) {
+/* A node without ECHO answers another host's CRC in a form that cannot
+ * be told from the answer to this session's own CRC. */
+static bool targets_without_echo(const struct session *s) {
+        for (unsigned i = 0; i < s->n_targets; i++) {
+                const struct session_target *t = &s->targets[i];
+
+                if (target_running(t) && !t->legacy && t->connected && !t->echo_on)
+                        return true;
+        }
+        return false;
+}
+
+static void on_foreign_request(struct session *s, const struct isp_can_frame *frame) {
+        unsigned cmd = (frame->id & ISP_ID_CMD_MASK) >> ISP_ID_CMD_SHIFT;
+
+        if (s->kind != SESSION_FLASH || s->cfg.dry_run || (cmd == ISP_CMD_CRC && !targets_without_echo(s))) {
                 s->stats.ignored_frames++;
                 return;
         }
         if (s->foreign_writes++ == 0) {
-                unsigned cmd = (frame->id & ISP_ID_CMD_MASK) >> ISP_ID_CMD_SHIFT;
                 char raw[ISP_FRAME_STRING_MAX], at[ISP_ADDR_STRING_MAX];
 
                 isp_frame_to_string(frame, raw);
+                s->foreign_wrote = cmd != ISP_CMD_CRC;
                 if (cmd == ISP_CMD_PROGRAM)
                         snprintf(s->foreign_write, sizeof(s->foreign_write), "PROGRAM at %s (%s)",
                                  isp_offset_to_string(frame->id & ISP_ID_ARG_MASK, at), raw);
                 else
-                        snprintf(s->foreign_write, sizeof(s->foreign_write), "ERASE (%s)", raw);
+                        snprintf(s->foreign_write, sizeof(s->foreign_write), "%s (%s)",
+                                 cmd == ISP_CMD_ERASE ? "ERASE" : "CRC", raw);
                 session_log(s, LOG_WARNING, "%s: another host sent %s on the bus during this flash: verify will "
                             "check every sector", session_label(s), s->foreign_write);
         }
@@ -561,8 +577,8 @@ void session_receive(struct session *s, const struct isp_can_frame *frame, uint6
                 return;
         s->now = now_usec;
 
-        if (is_foreign_write(frame)) {
-                on_foreign_write(s, frame);
+        if (is_foreign_request(frame)) {
+                on_foreign_request(s, frame);
                 return;
         }
         k = isp_reply_parse(frame, &r);

@@ -78,6 +78,17 @@ int transport_retransmit(struct transport *tp, struct pending *p, uint64_t now) 
         return transmit(tp, p, now);
 }
 
+uint32_t transport_request_start(const struct isp_request *req) {
+        switch (req->cmd) {
+        case ISP_CMD_CRC:
+                return req->u.crc.offset;
+        case ISP_CMD_ERASE:
+                return req->u.erase.whole ? ISP_ECHO_NONE : req->u.erase.offset;
+        default:
+                return ISP_ECHO_NONE;
+        }
+}
+
 struct pending *transport_match(const struct transport *tp, const struct isp_reply *reply, uint64_t now,
                                 enum transport_miss *ret_miss) {
         bool in_flight = false;
@@ -89,6 +100,9 @@ struct pending *transport_match(const struct transport *tp, const struct isp_rep
                         continue;
                 in_flight = true;
                 if (reply_is_matched(tp, reply->cmd) && p->req.u.program.offset != reply->u.offset)
+                        continue;
+                /* ECHO: a CRC or ERASE answer says where its request starts */
+                if (reply->echo && transport_request_start(&p->req) != reply->echo_offset)
                         continue;
                 *ret_miss = TRANSPORT_MATCHED;
                 return (struct pending *) p;

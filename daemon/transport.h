@@ -78,6 +78,9 @@ int transport_send(struct transport *tp, struct pending *p, uint64_t now);
 int transport_retransmit(struct transport *tp, struct pending *p, uint64_t now);
 
 /* The request `reply` answers, or NULL and why not. */
+/* Where a CRC or ERASE request starts, as an ECHO answer repeats it
+ * (ISP_ECHO_NONE for a full erase). */
+uint32_t transport_request_start(const struct isp_request *req);
 struct pending *transport_match(const struct transport *tp, const struct isp_reply *reply, uint64_t now,
                                 enum transport_miss *ret_miss);
 /* `p` is answered: drop it, and hold off if it went out more than once. */

@@ -310,16 +310,22 @@ int isp_reply_build(const struct isp_reply *r, struct isp_can_frame *ret) {
                                 return -EINVAL;
                         break;
                 }
-                f.len = 1;
+                if (r->echo && (r->cmd != ISP_CMD_ERASE || r->echo_offset > 0xFFFFFFu))
+                        return -EINVAL;
+                f.len = r->echo ? 4 : 1;
                 f.data[0] = r->status;
+                if (r->echo)
+                        put_be24(f.data + 1, r->echo_offset);
                 break;
 
         case ISP_CMD_CRC:
-                if (r->legacy)
+                if (r->legacy || (r->echo && r->echo_offset > 0xFFFFFFu))
                         return -EINVAL;
-                f.len = 5;
+                f.len = r->echo ? 8 : 5;
                 f.data[0] = r->status;
                 put_be32(f.data + 1, r->u.crc);
+                if (r->echo)
+                        put_be24(f.data + 5, r->echo_offset);
                 break;
 
         case ISP_CMD_IDENTIFY:
@@ -415,6 +421,16 @@ int isp_reply_parse(const struct isp_can_frame *f, struct isp_reply *ret) {
                 break;
 
         case ISP_CMD_ERASE:
+                /* DLC 4: ECHO, the start offset after the status */
+                if (f->len != 1 && f->len != 4)
+                        return -ISP_FRAME_BAD_DLC;
+                r.status = f->data[0];
+                if (f->len == 4) {
+                        r.echo = true;
+                        r.echo_offset = get_be24(f->data + 1);
+                }
+                break;
+
         case ISP_CMD_REBOOT:
                 if (f->len != 1)
                         return -ISP_FRAME_BAD_DLC;
@@ -425,10 +441,15 @@ int isp_reply_parse(const struct isp_can_frame *f, struct isp_reply *ret) {
                 /* The legacy node has no CRC command. */
                 if (r.node == ISP_NODE_LEGACY)
                         return -ISP_FRAME_BAD_ARGUMENT;
-                if (f->len != 5)
+                /* DLC 8: ECHO, the start offset after the CRC */
+                if (f->len != 5 && f->len != 8)
                         return -ISP_FRAME_BAD_DLC;
                 r.status = f->data[0];
                 r.u.crc = get_be32(f->data + 1);
+                if (f->len == 8) {
+                        r.echo = true;
+                        r.echo_offset = get_be24(f->data + 5);
+                }
                 break;
 
         case ISP_CMD_IDENTIFY:

@@ -39,10 +39,13 @@
 
 #define ISP_CONNECT_JOIN        0x01
 #define ISP_CONNECT_QUIET       0x02
+#define ISP_CONNECT_ECHO        0x04    /* a target with ISP_CAP_ECHO echoes start offsets */
 
 #define ISP_CAP_CRC             0x01
 #define ISP_CAP_SECTOR_ERASE    0x02
 #define ISP_CAP_QUIET           0x04
+#define ISP_CAP_ECHO            0x08    /* CRC and ERASE replies echo the request's start offset */
+#define ISP_ECHO_NONE           0xFFFFFFu       /* what ECHO gives for a full erase */
 
 #define ISP_PROTOCOL_VERSION    1
 #define ISP_DFU_MAGIC           0x12ABCD34u
@@ -170,6 +173,10 @@ struct isp_reply {
         bool legacy;            /* the DLC-0 / short form of a legacy node */
         uint8_t status;         /* ISP_STATUS_*; 0 where the form has none */
         uint8_t variant;        /* IDENTIFY: ISP_IDENTIFY_*, else 0 */
+        /* CRC and ERASE of a node with ISP_CAP_ECHO: the request's start
+         * offset (ISP_ECHO_NONE for a full erase or a malformed request) */
+        bool echo;
+        uint32_t echo_offset;
         union {
                 struct isp_info info;   /* CONNECT (extended), ANNOUNCE */
                 struct isp_identity identity;   /* IDENTIFY, variant IDENTITY */

@@ -291,6 +291,7 @@ static int node_new(SimFleet *fleet, uint8_t id, unsigned instance, const SimFau
                         .rx_depth = fault->rx_depth,
                         .application = fault->application,
                         .app_version = fault->app_version,
+                        .no_echo = fault->no_echo,
                 };
         node->rx_depth = fault->rx_depth ? fault->rx_depth : fleet->rx_depth;
         (void) snprintf(node->label, sizeof(node->label), instance ? "node%u-dup" : "node%u", id);
@@ -315,6 +316,7 @@ static int node_new(SimFleet *fleet, uint8_t id, unsigned instance, const SimFau
         config.node_id = id;
         config.isp_version = 1;
         config.rx_depth = node->rx_depth;
+        config.echo = !node->fault.no_echo;
         config.uid[0] = (uint8_t) (uid >> 24);
         config.uid[1] = (uint8_t) (uid >> 16);
         config.uid[2] = (uint8_t) (uid >> 8);

@@ -63,6 +63,7 @@ typedef struct SimFault {
         bool boot_fail;          /* an application the ISP starts resets back into the ISP */
         uint32_t app_version;    /* the helper's application version (ABOUT) */
         uint8_t rx_depth;        /* 0: the fleet's default */
+        bool no_echo;            /* firmware from before ECHO: CRC and ERASE replies without the offset */
 } SimFault;
 
 typedef struct SimFleet SimFleet;

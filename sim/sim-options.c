@@ -219,6 +219,9 @@ static int apply_fault(SimFault *f, const char *spec, char *err, size_t errlen) 
         } else if (KEY("boot-fail")) {
                 NO_VALUE("boot-fail");
                 f->boot_fail = true;
+        } else if (KEY("no-echo")) {
+                NO_VALUE("no-echo");
+                f->no_echo = true;
         } else if (KEY("app-version")) {
                 NEEDS_VALUE("app-version");
                 r = sim_parse_uint(value, 0, UINT32_MAX, &v, sub, sizeof(sub));
@@ -228,7 +231,7 @@ static int apply_fault(SimFault *f, const char *spec, char *err, size_t errlen) 
         } else
                 return fail(err, errlen, "unknown fault '%.*s' (known: drop-every=N, drop-rate=P, "
                             "power-cut=N, restart-delay=T, rx-depth=N, dead, duplicate, app, "
-                            "no-helper, boot-fail, app-version=N)",
+                            "no-helper, boot-fail, app-version=N, no-echo)",
                             (int) keylen, spec);
         return 0;
 
@@ -343,6 +346,9 @@ static void help(void) {
                "                              app-version=N    the application version its\n"
                "                                               helper reports in ABOUT\n"
                "                                               (0-4294967295, default 0)\n"
+               "                              no-echo          ISP firmware from before ECHO:\n"
+               "                                               CRC and ERASE replies do not\n"
+               "                                               repeat the request's offset\n"
                "  -s, --seed N              seed for random drops (default %u)\n"
                "  -q, --quiet               no log line per command and per fault\n"
                "  -h, --help                show this help\n"

@@ -165,7 +165,7 @@ static void test_fault_errors(void **state) {
         assert_false(faults[3].dead);
         assert_string_equal(err, "unknown fault 'bogus' (known: drop-every=N, drop-rate=P, power-cut=N, "
                             "restart-delay=T, rx-depth=N, dead, duplicate, app, no-helper, boot-fail, "
-                            "app-version=N)");
+                            "app-version=N, no-echo)");
         assert_int_equal(sim_parse_fault("3:boot-fail,app-version=x", faults, err, sizeof(err)), -EINVAL);
         assert_false(faults[3].boot_fail);
         assert_string_equal(err, "app-version: 'x' is not a decimal number");

@@ -65,7 +65,8 @@ local F = {
         flags     = ProtoField.uint8("stcisp.flags", "Flags", base.HEX),
         flag_join = ProtoField.bool("stcisp.flags.join", "JOIN", 8, nil, 0x01),
         flag_quiet = ProtoField.bool("stcisp.flags.quiet", "QUIET", 8, nil, 0x02),
-        flag_rsvd = ProtoField.uint8("stcisp.flags.reserved", "Reserved", base.HEX, nil, 0xFC),
+        flag_echo = ProtoField.bool("stcisp.flags.echo", "ECHO", 8, nil, 0x04),
+        flag_rsvd = ProtoField.uint8("stcisp.flags.reserved", "Reserved", base.HEX, nil, 0xF8),
         status    = ProtoField.uint8("stcisp.status", "Status", base.DEC, status_text),
         status_name = ProtoField.string("stcisp.status.name", "Status name"),
         crc       = ProtoField.uint32("stcisp.crc", "CRC-32", base.HEX),
@@ -76,6 +77,8 @@ local F = {
         cap_crc   = ProtoField.bool("stcisp.info.caps.crc", "CRC (cmd 5)", 8, nil, 0x01),
         cap_erase = ProtoField.bool("stcisp.info.caps.sector_erase", "Sector-range ERASE", 8, nil, 0x02),
         cap_quiet = ProtoField.bool("stcisp.info.caps.quiet", "QUIET multicast", 8, nil, 0x04),
+        cap_echo  = ProtoField.bool("stcisp.info.caps.echo", "ECHO (CRC and ERASE replies repeat the start offset)", 8, nil, 0x08),
+        echo      = ProtoField.uint24("stcisp.echo", "Echoed start offset", base.HEX),
         info_fw   = ProtoField.uint8("stcisp.info.firmware", "ISP firmware version"),
         info_depth = ProtoField.uint8("stcisp.info.depth", "Receive depth"),
         variant   = ProtoField.uint8("stcisp.identify.variant", "IDENTIFY variant", base.DEC, variant_names),
@@ -308,12 +311,26 @@ local function malformed(tree, text)
         return " [malformed: " .. text .. "]"
 end
 
+-- ECHO: the start offset a CRC or ERASE reply repeats, against the request
+-- this dissector paired it with (if any).
+local function echo_check(tree, range, want)
+        local echo = range:uint()
+        local item = tree:add(F.echo, range)
+        if want and echo ~= want then
+                item:add_proto_expert_info(E.malformed, string.format(
+                        "echoes 0x%06X, the request in this capture started at 0x%06X: it answers another request", echo, want))
+                return string.format(" [echoes 0x%06X, not 0x%06X]", echo, want)
+        end
+        return ""
+end
+
 local function add_info(tree, tvb)
         tree:add(F.info_version, tvb(0, 1))
         local caps = tree:add(F.info_caps, tvb(1, 1))
         caps:add(F.cap_crc, tvb(1, 1))
         caps:add(F.cap_erase, tvb(1, 1))
         caps:add(F.cap_quiet, tvb(1, 1))
+        caps:add(F.cap_echo, tvb(1, 1))
         tree:add(F.info_fw, tvb(2, 1))
         tree:add(F.info_depth, tvb(3, 1))
         tree:add(F.uid, tvb(4, 4))
@@ -322,6 +339,7 @@ local function add_info(tree, tvb)
         if bit.band(c, 1) ~= 0 then names[#names + 1] = "CRC" end
         if bit.band(c, 2) ~= 0 then names[#names + 1] = "ERASE" end
         if bit.band(c, 4) ~= 0 then names[#names + 1] = "QUIET" end
+        if bit.band(c, 8) ~= 0 then names[#names + 1] = "ECHO" end
         return string.format("v%d caps %s fw %d depth %d uid %s", tvb(0, 1):uint(),
                              #names > 0 and table.concat(names, ",") or "none",
                              tvb(2, 1):uint(), tvb(3, 1):uint(), tostring(tvb(4, 4):bytes()))
@@ -381,11 +399,13 @@ local function dissect_request(tvb, pinfo, tree, cmd, arg, iface)
                         local fl = tree:add(F.flags, tvb(0, 1))
                         fl:add(F.flag_join, tvb(0, 1))
                         fl:add(F.flag_quiet, tvb(0, 1))
+                        fl:add(F.flag_echo, tvb(0, 1))
                         fl:add(F.flag_rsvd, tvb(0, 1))
                         local v = tvb(0, 1):uint()
                         local names = {}
                         if bit.band(v, 1) ~= 0 then names[#names + 1] = "JOIN" end
                         if bit.band(v, 2) ~= 0 then names[#names + 1] = "QUIET" end
+                        if bit.band(v, 4) ~= 0 then names[#names + 1] = "ECHO" end
                         if #names > 0 then
                                 text = text .. " " .. table.concat(names, "|")
                         end
@@ -628,14 +648,18 @@ local function dissect_reply(tvb, pinfo, tree, cmd, id, iface)
                 elseif req and req.erase_all then
                         gen(tree, F.erase_all, true)
                 end
-                if dlc ~= 1 then
-                        return name, name .. " reply " .. who .. malformed(tree, string.format("%s reply with DLC %d, expected 1", name, dlc)) .. bad
+                -- ERASE of a node with ECHO: DLC 4, the start offset after the status
+                if dlc ~= 1 and not (cmd == CMD.ERASE and dlc == 4) then
+                        return name, name .. " reply " .. who .. malformed(tree, string.format("%s reply with DLC %d, expected 1%s", name, dlc, cmd == CMD.ERASE and " (or 4 with ECHO)" or "")) .. bad
                 end
                 local what = name
                 if cmd == CMD.ERASE then
                         what = req and (req.erase_all and "ERASE all" or (req.offset and ("ERASE " .. where(req.offset)))) or "ERASE"
                 end
                 text = string.format("%s reply %s: %s", what, who, add_status(tree, pinfo, tvb, node, name, tvb(0, 1):uint()))
+                if dlc == 4 then
+                        text = text .. echo_check(tree, tvb(1, 3), req and (req.erase_all and 0xFFFFFF or req.offset))
+                end
         elseif cmd == CMD.CRC then
                 if req and req.offset then
                         add_offset(tree, req.offset, true)
@@ -644,8 +668,9 @@ local function dissect_reply(tvb, pinfo, tree, cmd, id, iface)
                 if node == 0 then
                         bad = bad .. malformed(tree, "a legacy node has no CRC command")
                 end
-                if dlc ~= 5 then
-                        return name, "CRC reply " .. who .. malformed(tree, string.format("CRC reply with DLC %d, expected 5", dlc)) .. bad
+                -- DLC 8 with ECHO: the start offset after the CRC
+                if dlc ~= 5 and dlc ~= 8 then
+                        return name, "CRC reply " .. who .. malformed(tree, string.format("CRC reply with DLC %d, expected 5 (or 8 with ECHO)", dlc)) .. bad
                 end
                 local status = tvb(0, 1):uint()
                 local st = add_status(tree, pinfo, tvb, node, "CRC", status)
@@ -655,6 +680,9 @@ local function dissect_reply(tvb, pinfo, tree, cmd, id, iface)
                         text = string.format("CRC reply %s%s: 0x%08X", who, at, tvb(1, 4):uint())
                 else
                         text = string.format("CRC reply %s%s: %s", who, at, st)
+                end
+                if dlc == 8 then
+                        text = text .. echo_check(tree, tvb(5, 3), req and req.offset)
                 end
         elseif cmd == CMD.IDENTIFY then
                 tree:add(F.variant, variant):set_generated()

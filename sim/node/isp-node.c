@@ -98,7 +98,8 @@ uint32_t isp_node_crc32(uint32_t crc, const uint8_t *data, size_t len) {
 void isp_node_get_info(const struct isp_node *node, uint8_t ret_info[8]) {
         ret_info[0] = ISP_NODE_PROTOCOL_VERSION;
         ret_info[1] = is_legacy(node) ? 0 :
-                (uint8_t) (ISP_NODE_CAP_CRC | ISP_NODE_CAP_SECTOR_ERASE | ISP_NODE_CAP_QUIET);
+                (uint8_t) (ISP_NODE_CAP_CRC | ISP_NODE_CAP_SECTOR_ERASE | ISP_NODE_CAP_QUIET |
+                           (node->config.echo ? ISP_NODE_CAP_ECHO : 0));
         ret_info[2] = node->config.isp_version;
         ret_info[3] = node->config.rx_depth > 0 ? node->config.rx_depth : 1;
         ret_info[4] = node->config.uid[0];
@@ -115,6 +116,7 @@ int isp_node_init(struct isp_node *node, const struct isp_node_config *config,
         node->mode = ISP_NODE_MODE_OFF;
         node->selected = 0;
         node->quiet = 0;
+        node->echo = 0;
         node->dfu_flag = 0;
 
         if (config->node_id == 0xFF || !ops || !ops->flash_read || !ops->flash_program ||
@@ -131,6 +133,7 @@ enum isp_node_mode isp_node_boot(struct isp_node *node, bool dfu_flag) {
 
         node->selected = 0;
         node->quiet = 0;
+        node->echo = 0;
         node->dfu_flag = 0;
 
         if (!dfu_flag && entry_is_valid(node)) {
@@ -153,6 +156,7 @@ void isp_node_power_off(struct isp_node *node) {
         node->mode = ISP_NODE_MODE_OFF;
         node->selected = 0;
         node->quiet = 0;
+        node->echo = 0;
         node->dfu_flag = 0;
 }
 
@@ -172,6 +176,7 @@ void isp_node_run_application(struct isp_node *node) {
         node->mode = ISP_NODE_MODE_APPLICATION;
         node->selected = 0;
         node->quiet = 0;
+        node->echo = 0;
         node->dfu_flag = 0;
 }
 
@@ -265,6 +270,15 @@ static uint8_t erase_all(struct isp_node *node) {
         return erase_range(node, ISP_NODE_ENTRY + ISP_NODE_SECTOR_SIZE, ISP_NODE_FLASH_SIZE);
 }
 
+/* ECHO (INFO capability bit 3): a request's 24-bit start offset, as its
+ * data bytes 0-2 gave it when its DLC was `dlc`, FF FF FF otherwise. */
+static void echo_start(const struct isp_node_frame *frame, uint8_t dlc, uint8_t out[3]) {
+        uint8_t i;
+
+        for (i = 0; i < 3; i++)
+                out[i] = frame->dlc == dlc ? frame->data[i] : 0xFFU;
+}
+
 static uint8_t do_erase(struct isp_node *node, const struct isp_node_frame *frame) {
         uint32_t start, len;
 
@@ -344,6 +358,8 @@ static int handle_connect(struct isp_node *node, const struct isp_node_frame *fr
         if (target == node->config.node_id || target == ISP_NODE_TARGET_LEGACY) {
                 node->selected = 1;
                 node->quiet = (flags & ISP_NODE_CONNECT_QUIET) ? 1 : 0;
+                /* ECHO only for a host that asks for it */
+                node->echo = (node->config.echo && (flags & ISP_NODE_CONNECT_ECHO)) ? 1 : 0;
                 send_info(node, ISP_NODE_CMD_CONNECT);
                 return ISP_NODE_STATUS_OK;
         }
@@ -351,6 +367,8 @@ static int handle_connect(struct isp_node *node, const struct isp_node_frame *fr
         if (!(flags & ISP_NODE_CONNECT_JOIN)) {
                 node->selected = 0;
                 node->quiet = 0;
+                node->echo = 0;
+        node->echo = 0;
         }
         return ISP_NODE_STATUS_OK;
 }
@@ -420,7 +438,14 @@ static int handle_extended(struct isp_node *node, const struct isp_node_frame *f
 
         case ISP_NODE_CMD_ERASE:
                 status = do_erase(node, frame);
-                send_status(node, ISP_NODE_CMD_ERASE, status);
+                buf[0] = status;
+                if (!node->echo) {
+                        send_reply(node, ISP_NODE_CMD_ERASE, 1, buf);
+                        return status;
+                }
+                /* ECHO: the start offset, FF FF FF for a full erase */
+                echo_start(frame, 4, buf + 1);
+                send_reply(node, ISP_NODE_CMD_ERASE, 4, buf);
                 return status;
 
         case ISP_NODE_CMD_REBOOT:
@@ -433,7 +458,13 @@ static int handle_extended(struct isp_node *node, const struct isp_node_frame *f
                 buf[2] = (uint8_t) (crc >> 16);
                 buf[3] = (uint8_t) (crc >> 8);
                 buf[4] = (uint8_t) crc;
-                send_reply(node, ISP_NODE_CMD_CRC, 5, buf);
+                if (!node->echo) {
+                        send_reply(node, ISP_NODE_CMD_CRC, 5, buf);
+                        return status;
+                }
+                /* ECHO: the offset the CRC starts at */
+                echo_start(frame, 6, buf + 5);
+                send_reply(node, ISP_NODE_CMD_CRC, 8, buf);
                 return status;
 
         default:

@@ -99,6 +99,7 @@ enum {
 /* CONNECT flags (data[0]) */
 #define ISP_NODE_CONNECT_JOIN  0x01U
 #define ISP_NODE_CONNECT_QUIET 0x02U
+#define ISP_NODE_CONNECT_ECHO  0x04U /* the target echoes start offsets in CRC and ERASE replies (INFO bit 3) */
 
 /* CONNECT / ENTER_ISP targets */
 #define ISP_NODE_TARGET_LEGACY 0x00U
@@ -108,6 +109,7 @@ enum {
 #define ISP_NODE_CAP_CRC          0x01U
 #define ISP_NODE_CAP_SECTOR_ERASE 0x02U
 #define ISP_NODE_CAP_QUIET        0x04U
+#define ISP_NODE_CAP_ECHO         0x08U /* CRC and ERASE replies echo the request's start offset */
 
 #define ISP_NODE_PROTOCOL_VERSION 1U
 
@@ -168,6 +170,12 @@ struct isp_node_config {
         uint8_t rx_depth;
         /* INFO[4..7]: the first 4 bytes of the chip's unique ID. */
         uint8_t uid[4];
+        /* 1: the ECHO capability (INFO bit 3): selected by a CONNECT with
+         * the ECHO flag, CRC replies of DLC 8 and ERASE replies of DLC 4
+         * end with the request's start offset.
+         * 0: as the first firmware, DLC 5 and 1, nothing to tie them to a
+         * request. */
+        uint8_t echo;
 };
 
 /* The node's state. Allocate it yourself (static storage is fine); the
@@ -179,6 +187,7 @@ struct isp_node {
         uint8_t mode;      /* enum isp_node_mode */
         uint8_t selected;  /* extended: executes READ/PROGRAM/ERASE/REBOOT/CRC */
         uint8_t quiet;     /* extended: no PROGRAM success acks */
+        uint8_t echo;      /* extended, with config.echo: selected with the ECHO flag */
         uint8_t dfu_flag;  /* models XDATA 1FFC-1FFF == ISP_NODE_DFU_MAGIC */
 };
 

@@ -851,6 +851,54 @@ static void test_erase_readback(void **state) {
 
 /* ---- CRC ---- */
 
+/* ECHO (INFO capability bit 3): CRC replies of DLC 8 and ERASE replies
+ * of DLC 4 end with the start offset of the request they answer. */
+static void test_echo(void **state) {
+        struct isp_node_config config = {
+                .node_id = 3, .isp_version = 0x12, .rx_depth = 4, .uid = { UID[0], UID[1], UID[2], 3 }, .echo = 1,
+        };
+
+        isp_node_ram_init(&b->ram[0]);
+        assert_int_equal(isp_node_init(&b->node[0], &config, &isp_node_ram_ops, &b->ram[0]), 0);
+        b->n = 1;
+        assert_int_equal(isp_node_power_on(&b->node[0]), ISP_NODE_MODE_ISP);
+        expect(0, REP(7, 3), 8, 1, 0x0F, 0x12, 4, UID[0], UID[1], UID[2], 3);
+        /* a host that does not ask for it gets the first firmware's replies */
+        assert_int_equal(rx(0, REQ(0, 3), 0), ISP_NODE_STATUS_OK);
+        expect(0, REP(0, 3), 8, 1, 0x0F, 0x12, 4, UID[0], UID[1], UID[2], 3);
+        assert_int_equal(rx(0, REQ(5, 0), 6, 0x01, 0x12, 0x00, 0x00, 0x02, 0x00), ISP_NODE_STATUS_OK);
+        expect(0, REP(5, 3), 5, 0x00, 0xBD, 0x7B, 0xC3, 0x9F);
+        assert_int_equal(rx(0, REQ(3, 0), 0), ISP_NODE_STATUS_OK);
+        expect(0, REP(3, 3), 1, 0x00);
+
+        /* CONNECT with the ECHO flag */
+        assert_int_equal(rx(0, REQ(0, 3), 1, ISP_NODE_CONNECT_ECHO), ISP_NODE_STATUS_OK);
+        expect(0, REP(0, 3), 8, 1, 0x0F, 0x12, 4, UID[0], UID[1], UID[2], 3);
+        assert_int_equal(rx(0, REQ(5, 0), 6, 0x01, 0x12, 0x00, 0x00, 0x02, 0x00), ISP_NODE_STATUS_OK);
+        expect(0, REP(5, 3), 8, 0x00, 0xBD, 0x7B, 0xC3, 0x9F, 0x01, 0x12, 0x00);
+        /* refused: the status, a CRC of 0, the offset asked */
+        assert_int_equal(rx(0, REQ(5, 0), 6, 0x01, 0xFF, 0x00, 0x00, 0x02, 0x00), ISP_NODE_STATUS_RANGE);
+        expect(0, REP(5, 3), 8, 0x01, 0x00, 0x00, 0x00, 0x00, 0x01, 0xFF, 0x00);
+        /* malformed: nothing to echo */
+        assert_int_equal(rx(0, REQ(5, 0), 2, 0x01, 0x12), ISP_NODE_STATUS_BAD_ARGUMENT);
+        expect(0, REP(5, 3), 8, 0x03, 0x00, 0x00, 0x00, 0x00, 0xFF, 0xFF, 0xFF);
+
+        assert_int_equal(rx(0, REQ(3, 0), 4, 0x00, 0x04, 0x00, 2), ISP_NODE_STATUS_OK);
+        expect(0, REP(3, 3), 4, 0x00, 0x00, 0x04, 0x00);
+        assert_int_equal(rx(0, REQ(3, 0), 0), ISP_NODE_STATUS_OK);
+        expect(0, REP(3, 3), 4, 0x00, 0xFF, 0xFF, 0xFF);
+        /* a CONNECT with JOIN to another id keeps it; one without, to
+         * itself, clears it */
+        assert_int_equal(rx(0, REQ(0, 9), 1, ISP_NODE_CONNECT_JOIN), ISP_NODE_STATUS_OK);
+        assert_int_equal(rx(0, REQ(5, 0), 6, 0x01, 0x12, 0x00, 0x00, 0x02, 0x00), ISP_NODE_STATUS_OK);
+        expect(0, REP(5, 3), 8, 0x00, 0xBD, 0x7B, 0xC3, 0x9F, 0x01, 0x12, 0x00);
+        assert_int_equal(rx(0, REQ(0, 3), 1, 0), ISP_NODE_STATUS_OK);
+        expect(0, REP(0, 3), 8, 1, 0x0F, 0x12, 4, UID[0], UID[1], UID[2], 3);
+        assert_int_equal(rx(0, REQ(5, 0), 6, 0x01, 0x12, 0x00, 0x00, 0x02, 0x00), ISP_NODE_STATUS_OK);
+        expect(0, REP(5, 3), 5, 0x00, 0xBD, 0x7B, 0xC3, 0x9F);
+        expect_nothing(0);
+}
+
 static void test_crc_command(void **state) {
         one_selected(3, 0);
         memcpy(flash(0) + 0x2345, "123456789", 9);
@@ -1353,6 +1401,7 @@ int main(void) {
                 T(test_erase_isp_area_refused),
                 T(test_erase_iap_error),
                 T(test_erase_readback),
+                T(test_echo),
                 T(test_crc_command),
                 T(test_crc_whole_flash_and_isp_area),
                 T(test_crc_refused),

@@ -28,11 +28,11 @@ FIELDS = ["frame.number", "_ws.col.Protocol", "stcisp.kind", "stcisp.command", "
           "stcisp.flags.quiet", "stcisp.crc", "stcisp.uid", "stcisp.info.caps", "stcisp.info.depth",
           "stcisp.identify.variant", "stcisp.identify.image_crc", "stcisp.about.caps",
           "stcisp.about.app_version", "stcisp.erase.all", "stcisp.erase.count", "stcisp.commit",
-          "stcisp.data", "_ws.expert.severity", "_ws.expert.message"]
+          "stcisp.data", "stcisp.echo", "_ws.expert.severity", "_ws.expert.message"]
 KEYS = ["no", "proto", "kind", "command", "node", "target", "offset", "address", "length", "status",
         "status_name", "form", "request_in", "join", "quiet", "crc", "uid", "caps", "depth", "variant",
-        "image_crc", "about_caps", "app_version", "erase_all", "count", "commit", "data", "severity",
-        "expert"]
+        "image_crc", "about_caps", "app_version", "erase_all", "count", "commit", "data", "echo",
+        "severity", "expert"]
 
 # (frame in cansend notation, with "R" for RTR and "##" for CAN FD; what
 # the dissector must show). Fields not named must be empty.
@@ -143,6 +143,21 @@ FRAMES = [
                        address="FF:1234", status="0", status_name="OK", severity=NOTE,
                        expert="Reply from a legacy node (node 0): it must be the only node in ISP on this bus "
                               "(protocol.md 6)")),
+    # ECHO (capability bit 3): CRC and ERASE replies repeat the start offset;
+    # one that repeats another offset answers another host's request
+    ("1A500000#000400000200", dict(kind="0", command="CRC", offset="0x00000400", address="FE:0400", length="512")),
+    ("1B500003#00BD7BC39F000400", dict(kind="1", command="CRC", node="3", form="extended", request_in="46",
+                                       offset="0x00000400", address="FE:0400", length="512", status="0",
+                                       status_name="OK", crc="0xbd7bc39f", echo="0x000400")),
+    ("1A500000#000400000200", dict(kind="0", command="CRC", offset="0x00000400", address="FE:0400", length="512")),
+    ("1B500003#00BD7BC39F000600", dict(kind="1", command="CRC", node="3", form="extended", request_in="48",
+                                       offset="0x00000400", address="FE:0400", length="512", status="0",
+                                       status_name="OK", crc="0xbd7bc39f", echo="0x000600", severity=ERROR,
+                                       expert="echoes 0x000600, the request in this capture started at "
+                                              "0x000400: it answers another request")),
+    ("1A300000#", dict(kind="0", command="ERASE", erase_all="1")),
+    ("1B300003#00FFFFFF", dict(kind="1", command="ERASE", node="3", form="extended", request_in="50",
+                               erase_all="1", status="0", status_name="OK", echo="0xffffff")),
     # malformed and unknown: a reply whose ID has stray bits 19..8, an
     # unknown command
     ("1B300103#00", dict(kind="1", command="ERASE", node="3", form="extended", status="0", status_name="OK",

@@ -140,6 +140,14 @@ static void test_reply_roundtrip(void **state) {
 
         r = (struct isp_reply) { .cmd = ISP_CMD_CRC, .node = 0x42, .u.crc = 0xCBF43926 };
         reply_roundtrip(&r, "1B500042#00CBF43926");
+        /* ECHO: the start offset after the CRC, after an ERASE's status */
+        r = (struct isp_reply) { .cmd = ISP_CMD_CRC, .node = 0x42, .u.crc = 0xBD7BC39F, .echo = true,
+                                 .echo_offset = 0x11200 };
+        reply_roundtrip(&r, "1B500042#00BD7BC39F011200");
+        r = (struct isp_reply) { .cmd = ISP_CMD_ERASE, .node = 3, .echo = true, .echo_offset = 0x011000 };
+        reply_roundtrip(&r, "1B300003#00011000");
+        r = (struct isp_reply) { .cmd = ISP_CMD_ERASE, .node = 3, .echo = true, .echo_offset = ISP_ECHO_NONE };
+        reply_roundtrip(&r, "1B300003#00FFFFFF");
 
         /* IDENTIFY: the variant is in ID bits 15..8 (protocol.md 4.9, the examples) */
         r = (struct isp_reply) { .cmd = ISP_CMD_IDENTIFY, .node = 3, .variant = ISP_IDENTIFY_IDENTITY,

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "isp-crc32.h"
 #include "isp-frame.h"
 #include "hex-writer.h"
 #include "isp-image.h"
@@ -107,6 +108,7 @@ struct Bench {
         unsigned n_held;
         uint64_t reply_delay_usec[MAX_NODES];   /* a slow node answers late */
         bool no_helper;                 /* the applications ignore IDENTIFY */
+        bool no_echo;                   /* nodes added from now on: firmware from before ECHO */
         bool drop_opcode_frames;        /* PROGRAMs of FF:1000 never reach the nodes */
         char last_notice[512];          /* the last message of LOG_NOTICE or above */
         unsigned drop_cmd_replies;      /* bit cmd: replies of that command are lost */
@@ -373,6 +375,7 @@ static unsigned add_node(uint8_t id, uint8_t rx_depth) {
                 .isp_version = 3,
                 .rx_depth = rx_depth,
                 .uid = { 0xC0, 0xFF, 0xEE, id },
+                .echo = !b->no_echo,
         };
         unsigned i = b->n_nodes++;
         struct isp_node_frame f;
@@ -758,7 +761,7 @@ static void test_flash_extended_window(void **state) {
         assert_flashed(0);
         assert_true(session_get_target_info(b->s, &info));
         assert_int_equal(info.node, 3);
-        assert_int_equal(info.info.capabilities, 0x07);
+        assert_int_equal(info.info.capabilities, ISP_CAP_CRC | ISP_CAP_SECTOR_ERASE | ISP_CAP_QUIET | ISP_CAP_ECHO);
         /* window = min(rx depth 4, configured 8), and it was used */
         assert_int_equal(b->max_outstanding, 4);
 
@@ -1621,6 +1624,103 @@ static void test_verify_stray_program_in_blank_sector_acked(void **state) {
         start_and_run();
 
         assert_failed_on_stray();
+}
+
+/* Another host's CRC answer, of a blank sector, arrives before the node's
+ * answer to the session's first blank check CRC, whose run holds bytes an
+ * older image left there. Taken for the session's own, it would make the
+ * run look blank: those bytes would never be erased, and the node would
+ * commit over them. */
+static unsigned leftover_sector(void) {
+        for (unsigned sec = 0x80; sec-- > 0;)
+                if (!isp_image_sector_used(b->img, sec))
+                        return sec;
+        fail_msg("the test image leaves no sector of FE:0000-FE:FFFF blank");
+        return 0;
+}
+
+static void foreign_crc_answer_hook(Bench *bb, const struct isp_can_frame *sent) {
+        uint8_t blank[ISP_SECTOR_SIZE];
+        uint32_t offset, length;
+        struct isp_can_frame r = { .flags = ISP_FRAME_EXTENDED };
+
+        if (frame_cmd(sent) != ISP_CMD_CRC || bb->hook_state)
+                return;
+        bb->hook_state = 1;
+        offset = (uint32_t) sent->data[0] << 16 | (uint32_t) sent->data[1] << 8 | sent->data[2];
+        length = (uint32_t) sent->data[3] << 16 | (uint32_t) sent->data[4] << 8 | sent->data[5];
+        memset(blank, 0xFF, sizeof(blank));
+        /* the CRC of `length` blank bytes, for a range elsewhere */
+        uint32_t crc = 0;
+        for (uint32_t n = 0; n < length; n += ISP_SECTOR_SIZE)
+                crc = isp_crc32_update(crc, blank, ISP_SECTOR_SIZE);
+        r.id = ISP_ID_REPLY | ((uint32_t) ISP_CMD_CRC << ISP_ID_CMD_SHIFT) | bb->node[0].config.node_id;
+        r.data[0] = 0;
+        r.data[1] = (uint8_t) (crc >> 24);
+        r.data[2] = (uint8_t) (crc >> 16);
+        r.data[3] = (uint8_t) (crc >> 8);
+        r.data[4] = (uint8_t) crc;
+        if (bb->node[0].config.echo) {
+                uint32_t other = offset == 0 ? 0x11000 : 0;
+
+                r.len = 8;
+                r.data[5] = (uint8_t) (other >> 16);
+                r.data[6] = (uint8_t) (other >> 8);
+                r.data[7] = (uint8_t) other;
+        } else {
+                /* the node's firmware predates ECHO: and the session
+                 * hears the other host's request, as on a real bus */
+                struct isp_can_frame q = { .id = ISP_ID_REQUEST | ((uint32_t) ISP_CMD_CRC << ISP_ID_CMD_SHIFT),
+                                           .flags = ISP_FRAME_EXTENDED, .len = 6,
+                                           .data = { 0x01, 0xFE, 0x00, 0x00, 0x02, 0x00 } };
+
+                session_receive(bb->s, &q, bb->now);
+                r.len = 5;
+        }
+        q_push(&bb->rx, &r);
+}
+
+static void put_leftover(void) {
+        unsigned sec = leftover_sector();
+
+        memset(b->ram[0].flash + sec * ISP_SECTOR_SIZE + 0x40, 0x5A, 16);
+}
+
+static void test_foreign_crc_answer_echo_ignored(void **state) {
+        add_node(3, 4);
+        put_leftover();
+        b->hook = foreign_crc_answer_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_int_equal(b->hook_state, 1);
+        assert_flashed(0);
+        assert_true(session_get_stats(b->s)->stray_replies >= 1);
+}
+
+/* The same with firmware from before ECHO: the answers cannot be told
+ * apart, but the session heard the other host's CRC request, so verify
+ * covers the whole area, finds the leftover and the flash fails before
+ * the commit (no node boots over bytes that are not the image). */
+static void test_foreign_crc_answer_without_echo(void **state) {
+        char want[96];
+        unsigned sec;
+
+        b->no_echo = true;
+        add_node(3, 4);
+        put_leftover();
+        sec = leftover_sector();
+        b->hook = foreign_crc_answer_hook;
+        new_session(SESSION_FLASH, 3);
+        start_and_run();
+
+        assert_int_equal(b->hook_state, 1);
+        snprintf(want, sizeof(want), "verify failed: sector FE:%04X-FE:%04X", sec * ISP_SECTOR_SIZE,
+                 sec * ISP_SECTOR_SIZE + ISP_SECTOR_SIZE - 1);
+        assert_failed_with(SESSION_PHASE_VERIFY, want, "it changed after its check (CRC (1A500000#01FE00000200) "
+                           "on the bus during this flash); the entry is not written");
+        assert_false(entry_valid(0));
+        assert_false(boots_application(0));
 }
 
 static void test_verify_read_mismatch_legacy(void **state) {
@@ -2598,6 +2698,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_verify_crc_mismatch_repaired, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_stray_program_in_blank_sector, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_stray_program_in_blank_sector_acked, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_foreign_crc_answer_echo_ignored, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_foreign_crc_answer_without_echo, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_verify_read_mismatch_legacy, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_send_error, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_commit_order_extended, setup, teardown),
