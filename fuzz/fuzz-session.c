@@ -158,6 +158,14 @@ struct bench {
 };
 
 static struct bench *b;
+static int verbose;             /* FUZZ_VERBOSE: 1 the end, 2 every frame too */
+
+static void trace(const char *what, const struct isp_can_frame *f) {
+        char buf[ISP_FRAME_STRING_MAX];
+
+        if (verbose >= 2)
+                fprintf(stderr, "%10.3f ms  %-12s %s\n", (double) b->now / MSEC - 1000, what, isp_frame_to_string(f, buf));
+}
 
 /* ------------------------------------------------------------------------ */
 
@@ -252,8 +260,8 @@ static uint32_t lcg(uint32_t *state) {
 
 /* The 248 application sectors: 0-127 in FE:, 136-255 in FF: (the entry's
  * is 136). */
-static unsigned app_sector(uint32_t r) {
-        unsigned k = r % 247;
+static unsigned app_sector(uint32_t *rng) {
+        unsigned k = lcg(rng) % 247;
 
         return k < 128 ? k : k + 9;             /* 137-255 */
 }
@@ -276,7 +284,7 @@ static void make_image(struct isp_image *img, uint32_t seed, uint8_t shape) {
         hex_data(&h, 0xFF0000 + target, buf, 64);
 
         for (unsigned k = 0; k < n_sectors; k++) {
-                unsigned sector = app_sector(lcg(&rng) << 8 | lcg(&rng));
+                unsigned sector = app_sector(&rng);
                 uint32_t offset = sector * ISP_SECTOR_SIZE;
                 unsigned len = density == 0 ? 8 : density == 1 ? 64 : ISP_SECTOR_SIZE;
 
@@ -321,11 +329,13 @@ static void install_old(struct core *c, uint32_t seed) {
         memcpy(c->ram.flash, b->want, ISP_AREA_START);
         memcpy(c->ram.flash + ISP_AREA_END, b->want + ISP_AREA_END, ISP_FLASH_SIZE - ISP_AREA_END);
         for (unsigned k = 0; k < 3; k++) {
-                unsigned sector = app_sector(lcg(&rng) << 8 | lcg(&rng));
+                unsigned sector = app_sector(&rng);
 
-                if (lcg(&rng) & 1)
-                        memset(c->ram.flash + sector * ISP_SECTOR_SIZE + (lcg(&rng) % 256), (uint8_t) lcg(&rng), 32);
-                else
+                if (lcg(&rng) & 1) {
+                        uint32_t at = sector * ISP_SECTOR_SIZE + lcg(&rng) % 256;
+
+                        memset(c->ram.flash + at, (uint8_t) lcg(&rng), 32);
+                } else
                         c->ram.flash[sector * ISP_SECTOR_SIZE + lcg(&rng) % ISP_SECTOR_SIZE] ^= 0x5A;
         }
         /* an old entry: LJMP to somewhere else in its entry sector */
@@ -395,6 +405,18 @@ static void tick(void) {
                 b->fault_wait--;
 }
 
+/* CRC and ERASE replies carry nothing that ties them to their request
+ * (docs/protocol.md 5.3, 5.6): a host that receives one twice can only
+ * take the copy for the answer to its next request. FUZZ_SESSION_TIED=1
+ * leaves out the faults that do just that (a second copy, a stale one, a
+ * forged one from a target's id), so that fuzzing can look past that
+ * known weakness while the engine has it (issue 12, item 3). */
+static bool tied_only;
+
+static bool untied_reply(const struct isp_can_frame *f) {
+        return tied_only && (frame_cmd(f) == ISP_CMD_CRC || frame_cmd(f) == ISP_CMD_ERASE);
+}
+
 /* A reply that tells two boards apart where that matters. */
 static bool protected_reply(const struct isp_can_frame *f) {
         unsigned cmd = frame_cmd(f);
@@ -453,6 +475,8 @@ static void spoof(uint8_t arg) {
 
         node = (arg & 0x08) ? (uint8_t) (h >> 24) : b->core[(arg >> 4) % b->n].id;
         f.id = 0x1B000000u | (uint32_t) cmd << 20 | node;
+        if (!(arg & 0x08) && untied_reply(&f))
+                return;
         for (unsigned i = 0; i < 8; i++)
                 f.data[i] = (uint8_t) (mix(i) >> 8);
         switch (cmd) {
@@ -515,6 +539,7 @@ static int on_send(void *userdata, const struct isp_can_frame *f) {
         check_request_range(f);
         if (frame_cmd(f) == ISP_CMD_PROGRAM)
                 b->last_program_offset = f->id & 0xFFFFF;
+        trace("sent", f);
         q_push(&b->tx, f, b->live_version);
         return 0;
 }
@@ -663,10 +688,16 @@ static void deliver_to_cores(const struct queued *q) {
         bool opcode = writes_opcode(&q->f);
         bool had_opcode[MAX_CORES];
 
-        if (f == FAULT_DROP_TX && !(b->conflict_possible && cmd == ISP_CMD_CONNECT))
+        if (f == FAULT_DROP_TX && !(b->conflict_possible && cmd == ISP_CMD_CONNECT)) {
+                trace("LOST", &q->f);
                 return;
-        if (f == FAULT_DROP_TX_ONE && cmd != ISP_CMD_CONNECT)
+        }
+        if (f == FAULT_DROP_TX_ONE && cmd != ISP_CMD_CONNECT) {
                 skip = (int) (b->fault_arg % b->n);
+                if (verbose >= 2)
+                        fprintf(stderr, "             not to core %d:\n", skip);
+        }
+        trace("to cores", &q->f);
 
         if (is_request(&q->f) && (cmd == ISP_CMD_PROGRAM || cmd == ISP_CMD_ERASE))
                 check_receivers(q);
@@ -688,15 +719,20 @@ static void deliver_to_session(const struct queued *q) {
         int f = take_fault(1u << FAULT_DROP_RX | 1u << FAULT_DUP_RX | 1u << FAULT_DELAY_RX);
         uint8_t arg = b->fault_arg;
 
-        if (f == FAULT_DROP_RX && !protected_reply(&q->f))
+        if (f == FAULT_DROP_RX && !protected_reply(&q->f)) {
+                trace("LOST reply", &q->f);
                 return;
+        }
         if (f == FAULT_DELAY_RX && !protected_reply(&q->f)) {
+                trace("DELAYED", &q->f);
                 hold(&q->f, (uint64_t) (arg + 1) * 4 * MSEC);
                 b->injected_usec += (uint64_t) (arg + 1) * 4 * MSEC;
                 return;
         }
+        trace("to session", &q->f);
         session_receive(b->s, &q->f, b->now);
-        if (f == FAULT_DUP_RX && b->n_finished == 0) {
+        if (f == FAULT_DUP_RX && b->n_finished == 0 && !untied_reply(&q->f)) {
+                trace("AGAIN", &q->f);
                 b->now += FRAME_USEC;
                 session_receive(b->s, &q->f, b->now);
         }
@@ -711,24 +747,33 @@ static void apply_bus_faults(void) {
 
         switch (f) {
         case FAULT_SPOOF:
+                if (verbose >= 2)
+                        fprintf(stderr, "             forged reply:\n");
                 spoof(arg);
                 break;
         case FAULT_STALE:
-                if (b->n_stale > 0) {
+                if (b->n_stale > 0 && !untied_reply(&b->stale[(b->n_stale - 1 - arg % (b->n_stale < STALE_MAX ? b->n_stale : STALE_MAX)) % STALE_MAX])) {
                         unsigned n = b->n_stale < STALE_MAX ? b->n_stale : STALE_MAX;
 
+                        if (verbose >= 2)
+                                fprintf(stderr, "             stale reply:\n");
                         q_push(&b->rx, &b->stale[(b->n_stale - 1 - arg % n) % STALE_MAX], 0);
                 }
                 break;
         case FAULT_POWER_CUT:
                 c = &b->core[arg % b->n];
                 if (!c->power_on_at) {
+                        if (verbose >= 2)
+                                fprintf(stderr, "%10.3f ms  POWER CUT core %u for %u ms\n", (double) b->now / MSEC - 1000,
+                                        (unsigned) (c - b->core), (arg / 8) * 50);
                         isp_node_power_off(&c->node);
                         c->power_on_at = b->now + 1 + (uint64_t) (arg / 8) * 50 * MSEC;
                         b->injected_usec += (uint64_t) (arg / 8) * 50 * MSEC;
                 }
                 break;
         case FAULT_CLOCK_JUMP:
+                if (verbose >= 2)
+                        fprintf(stderr, "             clock jumps %u ms\n", (arg + 1) * 10);
                 b->now += (uint64_t) (arg + 1) * 10 * MSEC;
                 b->injected_usec += (uint64_t) (arg + 1) * 10 * MSEC;
                 break;
@@ -885,6 +930,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int r;
 
         if (!b) {
+                verbose = getenv("FUZZ_VERBOSE") ? atoi(getenv("FUZZ_VERBOSE")) : 0;
+                tied_only = getenv("FUZZ_SESSION_TIED") != NULL;
                 b = malloc(sizeof(*b));         /* 2 MiB of flash: not on the stack, not per input */
                 fuzz_check(b, "out of memory");
         }
@@ -925,7 +972,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (r == 0)
                 run();
 
-        if (getenv("FUZZ_VERBOSE")) {
+        if (verbose) {
                 fprintf(stderr, "%u cores, %u targets, %u faults: %s after %u steps, %llu ms%s%s\n", b->n, n_specs,
                         b->n_faults, session_state_to_string(session_get_state(b->s)), b->steps,
                         (unsigned long long) (b->now / MSEC - 1000), session_get_error(b->s) ? ": " : "",
