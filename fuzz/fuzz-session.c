@@ -409,7 +409,7 @@ static void tick(void) {
  * (docs/protocol.md 5.3, 5.6): a host that receives one twice can only
  * take the copy for the answer to its next request. FUZZ_SESSION_TIED=1
  * leaves out the faults that do just that (a second copy, a stale one, a
- * forged one from a target's id), so that fuzzing can look past that
+ * late one, a forged one from a target's id), so that fuzzing can look past that
  * known weakness while the engine has it (issue 12, item 3). */
 static bool tied_only;
 
@@ -723,7 +723,7 @@ static void deliver_to_session(const struct queued *q) {
                 trace("LOST reply", &q->f);
                 return;
         }
-        if (f == FAULT_DELAY_RX && !protected_reply(&q->f)) {
+        if (f == FAULT_DELAY_RX && !protected_reply(&q->f) && !untied_reply(&q->f)) {
                 trace("DELAYED", &q->f);
                 hold(&q->f, (uint64_t) (arg + 1) * 4 * MSEC);
                 b->injected_usec += (uint64_t) (arg + 1) * 4 * MSEC;
@@ -822,6 +822,14 @@ static void run(void) {
                         b->now = e > b->now ? e : b->now;
                         continue;
                 }
+                if (d == UINT64_MAX && verbose)
+                        for (unsigned i = 0; i < session_get_n_targets(b->s); i++) {
+                                struct session_target_result r;
+
+                                if (session_get_target_result(b->s, i, &r))
+                                        fprintf(stderr, "  target %s: %s in phase %s\n", r.name,
+                                                session_state_to_string(r.state), session_phase_to_string(r.phase));
+                        }
                 fuzz_check(d != UINT64_MAX, "(d) the session waits for nothing but has not ended (phase %s)",
                            session_phase_to_string(session_get_phase(b->s)));
                 if (d > b->now)
