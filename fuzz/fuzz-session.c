@@ -408,8 +408,8 @@ static void tick(void) {
                 b->fault_wait--;
 }
 
-/* CRC and ERASE replies carry nothing that ties them to their request
- * (docs/protocol.md 5.3, 5.6): a host that receives one twice can only
+/* CRC and ERASE replies, and every legacy reply, carry nothing that ties
+ * them to their request (docs/protocol.md 5, 6): a host that receives one twice can only
  * take the copy for the answer to its next request. FUZZ_SESSION_TIED=1
  * leaves out the faults that do just that (a second copy, a stale one, a
  * late one, a forged one from a target's id), so that fuzzing can look past that
@@ -417,7 +417,8 @@ static void tick(void) {
 static bool tied_only;
 
 static bool untied_reply(const struct isp_can_frame *f) {
-        return tied_only && (frame_cmd(f) == ISP_CMD_CRC || frame_cmd(f) == ISP_CMD_ERASE);
+        return tied_only && (frame_cmd(f) == ISP_CMD_CRC || frame_cmd(f) == ISP_CMD_ERASE ||
+                             (f->id & 0xFF) == 0);      /* a legacy reply: no node, no offset */
 }
 
 /* A reply that tells two boards apart where that matters. */
