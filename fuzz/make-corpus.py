@@ -4,6 +4,9 @@
 
   corpus/image/  image files, valid and broken, as ispctl would read them
   corpus/frame/  CAN frames in fuzz-frame.c's input layout
+  corpus/session/    benches and faults in fuzz-session.c's input layout
+  corpus/job-store/  state directories in fuzz-job-store.c's layout
+  corpus/config/     stcispd.conf texts
 
 The files are committed; run this again after changing it
 (/usr/bin/python3 fuzz/make-corpus.py). Only the files named here are
@@ -222,6 +225,159 @@ def frame_seeds():
     return seeds
 
 
+# fuzz-session.c's layout: flags, timing, image seed (u32 LE), image
+# shape, two bytes per core (8 cores), then faults of 3 bytes: steps to
+# wait, kind, argument.
+S_NO_QUIET, S_FULL, S_NO_REBOOT, S_BOOT_CHECK = 0x01, 0x02, 0x04, 0x08
+C_TARGET, C_OLD, C_IMAGE, C_TORN, C_APP, C_APP_SPEC = 0x08, 0x10, 0x20, 0x30, 0x40, 0x80
+F_DROP_TX, F_DROP_TX_ONE, F_DROP_RX, F_DUP_RX, F_DELAY_RX, F_SPOOF, F_STALE, F_POWER_CUT, F_CLOCK_JUMP, F_FOREIGN = range(10)
+
+
+def bench(cores, flags=0, window=8, retries=3, timeout=1, seed=1, sectors=2, density=1, faults=()):
+    """cores: (id, bits, caps_cleared) per core."""
+    head = bytes([flags | (window - 1) << 4, retries | timeout << 2 | (len(cores) - 1) << 4])
+    head += struct.pack("<I", seed) + bytes([sectors | density << 3])
+    for i in range(8):
+        node, bits, caps = cores[i] if i < len(cores) else (0, 0, 0)
+        head += bytes([node | bits, caps | 3 << 3 | (i & 3) << 6])
+    return head + b"".join(bytes([wait, kind, arg]) for wait, kind, arg in faults)
+
+
+def session_seeds():
+    one = [(3, C_TARGET, 0)]
+    group = [(1, C_TARGET, 0), (2, C_TARGET, 0), (3, C_TARGET, 0)]
+    return {
+        "one-blank": bench(one),
+        "one-acked-window": bench(one, flags=S_NO_QUIET, window=4),
+        "one-full-erase": bench(one, flags=S_FULL),
+        "one-no-crc": bench([(3, C_TARGET, 0x01)]),
+        "one-no-sector-erase": bench([(3, C_TARGET, 0x06)]),
+        "one-old-differential": bench([(3, C_TARGET | C_OLD, 0)], sectors=5),
+        "one-up-to-date": bench([(3, C_TARGET | C_IMAGE, 0)]),
+        "one-torn": bench([(3, C_TARGET | C_TORN, 0)]),
+        "one-in-application": bench([(3, C_TARGET | C_OLD | C_APP | C_APP_SPEC, 0)], flags=S_BOOT_CHECK),
+        "one-in-application-unknown": bench([(3, C_TARGET | C_OLD | C_APP, 0)]),
+        "one-large-sectors": bench(one, sectors=7, density=2),
+        "legacy": bench([(0, C_TARGET, 0)]),
+        "legacy-torn": bench([(0, C_TARGET | C_TORN, 0)]),
+        "legacy-beside-extended": bench([(3, C_TARGET, 0), (0, 0, 0)]),
+        "legacy-target-beside-extended": bench([(0, C_TARGET, 0), (3, 0, 0)]),
+        "duplicate-id": bench([(3, C_TARGET, 0), (3, 0, 0)]),
+        "duplicate-id-in-application": bench([(3, C_TARGET, 0), (3, C_OLD | C_APP, 0)]),
+        "group-of-three": bench(group),
+        "group-mixed-caps": bench([(1, C_TARGET, 0), (2, C_TARGET | C_OLD, 0x04), (3, C_TARGET | C_IMAGE, 0)]),
+        "group-beside-foreign": bench(group + [(5, C_OLD, 0), (6, 0, 0)]),
+        "eight-cores": bench([(i % 7 + 1, C_TARGET if i % 2 == 0 else 0, 0) for i in range(8)], sectors=3),
+        "fault-drop-tx": bench(one, faults=[(5, F_DROP_TX, 0), (20, F_DROP_TX, 0)]),
+        "fault-drop-rx": bench(one, faults=[(8, F_DROP_RX, 0), (3, F_DROP_RX, 0)]),
+        "fault-group-drop-one": bench(group, faults=[(12, F_DROP_TX_ONE, 1), (4, F_DROP_TX_ONE, 2)]),
+        "fault-dup-delay": bench(one, flags=S_NO_QUIET, faults=[(10, F_DUP_RX, 0), (5, F_DELAY_RX, 60)]),
+        "fault-spoof": bench(one, faults=[(10, F_SPOOF, 0x00), (5, F_SPOOF, 0x02), (5, F_SPOOF, 0x01)]),
+        "fault-stale": bench(group, faults=[(30, F_STALE, 1), (10, F_STALE, 3), (10, F_STALE, 0)]),
+        "fault-power-cut": bench([(3, C_TARGET | C_OLD, 0)], faults=[(25, F_POWER_CUT, 0x08)]),
+        "fault-power-cut-long": bench([(3, C_TARGET | C_OLD, 0)], faults=[(25, F_POWER_CUT, 0x20)]),
+        "fault-power-cut-commit": bench([(3, C_TARGET, 0)], sectors=0, faults=[(45, F_POWER_CUT, 0x00), (10, F_POWER_CUT, 0x00)]),
+        "fault-power-cut-group": bench(group, faults=[(40, F_POWER_CUT, 0x11), (60, F_POWER_CUT, 0x02)]),
+        "fault-clock-jump": bench(one, faults=[(15, F_CLOCK_JUMP, 40), (15, F_CLOCK_JUMP, 200)]),
+        "fault-foreign": bench(one, faults=[(3, F_FOREIGN, i) for i in range(8)]),
+        "fault-legacy-loss": bench([(0, C_TARGET | C_TORN, 0)], faults=[(6, F_DROP_RX, 0), (9, F_POWER_CUT, 0x40)]),
+    }
+
+
+def job_store_files(files, history=None):
+    text = b"" if history is None else history.encode()
+    for name, content in files:
+        text += b"--- " + name.encode() + b"\n" + content.encode()
+    return text
+
+
+def job_record(id, state="queued", kind="flash", attempts=0, extra=""):
+    nodes = '"nodes": [{"id": 3, "name": "node3", "state": "%s", "phase": "program"}]' % state
+    return ('{"id": %d, "kind": "%s", "target": "node3", "node": 3, "state": "%s", "phase": "program",'
+            ' "attempts": %d, "image_crc": 0, "interface": "vcan0", %s%s}\n' % (id, kind, state, attempts, nodes, extra))
+
+
+IMAGE_HEX = ":03000000021003E8\n:00000001FF\n"
+
+
+def job_store_seeds():
+    done = job_record(1, "succeeded").strip()
+    return {
+        "empty": job_store_files([], '{"next_id": 1, "jobs": []}\n'),
+        "history": job_store_files([("next-id", "3\n")], '{"next_id": 3, "jobs": [%s, %s]}\n' % (done, job_record(2, "failed", extra=', "error": "x"').strip())),
+        "history-cut-short": job_store_files([], '{"next_id": 3, "jobs": [%s, {"id": 2, "ki' % done),
+        "history-not-json": job_store_files([], "\x00\xff garbage"),
+        "history-no-jobs": job_store_files([], '{"next_id": 9}'),
+        "history-queued-entry": job_store_files([], '{"jobs": [%s]}' % job_record(4, "queued").strip()),
+        "queued": job_store_files([("next-id", "5\n"), ("jobs/4.json", job_record(4)), ("jobs/4.image", IMAGE_HEX)]),
+        "queued-bad-image": job_store_files([("jobs/4.json", job_record(4)), ("jobs/4.image", ":0300\n")]),
+        "queued-no-image": job_store_files([("jobs/4.json", job_record(4))]),
+        "running": job_store_files([("jobs/7.json", job_record(7, "running", attempts=1)), ("jobs/7.image", IMAGE_HEX)]),
+        "running-too-often": job_store_files([("jobs/7.json", job_record(7, "running", attempts=3))]),
+        "finished-record": job_store_files([("jobs/8.json", job_record(8, "succeeded"))], '{"next_id": 9, "jobs": []}'),
+        "finished-in-history-too": job_store_files([("jobs/1.json", job_record(1, "succeeded"))], '{"next_id": 2, "jobs": [%s]}' % done),
+        "id-mismatch": job_store_files([("jobs/5.json", job_record(6))]),
+        "bad-names": job_store_files([("jobs/05.json", job_record(5)), ("jobs/x.json", "{}"), ("jobs/99999999999.json", "{}")]),
+        "wrapped-ids": job_store_files([("next-id", "4294967295\n"), ("jobs/4294967295.json", job_record(4294967295, kind="reboot")),
+                                        ("jobs/1.json", job_record(1, kind="scan"))]),
+        "bad-next-id": job_store_files([("next-id", "zero\n"), ("jobs/2.json", job_record(2, kind="verify"))]),
+        "old-record-no-nodes": job_store_files([("jobs/3.json", '{"id": 3, "kind": "reboot", "target": "node3", "node": 3, "state": "queued"}')]),
+        "record-not-an-object": job_store_files([("jobs/3.json", "[1, 2, 3]")]),
+        "read-job": job_store_files([("jobs/6.json", job_record(6, kind="read")), ("jobs/6.read", IMAGE_HEX)]),
+    }
+
+
+CONFIG_EXAMPLE = os.path.join(HERE, "..", "daemon", "stcispd.conf")
+
+
+def config_seeds():
+    seeds = {
+        "empty": b"",
+        "full": b"""[Bus]
+Interface=can0 can1
+Bitrate=250000
+RestartMs=100
+Bitrate.can1=125000
+RestartMs.can1=50
+[Protocol]
+Timeout=200
+EraseTimeout=20
+Retries=5
+Window=16
+DiscoverTime=500
+BootTimeout=0
+[Access]
+FlashGroup=wheel
+[Daemon]
+History=10
+MaxAttempts=2
+[Nodes]
+pump = 3
+old-board = legacy
+spare = uid:A4917069
+[Groups]
+pumps = pump spare can1/7 node9
+""",
+        "no-names": b"[Bus]\nInterface=vcan0\n[Protocol]\nWindow=1 # a comment\n",
+        "bad-section": b"[Bogus]\nKey=1\n",
+        "bad-key": b"[Bus]\nInterfaces=can0\n",
+        "bad-number": b"[Protocol]\nTimeout=5\nRetries=-1\nWindow=0x10\n",
+        "duplicate-name": b"[Nodes]\na = 3\nb = 3\na = 4\n",
+        "reserved-name": b"[Nodes]\nlegacy = 3\nnode5 = 5\nall = 7\n",
+        "bad-uid": b"[Nodes]\nx = uid:XYZ\ny = uid:A4917069\nz = uid:a4917069\n",
+        "group-errors": b"[Nodes]\np = 3\n[Groups]\ng = p p\nh = g\ni = legacy\nj = all\nk =\n",
+        "no-section": b"Interface=can0\n",
+        "bad-line": b"[Bus\n=x\nnovalue\n",
+        "long-line": b"[Bus]\nInterface=" + b"a" * 5000 + b"\n",
+        "crlf-nul": b"[Bus]\r\nInterface=can0\r\n\x00[Protocol]\n",
+        "overrides-unknown": b"[Bus]\nInterface=can0\nBitrate.can9=500000\nRestartMs.=1\n",
+        "many-interfaces": b"[Bus]\nInterface=" + b" ".join(b"can%d" % i for i in range(20)) + b"\n",
+    }
+    with open(CONFIG_EXAMPLE, "rb") as f:
+        seeds["example"] = f.read()
+    return seeds
+
+
 def write(directory, seeds):
     os.makedirs(directory, exist_ok=True)
     for name, data in sorted(seeds.items()):
@@ -233,6 +389,9 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "corpus")
     write(os.path.join(out, "image"), image_seeds())
     write(os.path.join(out, "frame"), frame_seeds())
+    write(os.path.join(out, "session"), session_seeds())
+    write(os.path.join(out, "job-store"), {k: v if isinstance(v, bytes) else v.encode() for k, v in job_store_seeds().items()})
+    write(os.path.join(out, "config"), config_seeds())
 
 
 if __name__ == "__main__":
