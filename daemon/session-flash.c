@@ -511,9 +511,39 @@ static void on_commit_ack(struct session *s, struct session_target *t, struct pe
         }
         transport_done(&t->tp, p, s->now);
 
+        if (t->legacy && t->step == STEP_COMMIT_TARGET) {
+                /* A legacy ack is DLC 0: one that is late, received
+                 * twice or another host's looks the same. hh ll must be
+                 * there before the opcode makes the entry valid, or the
+                 * node would jump to FF:FFFF. */
+                struct isp_request req = { .cmd = ISP_CMD_READ, .u.read.offset = ISP_ENTRY_OFFSET };
+
+                t->step = STEP_COMMIT_ADDR_CHECK;
+                (void) target_request(s, t, &req, target_short_timeout(s, t));
+                return;
+        }
+
         /* The opcode alone, last: "invalid" becomes "valid" in one byte
          * write (protocol.md 9, step 4). Then read it back. */
         request_commit_step(s, t, t->step == STEP_COMMIT_TARGET ? PLAN_COMMIT_OPCODE : PLAN_COMMIT_CHECK);
+}
+
+static void on_commit_addr_check(struct session *s, struct session_target *t, struct pending *p,
+                                 const struct isp_reply *r) {
+        uint8_t expected[8];
+        char got_s[32];
+
+        transport_done(&t->tp, p, s->now);
+        plan_commit_expected(&s->plan, expected);
+        if (r->u.data[0] != 0xFF || r->u.data[1] != expected[1] || r->u.data[2] != expected[2]) {
+                format_bytes(got_s, sizeof(got_s), r->u.data, NULL, 3);
+                session_fail(s, t, SESSION_REASON_VERIFY_FAILED, ISP_ENTRY_OFFSET + 1,
+                             "%s: before the commit's opcode FF:1000 reads %s, not FF %02X %02X: the entry's "
+                             "address was not written (its acknowledgement was not this write's); the opcode "
+                             "is not written", t->name, got_s, expected[1], expected[2]);
+                return;
+        }
+        request_commit_step(s, t, PLAN_COMMIT_OPCODE);
 }
 
 static void on_commit_check(struct session *s, struct session_target *t, struct pending *p, const struct isp_reply *r) {
@@ -608,6 +638,9 @@ void on_target_reply(struct session *s, struct session_target *t, struct pending
                 return;
         case STEP_COMMIT_CHECK:
                 on_commit_check(s, t, p, r);
+                return;
+        case STEP_COMMIT_ADDR_CHECK:
+                on_commit_addr_check(s, t, p, r);
                 return;
         case STEP_REBOOT:
                 on_reboot_reply(s, t, p, r);

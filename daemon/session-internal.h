@@ -50,6 +50,7 @@ enum step {
         STEP_COMMIT_TARGET,     /* PROGRAM hh ll at 0x11001 */
         STEP_COMMIT_OPCODE,     /* PROGRAM 02 at 0x11000 */
         STEP_COMMIT_CHECK,      /* READ 0x11000 */
+        STEP_COMMIT_ADDR_CHECK, /* legacy: READ 0x11000 before the opcode (its acks say nothing) */
         STEP_REBOOT,
         STEP_DISCOVER,
         STEP_WAIT,              /* connected: waits for its unit or its turn */

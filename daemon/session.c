@@ -209,6 +209,14 @@ void session_ignore_reply(struct session *s, const struct session_target *t, con
         char from[16];
 
         s->stats.stray_replies++;
+        /* An answer without ECHO that answers nothing in flight may have
+         * been taken, in its place, for an answer to something else (a
+         * CAN frame received twice, a late answer, another host's): the
+         * checks before the erase cannot be trusted, verify covers all. */
+        if ((r->cmd == ISP_CMD_CRC || r->cmd == ISP_CMD_ERASE) && !r->echo && s->kind == SESSION_FLASH &&
+            !s->cfg.dry_run && s->foreign_writes++ == 0)
+                snprintf(s->foreign_write, sizeof(s->foreign_write), "a %s answer from node%u to no request",
+                         isp_cmd_to_string(r->cmd), r->node);
         if (!s->ops.log)
                 return;
         if (r->node == ISP_NODE_LEGACY)
