@@ -327,7 +327,7 @@ void erase_poll(struct session *s) {
                 erase_poll(s);
                 return;
         }
-        if (in_class == u->n) {
+        if (in_class == u->n && !u->dropped) {
                 /* the whole unit: no selecting */
                 erase_poll(s);
                 return;

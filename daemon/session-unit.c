@@ -597,6 +597,21 @@ static void unit_poll(struct session *s) {
                 bool was_out = u->req_out;
                 unsigned n_before = u->n;
 
+                if (u->n == 0 && u->n_class_saved > 0) {
+                        /* an erase class, selected alone, lost its last
+                         * member: the unit's other members go on */
+                        for (unsigned i = 0; i < u->n_class_saved; i++)
+                                if (u->class_saved[i]->in_unit)
+                                        u->m[u->n++] = u->class_saved[i];
+                        u->n_class_saved = 0;
+                        u->class_active = false;
+                        u->req_out = false;
+                        u->n_req = 0;
+                        /* the one gone may still be selected */
+                        u->dropped = true;
+                        u->step = U_ERASE;
+                        continue;
+                }
                 if (u->n == 0 && u->step != U_MEMBERS) {
                         if (u->repairing) {
                                 u->repairing = false;
