@@ -68,6 +68,51 @@ Job *job_store_find(JobStore *s, uint32_t id) {
 
 /* ---- writing ---- */
 
+/* Space held back in the state directory for the records of jobs already
+ * accepted: once a job is queued, its start and its end must be written,
+ * or it would be lost (a job is refused, with the error, when its queued
+ * record does not fit). A database keeps such a reserve for the same
+ * reason. Made at start when there is room; released on ENOSPC. */
+#define RESERVE_FILE "reserve"
+#define RESERVE_SIZE (64u * 1024u)
+
+static void reserve_make(JobStore *s) {
+        _cleanup_free_ char *zeros = NULL;
+        struct stat st;
+        int r;
+
+        if (fstatat(s->state_dir_fd, RESERVE_FILE, &st, 0) >= 0 && st.st_size >= (off_t) RESERVE_SIZE) {
+                s->reserve = true;
+                return;
+        }
+        zeros = calloc(1, RESERVE_SIZE);
+        if (!zeros)
+                return;
+        r = write_file_atomic(s->state_dir_fd, RESERVE_FILE, zeros, RESERVE_SIZE);
+        if (r < 0) {
+                log_warning_errno(r, "Cannot keep a %u KiB reserve in %s for the records of accepted jobs: %m",
+                                  RESERVE_SIZE / 1024, s->state_dir);
+                return;
+        }
+        s->reserve = true;
+}
+
+/* The write of a record an accepted job needs; on ENOSPC, once, with the
+ * reserve released. */
+static int write_accepted(JobStore *s, int dir_fd, const char *name, const char *data, size_t size) {
+        int r = write_file_atomic(dir_fd, name, data, size);
+
+        if (r != -ENOSPC || !s->reserve)
+                return r;
+        s->reserve = false;
+        if (unlink_durable(s->state_dir_fd, RESERVE_FILE) < 0)
+                return r;
+        log_warning("%s is full: its %u KiB reserve is used for the records of the jobs already accepted; "
+                    "new jobs are refused until there is space (the reserve is made again at the next start)",
+                    s->state_dir, RESERVE_SIZE / 1024);
+        return write_file_atomic(dir_fd, name, data, size);
+}
+
 static int record_save(JobStore *s, Job *j, bool log) {
         _cleanup_free_ char *json = job_to_json(j);
         char name[NAME_MAX_LEN];
@@ -75,7 +120,12 @@ static int record_save(JobStore *s, Job *j, bool log) {
 
         if (!json)
                 return log_error_errno(-ENOMEM, "Cannot save job %u: %m", j->id);
-        r = write_file_atomic(s->jobs_dir_fd, job_file_name(name, j->id, "json"), json, strlen(json));
+        job_file_name(name, j->id, "json");
+        /* a new job is refused when it does not fit; one accepted is not lost */
+        if (j->state == JOB_QUEUED && j->attempts == 0)
+                r = write_file_atomic(s->jobs_dir_fd, name, json, strlen(json));
+        else
+                r = write_accepted(s, s->jobs_dir_fd, name, json, strlen(json));
         if (r < 0 && log)
                 return log_error_errno(r, "Cannot save job %u in %s/jobs: %m", j->id, s->state_dir);
         return r;
@@ -113,7 +163,7 @@ static int history_save(JobStore *s) {
                 r = jo ? json_object_array_add(a, jo) : -ENOMEM;
         }
         text = r >= 0 ? json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE) : NULL;
-        r = text ? write_file_atomic(s->state_dir_fd, "history.json", text, strlen(text)) : -ENOMEM;
+        r = text ? write_accepted(s, s->state_dir_fd, "history.json", text, strlen(text)) : -ENOMEM;
         json_object_put(o);
         if (r < 0)
                 return log_error_errno(r, "Cannot save the job history in %s/history.json: %m", s->state_dir);
@@ -706,6 +756,7 @@ int job_store_new(JobStore **ret, const char *state_dir, unsigned history_max, u
         s->jobs_dir_fd = openat(s->state_dir_fd, "jobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (s->jobs_dir_fd < 0)
                 goto fail_jobs;
+        reserve_make(s);
         *ret = s;
         return 0;
 fail: {

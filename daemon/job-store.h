@@ -29,6 +29,7 @@ typedef struct JobStore {
         Job *history_head, *history_tail;       /* finished jobs, oldest first */
         unsigned history_len;
         uint32_t next_id;
+        bool reserve;                           /* state_dir/reserve is there, for the records of accepted jobs */
 } JobStore;
 
 #define JOB_STORE_QUEUE_MAX 1000
