@@ -26,10 +26,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 
-from daemon_env import EXAMPLES, SLOW, expected_flash  # noqa: E402
+from daemon_env import SLOW, SRC, expected_flash  # noqa: E402
 
-BLINK = os.path.join(EXAMPLES, "blink.hex")
-BLINK2 = os.path.join(EXAMPLES, "blink-v2.hex")
 FINAL = ("succeeded", "failed", "cancelled")
 # ListJobs: a(ussssttso)
 J_ID, J_KIND, J_TARGET, J_STATE, J_PHASE, J_DONE, J_TOTAL, J_ERROR, J_PATH = range(9)
@@ -58,11 +56,31 @@ def classify(image, before, after):
     return "isp"
 
 
+def make_image(env, version, kib):
+    """A small image of the project's example generator (the examples'
+    16 KiB take seconds a flash in the guest): its path in env.dir."""
+    path = os.path.join(env.dir, f"app-v{version}-{kib}k.hex")
+    if not os.path.exists(path):
+        subprocess.run(["/usr/bin/python3", os.path.join(SRC, "examples", "make-example-image.py"),
+                        "--version", str(version), "--size", str(kib), path], check=True)
+    return path
+
+
 def flash_files(env, nodes):
-    """Every node's flash file at once: one write-back (SIGUSR1) and one
-    wait for all, where env.flash_file waits once per node."""
+    """Every node's flash file at once: one write-back (SIGUSR1), then the
+    files replaced (the simulator renames a new one over each)."""
+    def stamp(i):
+        try:
+            st = os.stat(os.path.join(env.flash_dir, f"node{i}.bin"))
+            return st.st_ino, st.st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    old = {i: stamp(i) for i in nodes}
     env.sim.send_signal(signal.SIGUSR1)
-    time.sleep(0.5 * SLOW)
+    end = time.monotonic() + 0.5 * SLOW
+    while time.monotonic() < end and any(stamp(i) in (None, old[i]) for i in nodes):
+        time.sleep(0.02)
     out = {}
     for i in nodes:
         with open(os.path.join(env.flash_dir, f"node{i}.bin"), "rb") as f:
@@ -115,15 +133,17 @@ def image_args(path):
     return [str(len(data)), *[str(b) for b in data]]
 
 
+SMALL_KIB = 2
+
+
 def queue(env, how, node):
     """One job through D-Bus, as busctl does it: (job id or None, the
     refusal's text)."""
-    if how == "flash":
-        args = ["Flash", "saya{sv}", f"node{node}", *image_args(BLINK), "0"]
-    elif how == "flash-v2":
-        args = ["Flash", "saya{sv}", f"node{node}", *image_args(BLINK2), "0"]
+    if how in ("flash", "flash-v2"):
+        image = make_image(env, 1 if how == "flash" else 2, SMALL_KIB)
+        args = ["Flash", "saya{sv}", f"node{node}", *image_args(image), "0"]
     elif how == "reboot":
-        args = ["Reboot", "s", f"node{node}"]
+        args = ["Reboot", "sa{sv}", f"node{node}", "0"]
     else:
         args = ["Scan"]
     r = env.call(*args, check=False)
@@ -181,7 +201,7 @@ PAGE = 4096
 
 def fill(path, leave):
     """Take the tmpfs's space up to `leave` bytes with the file `path`."""
-    with open(path, "wb") as f:
+    with open(path, "wb", buffering=0) as f:
         chunk = b"\0" * PAGE
         try:
             while True:
@@ -199,7 +219,7 @@ def disk_full_trial(rng, env_factory, n):
     env = env_factory()
     mounted = False
     try:
-        size_k = rng.choice([96, 128, 160])
+        size_k = rng.choice([24, 32, 48])
         os.mkdir(env.state_dir, 0o700)
         subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_k}k,mode=0700", "tmpfs", env.state_dir], check=True)
         mounted = True
@@ -208,12 +228,12 @@ def disk_full_trial(rng, env_factory, n):
         env.start_daemon()
         before_flash = flash_files(env, nodes)
 
-        leave = rng.choice([0, 1, 2, 4, 8, 12, 16]) * PAGE
+        leave = rng.choice([0, 1, 2, 3, 4, 6, 8]) * PAGE
         fill(os.path.join(env.state_dir, "filler"), leave)
         name += f" tmpfs {size_k}k, {leave // 1024}k free"
         refused, accepted = [], {}
         flashed = set()
-        n_calls = rng.randint(5, 8)
+        n_calls = rng.randint(4, 6)
         for c in range(n_calls):
             how = rng.choice(["flash", "flash", "flash", "reboot", "scan"])
             node = rng.choice(nodes)
@@ -235,6 +255,7 @@ def disk_full_trial(rng, env_factory, n):
         states = wait_final(env, list(accepted), 120 + 30 * len(accepted))
         before = {i: states[i] for i in accepted}
         crash = stop_daemon(env, problems)
+        listing = sorted(os.listdir(env.state_dir)) + sorted("jobs/" + e for e in os.listdir(os.path.join(env.state_dir, "jobs")))
 
         # space back, the same directory: every accepted job there once
         for f in ("filler", "filler2"):
@@ -245,6 +266,12 @@ def disk_full_trial(rng, env_factory, n):
         after = list_jobs(env)
         lost, dup, why = account(before, after)
         problems += why
+        if why:
+            # the evidence: what the daemon said of those jobs, what the directory held
+            said = [l for l in env.log("stcispd.log").splitlines()
+                    if re.search(r"\b[Jj]ob (%s)\b|history|No space" % "|".join(map(str, accepted)), l)]
+            problems.append(f"accepted {accepted}, final states {before}; state dir before the restart: {listing}; "
+                            "stcispd said: " + " | ".join(said[-12:]))
         text = log_since(env, off)
         bad = [l for l in text.splitlines() if re.search(r"damaged|Cannot (read|load)|Failed to (read|load)", l)]
         if bad:
@@ -255,7 +282,7 @@ def disk_full_trial(rng, env_factory, n):
         crash = stop_daemon(env, problems) or crash
         after_flash = flash_files(env, nodes)
         for i in nodes:
-            outcomes[i] = classify(BLINK, before_flash[i], after_flash[i])
+            outcomes[i] = classify(make_image(env, 1, SMALL_KIB), before_flash[i], after_flash[i])
         if any(v == "BRICK" for v in outcomes.values()):
             problems.append("a node is BRICK")
         figures["succeeded"] = sum(1 for s in before.values() if s == "succeeded")
@@ -349,14 +376,16 @@ def corrupt(rng, path, how):
 def build_state(env):
     """A state directory with a history and queued jobs (with images):
     returns (finished {id: state}, queued ids) as the daemon left them."""
-    done = [queue(env, "flash", 1)[0], queue(env, "scan", 0)[0], queue(env, "flash", 2)[0]]
-    if None in done:
-        raise TrialError("a job was refused while the state was built")
+    def must(how, node):
+        jid, err = queue(env, how, node)
+        if jid is None:
+            raise TrialError(f"{how} node{node} was refused while the state was built: {err}")
+        return jid
+
+    done = [must("flash", 1), must("scan", 0), must("flash", 2)]
     finished = wait_final(env, done, 240)
-    queued = [queue(env, "flash-v2", 1)[0], queue(env, "flash-v2", 2)[0], queue(env, "reboot", 1)[0]]
+    queued = [must("flash-v2", 1), must("flash-v2", 2), must("reboot", 1)]
     env.kill_daemon()
-    if None in queued:
-        raise TrialError("a job was refused while the state was built")
     return {i: finished[i] for i in done}, queued
 
 
@@ -453,15 +482,16 @@ def corrupt_state(rng, long, env_factory):
         finished, queued = build_state(env)
         pristine = os.path.join(env.dir, "pristine-state")
         shutil.copytree(env.state_dir, pristine, symlinks=True)
-        for n in range(24 if long else 12):
+        for n in range(24 if long else 10):
             out.append(corrupt_trial(rng, env, pristine, finished, queued, n))
         # the nodes after every interrupted start: never BRICK
         outcomes = {}
         after_flash = flash_files(env, (1, 2))
         for i in (1, 2):
             after = after_flash[i]
-            outcomes[i] = "new" if after == expected_flash(BLINK2, expected_flash(BLINK, before[i])) else \
-                classify(BLINK, before[i], after)
+            v1, v2 = make_image(env, 1, SMALL_KIB), make_image(env, 2, SMALL_KIB)
+            outcomes[i] = "new" if after == expected_flash(v2, expected_flash(v1, before[i])) else \
+                classify(v1, before[i], after)
         bricks = [i for i, v in outcomes.items() if v == "BRICK"]
         out.append(record("corrupt-state", "nodes after the interrupted starts", not bricks,
                           f"BRICK: {bricks}" if bricks else "no node BRICK", outcomes))
@@ -590,6 +620,8 @@ def multicast(env, nodes, image):
 
 
 N_CLIENTS = 50
+# the flash under the clients must last some seconds: 8 KiB
+STATUS_KIB = 8
 # each client asks every POLL_S: a monitor's rate, 500 calls a second in all
 POLL_S = 0.1
 PROPS = "org.freedesktop.DBus.Properties"
@@ -615,7 +647,8 @@ def status_clients(rng, long, env_factory):
         name = f"{N_CLIENTS} clients, multicast of {len(nodes)} nodes"
         env.start_sim("--nodes", f"1-{nodes[-1]}", "--quiet")
         env.start_daemon()
-        job, state, quiet_s = multicast(env, nodes, BLINK)
+        v1, v2 = make_image(env, 1, STATUS_KIB), make_image(env, 2, STATUS_KIB)
+        job, state, quiet_s = multicast(env, nodes, v1)
         if state != "succeeded":
             raise TrialError(f"the flash without clients {state}: {env.job(job, 'Error')}")
         before = flash_files(env, nodes)
@@ -652,7 +685,7 @@ def status_clients(rng, long, env_factory):
 
         threads = [threading.Thread(target=client, args=(k,)) for k in range(N_CLIENTS)]
         t0 = time.monotonic()
-        job = env.flash_nodes([f"node{i}" for i in nodes], BLINK2)
+        job = env.flash_nodes([f"node{i}" for i in nodes], v2)
         current["job"] = job
         for t in threads:
             t.start()
@@ -679,7 +712,7 @@ def status_clients(rng, long, env_factory):
             problems.append(f"the flash under the clients {state}: {env.job(job, 'Error')}")
         after = flash_files(env, nodes)
         for i in nodes:
-            outcomes[i] = classify(BLINK2, before[i], after[i])
+            outcomes[i] = classify(v2, before[i], after[i])
             if outcomes[i] != "new":
                 problems.append(f"node{i} is {outcomes[i]}, not new")
         crash = stop_daemon(env, problems) or crash
