@@ -60,6 +60,7 @@ def main():
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     bus = can.interface.Bus(channel=interface, interface="socketcan")
+    print("started", flush=True)
     sent = 0
     start = time.monotonic()
     period = 1.0 / rate

@@ -186,11 +186,33 @@ class Bench:
     def sim_lines(self, s, label):
         return [l.split(": ", 1)[1] for l in self.e.log(s.log).splitlines() if l.startswith(label + ": ")]
 
+    def wait_job(self, job, timeout=120, ask=True):
+        """A job's final state. The guest is emulated and each busctl costs
+        a lot of its CPU: wait for the daemon's "Job N (...) succeeded" line
+        (read from its log file), then ask the bus once."""
+        n = job.rsplit("/", 1)[1]
+        end_re = re.compile(rf"^Job {n} \([^)]*\) (succeeded|failed|cancelled)", re.M)
+        end = time.monotonic() + timeout * SLOW
+        while time.monotonic() < end:
+            if end_re.search(self.e.log("stcispd.log")):
+                break
+            if self.e.daemon.poll() is not None:
+                break
+            time.sleep(0.1)
+        return self.e.wait_job(job, timeout=10) if ask else None
+
     def flash(self, targets, image, *options, timeout=120):
         """Queue one FlashNodes job and wait for its end: (path, state, error)."""
         job = self.e.flash_nodes(targets, image, *options)
-        state = self.e.wait_job(job, timeout=timeout)
-        return job, state, self.e.job(job, "Error")
+        self.wait_job(job, timeout=timeout, ask=False)
+        p = self.e.run(["busctl", "--system", "get-property", daemon_env.BUS, job, daemon_env.JOB, "State", "Error"])
+        try:
+            state, err = [json.loads(l.split(" ", 1)[1]) for l in p.stdout.splitlines()[:2]]
+        except (ValueError, IndexError):
+            state, err = None, None
+        if state not in ("succeeded", "failed", "cancelled"):
+            state, err = self.e.wait_job(job, timeout=10), self.e.job(job, "Error")
+        return job, state, err
 
     def jobs(self):
         return self.e.call("ListJobs")["data"][0]
@@ -200,12 +222,12 @@ class Bench:
         f = open(path, "w")
         p = subprocess.Popen(["candump", "-L", "-r", str(8 << 20), f"{self.interface},{spec}"], stdout=f)
         f.close()
-        time.sleep(0.3 * SLOW)
+        time.sleep(0.3)
         return p, path
 
     def candump_stop(self, d):
         p, path = d
-        time.sleep(0.3 * SLOW)
+        time.sleep(0.3)
         p.terminate()
         p.wait()
         frames = []
@@ -258,7 +280,7 @@ def phase_map(frames, m, drop_every=0):
     out = []
     taken = 0
     sel = False
-    seen_connect = seen_erase = programmed = verified = committed = rebooted = False
+    seen_erase = programmed = verified = committed = rebooted = isp_work = False
     for i, (cid, data) in enumerate(frames, 1):
         if drop_every and i % drop_every == 0:
             continue
@@ -267,16 +289,16 @@ def phase_map(frames, m, drop_every=0):
         ph = None
         if cmd in (6, 7):
             if (arg & 0xFF) in (m, 0xFF):
-                ph = "reboot" if rebooted else ("ENTER_ISP" if not seen_connect else None)
+                ph = "reboot" if rebooted else ("ENTER_ISP" if not isp_work else None)
         elif cmd == 0:
             target, flags = arg & 0xFF, (data[0] if data else 0)
             if target == m:
                 sel = True
-                seen_connect = True
                 ph = "connect" if not seen_erase else None
             elif target != 0xFF and not flags & 1:
                 sel = False
         elif sel:
+            isp_work = True
             if cmd == 3:
                 if len(data) == 4 and int.from_bytes(data[:3], "big") == ENTRY:
                     ph = "entry erase"
@@ -317,37 +339,48 @@ def cut_command(lines):
     return None
 
 
-def trials_power_cut(b, rng, mode):
+def cut_phase(frames, m, n_cut, drop_every=0):
+    """The phase request n_cut really fell into, from the faulted run's own
+    requests: the daemon's path may differ from the reference's (what it
+    remembers of the node, retransmissions, IDENTIFY polls)."""
+    for n, ph in phase_map(frames, m, drop_every):
+        if n == n_cut:
+            return ph
+    return "other"
+
+
+def power_cut_trials(shape):
+    def trials(b, rng, mode):
+        return trials_power_cut(b, rng, mode, shape)
+    trials.__name__ = f"trials_power_cut_{shape}"
+    return trials
+
+
+def trials_power_cut(b, rng, mode, shape):
+    """Cuts on one node alone (shape "single") or on a member of a group of
+    three (shape "group"), each over an older image (a differential update)
+    or rewriting it all (full), or from blank with losses (repairs)."""
     kind = "power-cut"
     im = b.images
     v1f = im["v1-flash"]
     fresh = im["fresh"]
-    # configurations: (name, nodes, target node, image flashed, options, initial flash, extra sim faults)
-    configs = [
-        ("single-diff", [1], 1, im["v2"], (), v1f, ""),
-        ("single-full", [1], 1, im["v2"], ("full", "b", "true"), v1f, ""),
-        ("single-fresh", [1], 1, im["v1"], (), fresh, ""),
-        ("single-repair", [1], 1, im["v1"], (), fresh, "drop-every=29"),
-        ("group-diff", [1, 2, 3], 2, im["v2"], (), v1f, ""),
-        ("group-full", [1, 2, 3], 3, im["v2"], ("full", "b", "true"), v1f, ""),
-        ("group-fresh", [1, 2, 3], 2, im["v1"], (), fresh, ""),
-    ]
-    per_phase = {"quick": 0, "ci": 2, "long": 5}[mode]
-    if mode == "quick":
-        # one cut in each of a few phases, on both kinds of target
-        wanted = [("program", "single-diff"), ("commit bytes", "group-fresh"), ("ENTER_ISP", "group-diff"),
-                  ("entry erase", "single-full")]
+    # (name, nodes, the node cut, image flashed, options, initial flash, extra faults of the cut node)
+    configs = {
+        "single": [("single-diff", [1], 1, im["v2"], (), v1f, ""),
+                   ("single-repair", [1], 1, im["v1"], ("full", "b", "true"), fresh, "drop-every=29")],
+        "group": [("group-diff", [1, 2, 3], 2, im["v2"], (), v1f, ""),
+                  ("group-full", [1, 2, 3], 3, im["v2"], ("full", "b", "true"), v1f, "")],
+    }[shape]
     recs = []
     maps = {}
-    used = set()
-    if mode == "quick":
-        used = {c for _, c in wanted}
-    else:
-        used = {c[0] for c in configs}
     for name, nodes, m, image, opts, initial, extra in configs:
-        if name not in used:
-            continue
         t0 = time.monotonic()
+        # What the daemon remembers of the nodes (running which image)
+        # changes its path, so each run starts from what a retry leaves:
+        # a primer flash first, as unmeasured as the retries.
+        s = b.sim("primer-" + name, ["--nodes", ",".join(map(str, nodes))], {n: initial for n in nodes})
+        b.flash([f"node{n}" for n in nodes], image, *opts)
+        b.stop_sim(s)
         s_args = ["--nodes", ",".join(map(str, nodes))]
         if extra:
             s_args += ["--fault", f"{m}:{extra}"]
@@ -368,34 +401,37 @@ def trials_power_cut(b, rng, mode):
         maps[name] = pm
         say_record(recs[-1])
     cfg = {c[0]: c for c in configs}
-    points = []
     if mode == "quick":
-        for ph, c in wanted:
-            points.append((ph, c))
+        wanted = {"single": ["program", "entry erase"], "group": ["commit bytes", "ENTER_ISP"]}[shape]
     else:
-        for ph in PHASES:
-            have = [c for c in maps if any(p == ph for _, p in maps[c])]
-            for _ in range(per_phase):
-                if have:
-                    points.append((ph, rng.choice(have)))
-                else:
-                    recs.append(record(kind, f"{ph}: no request in any reference", result="FAIL",
-                                       detail="the phase map has no request in this phase"))
-                    say_record(recs[-1])
+        # 20 cuts in CI: every phase on the node alone, every phase but
+        # repair (losses) and the entry check on the member of a group
+        wanted = list(PHASES) if shape == "single" else [p for p in PHASES if p not in ("repair", "entry check")]
+        wanted = wanted * (1 if mode == "ci" else 3)
+    points = []
+    for ph in wanted:
+        have = [c for c in maps if any(p == ph for _, p in maps[c])]
+        if have:
+            points.append((ph, rng.choice(have)))
+        else:
+            recs.append(record(kind, f"{shape}: {ph}: no request in any reference", result="FAIL",
+                               detail="the phase map has no request in this phase"))
+            say_record(recs[-1])
+    points.sort(key=lambda p: list(cfg).index(p[1]))
     for ph, cname in points:
         name, nodes, m, image, opts, initial, extra = cfg[cname]
-        candidates = [n for n, p in maps[cname] if p == ph]
-        if not candidates:
-            continue
-        n_cut = rng.choice(candidates)
-        delay = rng.choice(("200ms", "500ms", "1s"))
+        n_cut = rng.choice([n for n, p in maps[cname] if p == ph])
+        delay = rng.choice(("200ms", "500ms"))
         t0 = time.monotonic()
+        drop = int(extra.split("=")[1]) if extra.startswith("drop-every") else 0
         fault = f"{m}:power-cut={n_cut},restart-delay={delay}" + (f",{extra}" if extra else "")
+        d = b.candump_start(f"cut-{cname}-{n_cut}")
         s = b.sim(f"cut-{cname}-{n_cut}", ["--nodes", ",".join(map(str, nodes)), "--fault", fault],
                   {n: initial for n in nodes})
         targets = [f"node{n}" for n in nodes]
         job, state, err = b.flash(targets, image, *opts)
         b.stop_sim(s)
+        actual = cut_phase(b.candump_stop(d), m, n_cut, drop)
         cut = cut_command(b.sim_lines(s, f"node{m}"))
         new = expected_flash(image, initial)
         first = {f"node{n}": classify(b.flash_of(s, n), new, initial) for n in nodes}
@@ -407,19 +443,18 @@ def trials_power_cut(b, rng, mode):
         b.stop_sim(s2)
         retry = {n: classify(b.flash_of(s2, int(n[4:])), new, initial) for n in targets}
         crash |= b.check_daemon()
-        outcomes = dict(first)
-        detail = (f"cut at request {n_cut} ({cut or 'no cut happened'}), restart {delay}: job {state}"
-                  f"{' (' + err + ')' if err else ''}; retry {state2}: "
+        detail = (f"node{m} cut at request {n_cut} ({cut or 'no cut happened'}; planned {ph}), restart {delay}:"
+                  f" job {state}{' (' + err + ')' if err else ''}; retry {state2}: "
                   + " ".join(f"{n}={o}" for n, o in retry.items()))
         ok = (not lie and state2 == "succeeded" and all(o == "new" for o in retry.values()) and cut is not None)
-        outcomes_str = " ".join(f"{n}={o}" for n, o in first.items())
-        r = record(kind, f"{ph} {cname} #{n_cut}", outcomes, detail, result="ok" if ok else "FAIL", crash=crash,
+        if lie:
+            detail += "; the job succeeded but " + " ".join(f"{n}={o}" for n, o in first.items())
+        r = record(kind, f"{actual} {cname} #{n_cut}", first, detail, result="ok" if ok else "FAIL", crash=crash,
                    figures={"seconds": round(time.monotonic() - t0, 2), "job_succeeded": int(state == "succeeded"),
                             "retry_new": int(all(o == "new" for o in retry.values()))})
-        r["phase"] = ph
+        r["phase"] = actual
+        r["planned_phase"] = ph
         r["retry"] = retry
-        if lie:
-            r["detail"] += "; the job succeeded but " + outcomes_str
         recs.append(r)
         say_record(r)
     return recs
@@ -445,18 +480,26 @@ def trials_kill9(b, rng, mode):
         for targets in queue_:
             path = b.e.flash_nodes(targets, image)
             mine[int(path.rsplit("/", 1)[1])] = targets
+        # Most kills land while a job runs (a random time after the
+        # daemon logged a job's start), some while the queue just waits.
         moments = []
         for _ in range(kills):
-            wait = rng.uniform(0.2, 2.0) * SLOW / 2
+            wait = rng.uniform(0.05, 1.5)
+            if rng.random() < 0.75:
+                seen = b.e.log("stcispd.log").count(") started")
+                end = time.monotonic() + 20 * SLOW
+                while b.e.log("stcispd.log").count(") started") == seen and time.monotonic() < end:
+                    time.sleep(0.05)
+                moments.append(f"start+{wait:.2f}")
+            else:
+                moments.append(f"{wait:.2f}")
             time.sleep(wait)
-            moments.append(round(wait, 2))
             b.e.kill_daemon(signal.SIGKILL)
             b.start_daemon()
 
-        def done():
-            rows = b.jobs()
-            return all(row[3] in ("succeeded", "failed", "cancelled") for row in rows if row[0] in mine) and rows
-        rows = b.e.wait_for("the queue to drain", done, 300)
+        for j in sorted(mine):
+            b.wait_job(f"/org/stcisp/ispd1/job/{j}", timeout=300)
+        rows = b.jobs()
         b.stop_sim(s)
         ids = [row[0] for row in rows]
         lost = sum(1 for j in mine if j not in ids)
@@ -467,8 +510,8 @@ def trials_kill9(b, rng, mode):
         log = b.e.log("stcispd.log").splitlines()
         rerun = 0
         for j in mine:
-            ended = [i for i, l in enumerate(log) if re.match(rf"Job {j} \(.*\) (succeeded|failed|cancelled)", l)]
-            started = [i for i, l in enumerate(log) if re.match(rf"Job {j} \(.*\) started", l)]
+            ended = [i for i, l in enumerate(log) if re.match(rf"Job {j} \([^)]*\) (succeeded|failed|cancelled)", l)]
+            started = [i for i, l in enumerate(log) if re.match(rf"Job {j} \([^)]*\) started", l)]
             if ended and any(i > ended[0] for i in started):
                 rerun += 1
         final = {n: b.flash_of(s, n) for n in nodes}
@@ -545,7 +588,7 @@ def trials_foreign(b, rng, mode):
             gen = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "foreign_traffic.py"), b.interface,
                                     str(seed), str(rate), *map(str, nodes)], stdout=f, stderr=subprocess.STDOUT,
                                    env=b.e.env)
-        time.sleep(0.3 * SLOW)
+        b.e.wait_for("the traffic generator", lambda: open(gen_log).read() or gen.poll() is not None, 30)
         job, state, err = b.flash([f"node{n}" for n in nodes], image)
         gen.send_signal(signal.SIGTERM)
         gen.wait(timeout=30 * SLOW)
@@ -685,7 +728,10 @@ def trials_refused(b, rng, mode):
     return [rec]
 
 
-KINDS = [("power-cut", trials_power_cut, CONFIG),
+# Work items: (kind, function, daemon configuration), longest first, run
+# two at a time.
+KINDS = [("power-cut", power_cut_trials("single"), CONFIG),
+         ("power-cut", power_cut_trials("group"), CONFIG),
          ("kill9", trials_kill9, CONFIG + "[Daemon]\nMaxAttempts=50\n"),
          ("loss", trials_loss, CONFIG),
          ("foreign", trials_foreign, CONFIG),
@@ -702,7 +748,7 @@ def say_record(r):
 
 def run_kind(kind, fn, config, interface, images, seed, mode):
     """One kind of trials on its own bench; an exception is a FAIL record."""
-    rng = random.Random(f"{seed}/{kind}")
+    rng = random.Random(f"{seed}/{fn.__name__}")
     t0 = time.monotonic()
     b = None
     recs = []
@@ -770,6 +816,7 @@ def main():
         work.put(k)
     results = {}
     took = {}
+    lock = threading.Lock()
 
     def worker(interface):
         while True:
@@ -778,8 +825,10 @@ def main():
             except queue.Empty:
                 return
             recs, t = run_kind(kind, fn, config, interface, images, seed, mode)
-            results[kind] = recs
-            took[kind] = t
+            with lock:
+                for r in recs:
+                    results.setdefault(r["kind"], []).append(r)
+                took[kind] = took.get(kind, 0) + t
     threads = [threading.Thread(target=worker, args=(i,)) for i in interfaces]
     for t in threads:
         t.start()
@@ -788,7 +837,8 @@ def main():
     state_recs, state_took = run_state_kinds(a.only, seed, mode, interfaces[0])
     for r in state_recs:
         results.setdefault(r["kind"], []).append(r)
-    took.update(state_took)
+    for k, t in state_took.items():
+        took[k] = took.get(k, 0) + t
     total = time.monotonic() - t_start
 
     # the table, one block per kind
@@ -797,7 +847,11 @@ def main():
     print()
     print(f"{'kind':<10} {'trials':>6} {'ok':>4} {'FAIL':>4} {'new':>4} {'old':>4} {'isp':>4} {'BRICK':>5} "
           f"{'lost':>4} {'dup':>4} {'crash':>5} {'s':>6}")
-    for kind in [k[0] for k in kinds] + [k for k in results if k not in [x[0] for x in kinds]]:
+    order = []
+    for k in [x[0] for x in kinds] + list(results):
+        if k not in order:
+            order.append(k)
+    for kind in order:
         recs = results.get(kind, [])
         counts = {o: 0 for o in ("new", "old", "isp", "BRICK")}
         for r in recs:
@@ -817,7 +871,7 @@ def main():
               f"{counts['isp']:>4} {counts['BRICK']:>5} {lost:>4} {dup:>4} {crashes:>5} {took.get(kind, 0):>6.1f}")
         entry = {"trials": len(recs), "ok": len(recs) - nfail, "failed": nfail, "outcomes": counts,
                  "jobs_lost": lost, "jobs_duplicated": dup, "crashes": crashes,
-                 "seconds": round(took.get(kind, 0), 1), "seed": f"{seed}/{kind}", "figures_sum": figures,
+                 "seconds": round(took.get(kind, 0), 1), "seed": seed, "figures_sum": figures,
                  "trials_detail": recs}
         if kind == "power-cut":
             entry["phases"] = {p: sum(1 for r in recs if r.get("phase") == p) for p in PHASES}
