@@ -592,7 +592,7 @@ def trials_foreign(b, rng, mode):
         # replies spoofed from a target's id with random data (Python in the
         # emulated guest manages about a hundred frames a second)
         spoof = rng.choice(("1B2", "1B5", "1B0")) + f"{rng.choice(nodes):05X}"
-        flood = subprocess.Popen(["cangen", b.interface, "-e", "-I", spoof, "-L", "4" if spoof[2] == "2" else "5",
+        flood = subprocess.Popen(["cangen", b.interface, "-i", "-e", "-I", spoof, "-L", "4" if spoof[2] == "2" else "5",
                                   "-D", "r", "-g", f"{1000 / rate:.2f}", "-n", str(rate * 60)],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t_flood = time.monotonic()
