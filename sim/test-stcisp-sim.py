@@ -150,7 +150,7 @@ def announce_discover_and_flash_files():
     uids = {}
     for n in (1, 2, 3):
         info = bus.expect(rep_id(7, n))
-        assert len(info) == 8 and info[0] == 1 and info[1] == 0x07 and info[3] == 4, info.hex()
+        assert len(info) == 8 and info[0] == 1 and info[1] == 0x0F and info[3] == 4, info.hex()
         uids[n] = info[4:]
     assert len(set(uids.values())) == 3, 'UIDs are not distinct'
     state['uids'] = uids
