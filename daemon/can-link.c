@@ -467,6 +467,10 @@ void can_link_recheck(struct can_link *l) {
         link_set_up(l, interface_running(l));
 }
 
+uint32_t can_link_rx_dropped(const struct can_link *l) {
+        return l->rx_dropped;
+}
+
 void can_link_get_status(struct can_link *l, bool query_driver, struct can_link_status *ret) {
         static const char *const states[] = {
                 [CAN_STATE_ERROR_ACTIVE]  = "error-active",

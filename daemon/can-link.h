@@ -33,7 +33,8 @@ struct can_link_status {
 };
 
 struct can_link_ops {
-        /* An ISP reply arrived (already filtered by the kernel). */
+        /* An ISP reply, or another host's PROGRAM, ERASE or CRC request,
+         * arrived (already filtered by the kernel). */
         void (*frame)(void *userdata, const struct isp_can_frame *frame);
         /* The link went down (ENETDOWN) or came back up. */
         void (*link_changed)(void *userdata, bool up);
@@ -60,3 +61,5 @@ void can_link_recheck(struct can_link *l);
 /* query_driver: also ask libsocketcan for bitrate, controller state and
  * error counters (netlink requests); else those are left unknown. */
 void can_link_get_status(struct can_link *l, bool query_driver, struct can_link_status *ret);
+/* Its rx_dropped alone: cheap enough for every received frame. */
+uint32_t can_link_rx_dropped(const struct can_link *l);

@@ -267,16 +267,15 @@ static void on_frame(void *userdata, const struct isp_can_frame *frame) {
         struct isp_reply reply;
 
         if (session_running(l)) {
-                struct can_link_status st;
-
                 /* frames the kernel dropped for us may have been another
                  * host's writes: the session's verify then checks all */
-                can_link_get_status(l->link, /* query_driver= */ false, &st);
-                if (st.rx_dropped != l->rx_dropped_seen) {
+                uint32_t dropped = can_link_rx_dropped(l->link);
+
+                if (dropped != l->rx_dropped_seen) {
                         /* a link attached again counts from 0 */
-                        if (st.rx_dropped > l->rx_dropped_seen)
-                                session_note_rx_dropped(l->session, st.rx_dropped - l->rx_dropped_seen);
-                        l->rx_dropped_seen = st.rx_dropped;
+                        if (dropped > l->rx_dropped_seen)
+                                session_note_rx_dropped(l->session, dropped - l->rx_dropped_seen);
+                        l->rx_dropped_seen = dropped;
                 }
                 session_receive(l->session, frame, now_monotonic(l));
                 session_rearm(l);
@@ -534,12 +533,8 @@ void line_start_job(Line *l, Job *j, const struct session_target_spec *targets, 
                 job_done(l, JOB_FAILED, why ?: "cannot create a protocol session");
                 return;
         }
-        if (l->link) {
-                struct can_link_status st;
-
-                can_link_get_status(l->link, /* query_driver= */ false, &st);
-                l->rx_dropped_seen = st.rx_dropped;
-        }
+        if (l->link)
+                l->rx_dropped_seen = can_link_rx_dropped(l->link);
         r = session_start(l->session, now_monotonic(l));
         if (r < 0 && l->job == j)
                 /* Reported through the return value, not through finished(). */
